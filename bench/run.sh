@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Benchmarks pikku channels against a no-framework baseline and writes docs/benchmarks.md.
+#
+# For every case the framework server (`bench-server`) and the baseline (`baseline-server`) run
+# back to back, each as a fresh process pinned to CPU 0, loaded by `pikku-bench` pinned to CPU 1.
+# While `bench-server` exits with status 2 at startup ("framework API pending") its rows are
+# skipped and marked pending.
+#
+# Usage: bash bench/run.sh
+# Knobs (environment): DURATION (measured seconds, 10), WARMUP (2), IDLE_HOLD (seconds idle
+# connections sit before RSS is read, 3), PORT (first port, 18500), SERVERS ("framework
+# baseline"), OUT (results dir, target/bench-results), DOC (docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+IDLE_HOLD=${IDLE_HOLD:-3}
+PORT=${PORT:-18500}
+SERVERS=${SERVERS:-"framework baseline"}
+OUT=${OUT:-target/bench-results}
+DOC=${DOC:-docs/benchmarks.md}
+SERVER_CPU=0
+LOAD_CPU=1
+
+echo "== building (release)"
+cargo build --release -p pikku-bench
+BIN=${CARGO_TARGET_DIR:-target}/release
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+COMMANDS=$OUT/commands.txt
+: >"$COMMANDS"
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
+t0=$SECONDS
+
+binary_of() {
+  case $1 in
+    framework) echo bench-server ;;
+    baseline) echo baseline-server ;;
+  esac
+}
+
+# start_server SERVER CASE: starts a fresh server on the next port; sets SERVER_PID, SERVER_PORT.
+# Returns the server's exit status if it exits before listening (2 = framework pending).
+start_server() {
+  local server=$1 case=$2 bin status=0
+  bin=$(binary_of "$server")
+  SERVER_PORT=$PORT
+  PORT=$((PORT + 1))
+  SERVER_CMD="taskset -c $SERVER_CPU $BIN/$bin --port $SERVER_PORT"
+  $SERVER_CMD >"$OUT/$server-$case.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 200); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      wait "$SERVER_PID" || status=$?
+      return $((status == 0 ? 1 : status))
+    fi
+    # Wait for the listening socket without connecting (a probe connection would be an
+    # aborted upgrade in the server log).
+    if [ -n "$(ss -Hltn "sport = :$SERVER_PORT" 2>/dev/null)" ]; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "server $bin did not listen on $SERVER_PORT" >&2
+  kill "$SERVER_PID" 2>/dev/null || true
+  return 1
+}
+
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# run_case SERVER CASE SCENARIO FLAGS...: one measured run; leaves SERVER-CASE.{json,failed,
+# logerrors,out,log} in $OUT.
+run_case() {
+  local server=$1 case=$2 scenario=$3 status=0
+  shift 3
+  if [ -e "$OUT/$server.pending" ]; then
+    return 0
+  fi
+  start_server "$server" "$case" || status=$?
+  if [ "$status" -eq 2 ]; then
+    echo "== $server: $(binary_of "$server") exited with status 2: framework pending, skipping its rows"
+    cat "$OUT/$server-$case.log"
+    : >"$OUT/$server.pending"
+    return 0
+  elif [ "$status" -ne 0 ]; then
+    echo "server failed to start (status $status)" >"$OUT/$server-$case.failed"
+    return 0
+  fi
+  local load=(taskset -c "$LOAD_CPU" "$BIN/pikku-bench" "$scenario"
+    --url "ws://127.0.0.1:$SERVER_PORT/bench" --server-pid "$SERVER_PID" "$@")
+  {
+    echo "# $server $case"
+    echo "$SERVER_CMD"
+    echo "${load[*]}" | sed "s/--server-pid $SERVER_PID/--server-pid \$SERVER_PID/"
+    echo
+  } >>"$COMMANDS"
+  echo "== $server $case: ${load[*]}"
+  status=0
+  "${load[@]}" >"$OUT/$server-$case.out" 2>&1 || status=$?
+  grep -v '^RESULT ' "$OUT/$server-$case.out" || true
+  stop_server
+  if grep -q '^RESULT ' "$OUT/$server-$case.out"; then
+    grep '^RESULT ' "$OUT/$server-$case.out" | tail -n 1 | sed 's/^RESULT //' >"$OUT/$server-$case.json"
+  else
+    { echo "pikku-bench exited with status $status:"; tail -n 3 "$OUT/$server-$case.out"; } >"$OUT/$server-$case.failed"
+  fi
+  # Error lines the server logged during the run (the idle 19,000 target wants none).
+  grep -ciE 'error|panic' "$OUT/$server-$case.log" >"$OUT/$server-$case.logerrors" || true
+  sleep 1
+}
+
+# run_all CASE SCENARIO FLAGS...: the case for every server, back to back (interleaved per case,
+# so machine noise hits both alike).
+run_all() {
+  local case=$1
+  shift
+  for server in $SERVERS; do
+    run_case "$server" "$case" "$@"
+  done
+}
+
+run_all echo echo --connections 50 --window 4 --payload 64 --duration "$DURATION" --warmup "$WARMUP"
+run_all fanout fanout --subscribers 1000 --window 8 --duration "$DURATION" --warmup "$WARMUP"
+run_all idle15k idle --connections 15000 --topics 100 --sample 100 --duration "$IDLE_HOLD"
+run_all idle19k idle --connections 19000 --topics 100 --sample 1000 --duration "$IDLE_HOLD"
+run_all connect connect --concurrency 32 --duration "$DURATION" --warmup "$WARMUP"
+
+elapsed=$((SECONDS - t0))
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+pending_note=""
+if [ -e "$OUT/framework.pending" ]; then
+  pending_note="**Framework pending:** \`bench-server\` still exits with status 2 (the framework API is being
+written), so its rows read \"pending\" and only the baseline was measured."
+fi
+
+mkdir -p "$(dirname "$DOC")"
+{
+  cat <<EOF
+# Benchmarks
+
+Measured by \`bash bench/run.sh\` (the \`pikku-bench\` crate). Each case starts a fresh server
+pinned to CPU 0 (\`taskset -c $SERVER_CPU\`) and loads it from CPU 1 (\`taskset -c $LOAD_CPU\`) with
+\`pikku-bench\`, a single-threaded tokio client. The framework server (\`bench-server\`) and the
+no-framework baseline (\`baseline-server\`: tokio-websockets, \`serde_json::Value\` routing, an mpsc
+writer per connection, a mutex-guarded topic map, one encode per publish) serve the same contract
+and get the same load, one after the other, so the ratio column is from one run on one machine.
+
+- **Run:** $started_at, $elapsed s in all; measured window ${DURATION} s after ${WARMUP} s of warmup
+  (idle: ${IDLE_HOLD} s idle before RSS is read).
+- **Machine:** $(nproc) CPUs, ${cpu_model}, $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r),
+  $(rustc -V | cut -d' ' -f1-2), \`ulimit -n\` $(ulimit -n).
+- **Server CPU per message** is the server's own utime+stime from \`/proc/<pid>/stat\` over the
+  measured window divided by the messages (echo round trips, fan-out deliveries, connections) in it:
+  it stays honest when the single-core client is the bottleneck. **RSS per connection** is
+  (VmRSS after − VmRSS before) / connections, read from \`/proc/<pid>/status\`.
+- The machine is noisy: treat gaps under ~15% as ties.
+
+$pending_note
+
+EOF
+  "$BIN/pikku-bench" table --results "$OUT"
+  cat <<EOF
+
+## Command lines
+
+Server and load of every run (\`\$SERVER_PID\` is the pid of the server started on the line above):
+
+\`\`\`
+EOF
+  cat "$COMMANDS"
+  cat <<EOF
+\`\`\`
+
+Scenario meanings: \`echo\` keeps \`--window\` requests \`{"action":"echo","seq":N,"t":µs,"p":"x…"}\`
+in flight per connection (closed loop); \`fanout\` subscribes \`--subscribers\` connections to one
+topic and keeps \`--window\` publishes in flight from one more connection (a publish completes at
+its \`{"action":"pub"}\` ack; latency is per delivery); \`idle\` opens \`--connections\` connections,
+each subscribed to one of \`--topics\` topics, then has \`--sample\` of them answer an echo;
+\`connect\` opens, upgrades and closes connections from \`--concurrency\` workers. Raw output:
+\`$OUT/\`.
+EOF
+} >"$DOC"
+echo "== wrote $DOC (${elapsed}s)"

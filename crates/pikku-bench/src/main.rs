@@ -1,0 +1,74 @@
+//! `pikku-bench`: the load generator (see the crate docs and `docs/benchmarks.md`).
+
+use std::process::ExitCode;
+
+use pikku_bench::args::Args;
+
+const USAGE: &str = "\
+usage: pikku-bench <scenario> [flags]
+       pikku-bench table --results <dir>
+
+scenarios:
+  echo     --connections 50 --window 4 --payload 64
+  fanout   --subscribers 1000 --window 8 [--topic t]
+  idle     --connections 15000 --topics 100 --sample 100 [--concurrency 64]
+  connect  [--concurrency 32]
+common flags:
+  --url ws://127.0.0.1:8080/bench  --server-pid PID  --duration 5  --warmup 1  --source-ips 16
+
+Prints the numbers, then one `RESULT {json}` line. Exit status: 0 ok, 3 the run had failures
+(errors, dead connections), 1 the run could not complete, 64 bad usage.";
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let Some(command) = argv.next() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(64);
+    };
+    if command == "--help" || command == "-h" || command == "help" {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match Args::parse(argv) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("pikku-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    if command == "table" {
+        return match table(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pikku-bench table: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !pikku_bench::scenario::NAMES.contains(&command.as_str()) {
+        eprintln!("pikku-bench: unknown command `{command}`\n\n{USAGE}");
+        return ExitCode::from(64);
+    }
+    println!("pikku-bench {command}");
+    match pikku_bench::scenario::run(&command, args) {
+        Ok(report) => {
+            report.print();
+            if report.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            eprintln!("pikku-bench {command}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn table(mut args: Args) -> pikku_bench::Result<()> {
+    let dir: std::path::PathBuf = args.required("results")?;
+    args.finish()?;
+    print!("{}", pikku_bench::table::render(&dir)?);
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Smoke test: every scenario runs for about a second against the no-framework baseline server
+//! and reports a result with non-zero throughput. This keeps the harness from rotting; it asserts
+//! nothing about speed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use std::time::Duration;
+
+use pikku_bench::client::{next_data, send_text, Connector, Ws};
+use serde_json::{json, Value};
+
+/// A `baseline-server` on a free port, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baseline-server"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn baseline-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in `{line}`"));
+        Self { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one scenario against a fresh baseline server and returns its `RESULT` object.
+fn run(scenario: &str, flags: &[&str]) -> Value {
+    let server = Server::start();
+    let url = format!("ws://127.0.0.1:{}/bench", server.port);
+    let pid = server.child.id().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_pikku-bench"))
+        .args([
+            scenario,
+            "--url",
+            &url,
+            "--server-pid",
+            &pid,
+            "--source-ips",
+            "4",
+        ])
+        .args(flags)
+        .output()
+        .expect("run pikku-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pikku-bench {scenario} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
+    let result: Value = serde_json::from_str(line).expect("RESULT is JSON");
+    assert_eq!(result["scenario"], scenario);
+    assert_eq!(result["failures"], 0, "{result}");
+    assert!(result["server_rss_kib"].as_u64().is_some() || scenario == "idle");
+    result
+}
+
+fn positive(result: &Value, key: &str) {
+    let x = result[key].as_f64().unwrap_or(0.0);
+    assert!(x > 0.0, "{key} should be > 0 in {result}");
+}
+
+#[test]
+fn echo_reports_throughput() {
+    let r = run(
+        "echo",
+        &[
+            "--connections",
+            "4",
+            "--window",
+            "2",
+            "--payload",
+            "16",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    positive(&r, "msgs_per_s");
+    positive(&r, "latency_p99_us");
+    positive(&r, "server_cpu_us_per_msg");
+}
+
+#[test]
+fn fanout_reports_deliveries() {
+    let r = run(
+        "fanout",
+        &[
+            "--subscribers",
+            "20",
+            "--window",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    positive(&r, "deliveries_per_s");
+    positive(&r, "publishes_per_s");
+    assert_eq!(r["self_deliveries"], 0);
+}
+
+#[test]
+fn idle_reports_memory_and_liveness() {
+    let r = run(
+        "idle",
+        &[
+            "--connections",
+            "300",
+            "--topics",
+            "100",
+            "--sample",
+            "10",
+            "--duration",
+            "0.5",
+        ],
+    );
+    positive(&r, "setup_conns_per_s");
+    assert!(r["rss_per_conn_bytes"].is_number(), "{r}");
+    assert_eq!(r["alive"], 10);
+    assert_eq!(r["dead"], 0);
+}
+
+#[test]
+fn connect_reports_rate() {
+    let r = run(
+        "connect",
+        &["--concurrency", "4", "--duration", "1", "--warmup", "0.2"],
+    );
+    positive(&r, "conns_per_s");
+}
+
+#[test]
+fn baseline_answers_the_contract_shapes() {
+    // The exact replies other programs rely on (issue 3's bench-server contract).
+    let server = Server::start();
+    let url = format!("ws://127.0.0.1:{}/bench", server.port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(contract(&url));
+}
+
+async fn reply(ws: &mut Ws) -> Value {
+    let payload = tokio::time::timeout(Duration::from_secs(5), next_data(ws))
+        .await
+        .expect("a reply within 5 s")
+        .expect("a data frame");
+    serde_json::from_slice(&payload).expect("JSON reply")
+}
+
+async fn contract(url: &str) {
+    let connector = Connector::new(url, 1).await.unwrap();
+    let mut a = connector.connect().await.unwrap();
+    let mut b = connector.connect().await.unwrap();
+
+    send_text(&mut a, r#"{"action":"echo","seq":1,"t":5,"p":"xx"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(
+        reply(&mut a).await,
+        json!({"seq":1,"t":5,"p":"xx","action":"echo"})
+    );
+
+    for ws in [&mut a, &mut b] {
+        send_text(ws, r#"{"action":"sub","topic":"t"}"#.into())
+            .await
+            .unwrap();
+        assert_eq!(reply(ws).await, json!({"action":"sub"}));
+    }
+    send_text(&mut a, r#"{"action":"pub","topic":"t","t":7}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(reply(&mut b).await, json!({"topic":"t","data":{"t":7}}));
+    // The sender is excluded: its next frame is the ack, then the echo after it.
+    assert_eq!(reply(&mut a).await, json!({"action":"pub"}));
+    send_text(&mut a, r#"{"action":"echo","seq":2}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(reply(&mut a).await, json!({"action":"echo","seq":2}));
+
+    send_text(&mut a, r#"{"action":"nosuch"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(reply(&mut a).await["errorName"], "NotFoundError");
+}

@@ -1,0 +1,124 @@
+//! Outbound frames and the encoding rules of protocol §4.1 (D11).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ChannelError, SendError};
+
+/// One frame on its way to a client, already encoded.
+///
+/// Cloning is cheap: the payload is a reference-counted [`Bytes`], which is how one publication reaches every
+/// subscriber with a single encode (D10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutFrame {
+    /// A text frame; the bytes are valid UTF-8.
+    Text(Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping (heartbeat).
+    Ping,
+}
+
+impl OutFrame {
+    /// Payload length in bytes, used to bound the outbound queue.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(b) | Self::Binary(b) => b.len(),
+            Self::Ping => 0,
+        }
+    }
+
+    /// Whether the payload is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A text frame holding `text` exactly (no JSON quoting).
+    pub fn text(text: impl Into<Cow<'static, str>>) -> Self {
+        match text.into() {
+            Cow::Borrowed(s) => Self::Text(Bytes::from_static(s.as_bytes())),
+            Cow::Owned(s) => Self::Text(Bytes::from(s.into_bytes())),
+        }
+    }
+}
+
+/// Encodes a value by D11: a JSON string goes out as raw text (`""` for the empty string), anything else as JSON
+/// text.
+///
+/// ```
+/// use pikku_core::{encode_value, OutFrame};
+/// assert_eq!(encode_value(&"hello!").unwrap(), OutFrame::text("hello!"));
+/// assert_eq!(encode_value(&"").unwrap(), OutFrame::text("\"\""));
+/// assert_eq!(encode_value(&serde_json::json!({"a":1})).unwrap(), OutFrame::text("{\"a\":1}"));
+/// ```
+///
+/// # Errors
+/// The value's `Serialize` implementation failed.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<OutFrame, SendError> {
+    let json = serde_json::to_vec(value).map_err(SendError::Serialize)?;
+    Ok(frame_from_json(json))
+}
+
+/// Encodes an already built JSON value by D11.
+#[must_use]
+pub fn encode_json(value: &Value) -> OutFrame {
+    match value {
+        Value::String(s) => string_frame(s),
+        other => OutFrame::Text(Bytes::from(
+            serde_json::to_vec(other).expect("a serde_json::Value always serializes"),
+        )),
+    }
+}
+
+fn string_frame(s: &str) -> OutFrame {
+    if s.is_empty() {
+        OutFrame::Text(Bytes::from_static(b"\"\""))
+    } else {
+        OutFrame::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+/// Turns serialized JSON into a frame, unquoting it when it is a string.
+fn frame_from_json(json: Vec<u8>) -> OutFrame {
+    if json.first() == Some(&b'"') {
+        // A JSON string: send its characters, unescaped (D11).
+        match serde_json::from_slice::<String>(&json) {
+            Ok(s) if s.is_empty() => OutFrame::Text(Bytes::from_static(b"\"\"")),
+            Ok(s) => OutFrame::Text(Bytes::from(s.into_bytes())),
+            Err(_) => OutFrame::Text(Bytes::from(json)),
+        }
+    } else {
+        OutFrame::Text(Bytes::from(json))
+    }
+}
+
+/// Builds the error frame of protocol §4.4: `{"error","errorName"}`, plus the routing member when the message was
+/// routed, `details` for validation errors and `debug` in development mode for internal errors.
+#[must_use]
+pub fn error_frame(err: &ChannelError, routing: Option<(&str, &str)>, dev_mode: bool) -> OutFrame {
+    let mut map = serde_json::Map::new();
+    if let Some((key, value)) = routing {
+        map.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+    map.insert(
+        "error".into(),
+        Value::String(err.client_message().into_owned()),
+    );
+    map.insert("errorName".into(), Value::String(err.name().to_owned()));
+    let details = err.details();
+    if !details.is_empty() {
+        map.insert(
+            "details".into(),
+            serde_json::to_value(details).expect("details always serialize"),
+        );
+    }
+    if dev_mode && err.is_internal() {
+        map.insert("debug".into(), Value::String(err.debug_text()));
+    }
+    encode_json(&Value::Object(map))
+}

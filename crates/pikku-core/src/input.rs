@@ -1,0 +1,204 @@
+//! Turning a message's JSON into a handler's typed input, with JSON-Pointer validation details (protocol §4.4).
+
+use std::any::TypeId;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ChannelError, ErrorDetail};
+
+const INVALID_MESSAGE: &str = "Invalid message data";
+
+/// A type a message handler can take as input.
+///
+/// Every `DeserializeOwned` type is one; `()` ignores whatever the message carries. Wrap a type in [`Valid`] to
+/// also check its declared `garde` constraints.
+pub trait FromInput: Sized + Send + 'static {
+    /// Builds the input, or fails with `UnprocessableContentError` and details.
+    ///
+    /// # Errors
+    /// The value does not fit the type or its constraints.
+    fn from_input(value: Value) -> Result<Self, ChannelError>;
+}
+
+impl<T: DeserializeOwned + Send + 'static> FromInput for T {
+    fn from_input(value: Value) -> Result<Self, ChannelError> {
+        // A handler whose input type is `()` ignores the message's members (semantics §3.3).
+        let value = if TypeId::of::<T>() == TypeId::of::<()>() {
+            Value::Null
+        } else {
+            value
+        };
+        deserialize(value)
+    }
+}
+
+/// Deserializes `value` into `T`, reporting where it failed as a JSON Pointer.
+///
+/// # Errors
+/// `UnprocessableContentError` `Invalid message data` with one detail.
+pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, ChannelError> {
+    deserialize_with_message(value, INVALID_MESSAGE)
+}
+
+/// As [`deserialize`], with the error's client message chosen by the caller (`Invalid opening data`, …).
+pub(crate) fn deserialize_with_message<'de, T, D>(
+    de: D,
+    message: &'static str,
+) -> Result<T, ChannelError>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let mut pointer = pointer_of(err.path());
+        let text = err.inner().to_string();
+        // serde reports a missing member at its parent; the protocol wants the path it should have had.
+        if let Some(field) = missing_field(&text) {
+            push_token(&mut pointer, field);
+        }
+        ChannelError::unprocessable(message, vec![ErrorDetail::new(pointer, text)])
+    })
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => push_token(&mut pointer, &index.to_string()),
+            Segment::Map { key } => push_token(&mut pointer, key),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    pointer
+}
+
+/// Appends one JSON-Pointer reference token, escaped by RFC 6901.
+pub(crate) fn push_token(pointer: &mut String, token: &str) {
+    pointer.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// Input that is deserialized and then checked against its declared `garde` constraints.
+///
+/// ```
+/// use pikku_core::{Channel, Ctx, Params, Valid};
+///
+/// #[derive(serde::Deserialize, garde::Validate)]
+/// struct Create {
+///     #[garde(length(min = 1, max = 100))]
+///     title: String,
+/// }
+///
+/// async fn create(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, Valid(input): Valid<Create>) -> String {
+///     input.title
+/// }
+/// ```
+#[cfg(feature = "garde")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Valid<T>(pub T);
+
+#[cfg(feature = "garde")]
+impl<T> FromInput for Valid<T>
+where
+    T: DeserializeOwned + garde::Validate + Send + 'static,
+    T::Context: Default,
+{
+    fn from_input(value: Value) -> Result<Self, ChannelError> {
+        let input: T = deserialize(value)?;
+        match input.validate() {
+            Ok(()) => Ok(Valid(input)),
+            Err(report) => {
+                let details = report
+                    .iter()
+                    .map(|(path, error)| {
+                        ErrorDetail::new(garde_pointer(&path.to_string()), error.to_string())
+                    })
+                    .collect();
+                Err(ChannelError::unprocessable(INVALID_MESSAGE, details))
+            }
+        }
+    }
+}
+
+/// Converts garde's `a.b[0]` path notation into a JSON Pointer (`/a/b/0`).
+#[cfg(feature = "garde")]
+fn garde_pointer(path: &str) -> String {
+    let mut pointer = String::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(idx) = rest.find('[') {
+            if idx > 0 {
+                push_token(&mut pointer, &rest[..idx]);
+            }
+            rest = &rest[idx..];
+            while let Some(inner) = rest.strip_prefix('[') {
+                let end = inner.find(']').unwrap_or(inner.len());
+                push_token(&mut pointer, &inner[..end]);
+                rest = inner.get(end + 1..).unwrap_or("");
+            }
+        } else {
+            push_token(&mut pointer, rest);
+        }
+    }
+    pointer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Create {
+        title: String,
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_the_member() {
+        let err = Create::from_input(json!({"title": 5})).unwrap_err();
+        assert_eq!(err.name(), "UnprocessableContentError");
+        assert_eq!(err.details()[0].path, "/title");
+    }
+
+    #[test]
+    fn missing_member_is_reported_where_it_should_be() {
+        let err = Create::from_input(json!({})).unwrap_err();
+        assert_eq!(err.details()[0].path, "/title");
+    }
+
+    #[test]
+    fn unit_input_ignores_members() {
+        <()>::from_input(json!({"anything": 1})).unwrap();
+    }
+
+    #[test]
+    fn pointer_tokens_are_escaped() {
+        let mut p = String::new();
+        push_token(&mut p, "a/b~c");
+        assert_eq!(p, "/a~1b~0c");
+    }
+
+    #[cfg(feature = "garde")]
+    #[test]
+    fn garde_paths_become_pointers() {
+        assert_eq!(garde_pointer("items[0].name"), "/items/0/name");
+        assert_eq!(garde_pointer("title"), "/title");
+        assert_eq!(garde_pointer(""), "");
+    }
+}

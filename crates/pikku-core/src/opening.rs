@@ -1,0 +1,360 @@
+//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL (protocol §2.4, D6).
+//!
+//! Path params and query merge into one string map, which is deserialized into the channel's opening-data type.
+//! String values become numbers and booleans where the target field needs one (`?limit=5` gives `5`).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+
+use crate::error::{ChannelError, RegistrationError};
+use crate::input::deserialize_with_message;
+
+/// The opening data of a channel that declares no type: route params and query as strings.
+pub type Params = HashMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A parsed route pattern: literal and `:name` segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+impl RoutePattern {
+    /// Parses `/a/:b/c`.
+    ///
+    /// ```
+    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId").unwrap();
+    /// let params = route.matches("/rooms/abc/").unwrap().unwrap();
+    /// assert_eq!(params, vec![("roomId".to_string(), "abc".to_string())]);
+    /// assert!(route.matches("/rooms").unwrap().is_none());
+    /// ```
+    ///
+    /// # Errors
+    /// The pattern does not start with `/`, has an empty segment or an invalid param name.
+    pub fn parse(pattern: &str) -> Result<Self, RegistrationError> {
+        let invalid = |reason: &str| RegistrationError::InvalidRoute {
+            route: pattern.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = pattern
+            .strip_prefix('/')
+            .ok_or_else(|| invalid("it must start with '/'"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut segments = Vec::new();
+        let mut seen = Vec::new();
+        if !rest.is_empty() {
+            for seg in rest.split('/') {
+                if seg.is_empty() {
+                    return Err(invalid("empty path segment"));
+                }
+                if let Some(name) = seg.strip_prefix(':') {
+                    let valid = !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid {
+                        return Err(invalid("param names are non-empty and use [A-Za-z0-9_]"));
+                    }
+                    if seen.contains(&name) {
+                        return Err(invalid("a param name appears twice"));
+                    }
+                    seen.push(name);
+                    segments.push(Segment::Param(name.to_owned()));
+                } else {
+                    segments.push(Segment::Literal(seg.to_owned()));
+                }
+            }
+        }
+        Ok(Self {
+            source: pattern.to_owned(),
+            segments,
+        })
+    }
+
+    /// The pattern as written.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern has no params.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+    }
+
+    /// Whether two patterns match the same paths (same literals and params in the same positions).
+    #[must_use]
+    pub fn same_shape(&self, other: &Self) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    (Segment::Param(_), Segment::Param(_)) => true,
+                    _ => false,
+                })
+    }
+
+    /// Matches a raw (still percent-encoded) path. `Ok(None)`: no match; `Err`: a param is not decodable.
+    ///
+    /// # Errors
+    /// A matched param does not percent-decode to UTF-8.
+    pub fn matches(&self, path: &str) -> Result<Option<Vec<(String, String)>>, ChannelError> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Ok(None);
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut parts = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.split('/'))
+        };
+        let mut params = Vec::new();
+        for seg in &self.segments {
+            let Some(part) = parts.as_mut().and_then(Iterator::next) else {
+                return Ok(None);
+            };
+            match seg {
+                Segment::Literal(lit) => {
+                    if lit != part {
+                        return Ok(None);
+                    }
+                }
+                Segment::Param(name) => {
+                    if part.is_empty() {
+                        return Ok(None);
+                    }
+                    params.push((name.clone(), decode(part, false)?));
+                }
+            }
+        }
+        if parts.and_then(|mut p| p.next()).is_some() {
+            return Ok(None);
+        }
+        Ok(Some(params))
+    }
+}
+
+impl fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+fn malformed() -> ChannelError {
+    ChannelError::bad_request("Malformed upgrade request")
+}
+
+fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
+    let owned;
+    let raw = if plus_is_space && raw.contains('+') {
+        owned = raw.replace('+', " ");
+        &owned
+    } else {
+        raw
+    };
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| malformed())
+}
+
+/// Parses a query string by form rules: `+` is a space, `k` alone gives `""`, a repeated key keeps its last value.
+///
+/// ```
+/// let q = pikku_core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
+/// assert_eq!(q["limit"], "7");
+/// assert_eq!(q["a b"], "c d");
+/// assert_eq!(q["flag"], "");
+/// ```
+///
+/// # Errors
+/// `BadRequestError` when a part does not percent-decode to UTF-8.
+pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
+    let mut map = Params::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(decode(k, true)?, decode(v, true)?);
+    }
+    Ok(map)
+}
+
+/// Merges route params into the query map; a key in both with different values is a 422 (step 5).
+///
+/// # Errors
+/// `UnprocessableContentError` `Conflicting values for key '<key>'`.
+pub fn merge_params(
+    params: Vec<(String, String)>,
+    mut query: Params,
+) -> Result<Params, ChannelError> {
+    for (key, value) in params {
+        if let Some(existing) = query.get(&key) {
+            if *existing != value {
+                return Err(ChannelError::unprocessable(
+                    format!("Conflicting values for key '{key}'"),
+                    Vec::new(),
+                ));
+            }
+        }
+        query.insert(key, value);
+    }
+    Ok(query)
+}
+
+/// Deserializes the merged string map into `O` (step 6).
+///
+/// ```
+/// #[derive(serde::Deserialize, Debug, PartialEq)]
+/// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
+///
+/// let map = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "5".to_string())].into();
+/// let room: Room = pikku_core::opening_from_params(map).unwrap();
+/// assert_eq!(room, Room { room_id: "abc".into(), limit: Some(5) });
+/// ```
+///
+/// # Errors
+/// `UnprocessableContentError` `Invalid opening data` with a JSON-Pointer detail.
+pub fn opening_from_params<O: DeserializeOwned>(params: Params) -> Result<O, ChannelError> {
+    let de = de::value::MapDeserializer::<_, de::value::Error>::new(
+        params.into_iter().map(|(k, v)| (k, ParamValue(v))),
+    );
+    deserialize_with_message(de, "Invalid opening data")
+}
+
+/// One string value that converts to the type the target field asks for.
+struct ParamValue(String);
+
+impl<'de> IntoDeserializer<'de, de::value::Error> for ParamValue {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+macro_rules! parse_number {
+    ($($method:ident => $visit:ident),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            match self.0.parse() {
+                Ok(n) => visitor.$visit(n),
+                Err(_) => Err(de::Error::invalid_value(de::Unexpected::Str(&self.0), &visitor)),
+            }
+        })*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for ParamValue {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_string(self.0)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0.as_str() {
+            "true" => visitor.visit_bool(true),
+            "false" => visitor.visit_bool(false),
+            other => Err(de::Error::invalid_value(
+                de::Unexpected::Str(other),
+                &visitor,
+            )),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_enum(self.0.into_deserializer())
+    }
+
+    parse_number! {
+        deserialize_i8 => visit_i8, deserialize_i16 => visit_i16, deserialize_i32 => visit_i32,
+        deserialize_i64 => visit_i64, deserialize_u8 => visit_u8, deserialize_u16 => visit_u16,
+        deserialize_u32 => visit_u32, deserialize_u64 => visit_u64, deserialize_f32 => visit_f32,
+        deserialize_f64 => visit_f64,
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_and_param_matching() {
+        let p = RoutePattern::parse("/rooms/:id").unwrap();
+        assert!(p.matches("/rooms/").unwrap().is_none());
+        assert!(p.matches("/rooms/a/b").unwrap().is_none());
+        assert!(p.matches("/Rooms/a").unwrap().is_none());
+        assert_eq!(p.matches("/rooms/a%20b").unwrap().unwrap()[0].1, "a b");
+        let root = RoutePattern::parse("/").unwrap();
+        assert!(root.matches("/").unwrap().is_some());
+        assert!(root.matches("/x").unwrap().is_none());
+    }
+
+    #[test]
+    fn invalid_patterns_are_refused() {
+        assert!(RoutePattern::parse("rooms").is_err());
+        assert!(RoutePattern::parse("/a//b").is_err());
+        assert!(RoutePattern::parse("/:").is_err());
+        assert!(RoutePattern::parse("/:a-b").is_err());
+        assert!(RoutePattern::parse("/:a/:a").is_err());
+    }
+
+    #[test]
+    fn conflicting_keys_are_422() {
+        let err = merge_params(
+            vec![("roomId".into(), "abc".into())],
+            parse_query("roomId=zzz").unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(err.client_message(), "Conflicting values for key 'roomId'");
+        merge_params(
+            vec![("roomId".into(), "abc".into())],
+            parse_query("roomId=abc").unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_number_reports_its_path() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Room {
+            limit: Option<u32>,
+        }
+        let err = opening_from_params::<Room>(parse_query("limit=abc").unwrap()).unwrap_err();
+        assert_eq!(err.client_message(), "Invalid opening data");
+        assert_eq!(err.details()[0].path, "/limit");
+    }
+}

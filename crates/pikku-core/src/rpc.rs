@@ -1,0 +1,355 @@
+//! Reverse RPC: the server calls a function the connected client exposes (semantics §9, protocol §3.4, §4.5).
+//!
+//! Requests are `{"action":"pikku-rpc-request","id":"1","funcName":"f","data":…}` with ids from a per-connection
+//! counter. The reader hands response and pending frames to the connection's registry before routing, so a
+//! handler awaiting [`Channel::remote`](crate::Channel::remote) is never stuck behind its own message queue.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::channel::Connection;
+use crate::error::ClientError;
+use crate::frame::encode_json;
+
+/// A function the client exposes, called with [`Channel::remote`](crate::Channel::remote).
+///
+/// ```
+/// use pikku_core::Capability;
+/// struct ClientThing;
+/// impl Capability for ClientThing {
+///     const NAME: &'static str = "clientThing";
+///     type Input = serde_json::Value;
+///     type Output = serde_json::Value;
+/// }
+/// ```
+pub trait Capability {
+    /// The `funcName` the client knows it by.
+    const NAME: &'static str;
+    /// The argument; `()` sends no `data` member.
+    type Input: Serialize + Send;
+    /// The result, deserialized from the response's `result`.
+    type Output: DeserializeOwned;
+}
+
+/// Why a reverse call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RpcFailure {
+    /// No response within the timeout.
+    Timeout,
+    /// The client answered `ok: false`.
+    Remote {
+        /// The peer's error name, when it sent one.
+        name: Option<String>,
+        /// The peer's message, when it sent one.
+        message: Option<String>,
+    },
+    /// The connection closed before the response.
+    Closed,
+    /// Too many pending calls on this connection.
+    Busy,
+    /// The argument or the result did not fit the declared types.
+    Invalid,
+    /// Reverse calls are not available (stateless mode).
+    Unsupported,
+}
+
+impl RpcFailure {
+    /// A short stable name: `timeout`, `remote`, `closed`, `busy`, `invalid` or `unsupported`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Remote { .. } => "remote",
+            Self::Closed => "closed",
+            Self::Busy => "busy",
+            Self::Invalid => "invalid",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A failed reverse call. Propagated from a handler it becomes a `ChannelRPCError` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    func_name: String,
+    failure: RpcFailure,
+}
+
+impl RpcError {
+    /// A failure of the call to `func_name`.
+    pub fn new(func_name: impl Into<String>, failure: RpcFailure) -> Self {
+        Self {
+            func_name: func_name.into(),
+            failure,
+        }
+    }
+
+    pub(crate) fn invalid(func_name: &str) -> Self {
+        Self::new(func_name, RpcFailure::Invalid)
+    }
+
+    /// The function that was called.
+    #[must_use]
+    pub fn func_name(&self) -> &str {
+        &self.func_name
+    }
+
+    /// Why it failed.
+    #[must_use]
+    pub fn failure(&self) -> &RpcFailure {
+        &self.failure
+    }
+}
+
+impl fmt::Display for RpcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.func_name;
+        match &self.failure {
+            RpcFailure::Remote {
+                message: Some(message),
+                ..
+            } => f.write_str(message),
+            RpcFailure::Remote { message: None, .. } => f.write_str("Remote call failed"),
+            RpcFailure::Timeout => write!(f, "Remote call '{name}' timed out"),
+            RpcFailure::Invalid => write!(f, "Remote call '{name}' returned invalid data"),
+            RpcFailure::Unsupported => write!(f, "Remote call '{name}' is not supported here"),
+            RpcFailure::Busy => write!(f, "Remote call '{name}' has too many pending calls"),
+            RpcFailure::Closed => write!(f, "Remote call '{name}' failed: the channel is closed"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {}
+
+impl ClientError for RpcError {
+    fn name(&self) -> &str {
+        "ChannelRPCError"
+    }
+    fn status(&self) -> u16 {
+        502
+    }
+    fn client_message(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
+}
+
+/// A valid reverse-RPC frame from the client (protocol §3.4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcFrame {
+    /// `pikku-rpc-response`.
+    Response {
+        /// The call id.
+        id: String,
+        /// `Ok(result)` or `Err((name, message))`.
+        outcome: Result<Value, (Option<String>, Option<String>)>,
+    },
+    /// `pikku-rpc-pending`: stop the call's timer.
+    Pending {
+        /// The call id.
+        id: String,
+    },
+}
+
+impl RpcFrame {
+    /// Recognises a valid envelope; anything else (including an invalid envelope) is an ordinary message.
+    #[must_use]
+    pub fn parse(value: &Value) -> Option<Self> {
+        let obj = value.as_object()?;
+        let action = obj.get("action")?.as_str()?;
+        if !action.starts_with("pikku-rpc-") {
+            return None;
+        }
+        let id = obj
+            .get("id")?
+            .as_str()
+            .filter(|id| !id.is_empty())?
+            .to_owned();
+        match action {
+            "pikku-rpc-response" => {
+                let ok = obj.get("ok")?.as_bool()?;
+                let outcome = if ok {
+                    Ok(obj.get("result").cloned().unwrap_or(Value::Null))
+                } else {
+                    let (name, message) = match obj.get("error") {
+                        None | Some(Value::Null) => (None, None),
+                        Some(Value::Object(e)) => (
+                            e.get("name").and_then(Value::as_str).map(str::to_owned),
+                            e.get("message").and_then(Value::as_str).map(str::to_owned),
+                        ),
+                        Some(_) => return None,
+                    };
+                    Err((name, message))
+                };
+                Some(Self::Response { id, outcome })
+            }
+            "pikku-rpc-pending" => match obj.get("reason") {
+                None | Some(Value::String(_)) => Some(Self::Pending { id }),
+                Some(_) => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+enum RpcEvent {
+    Pending,
+    Done(Result<Value, RpcFailure>),
+}
+
+struct PendingCall {
+    // Bounded by construction: at most one `Pending` (only the first pending frame counts) and one `Done`.
+    tx: mpsc::UnboundedSender<RpcEvent>,
+    suspended: bool,
+}
+
+struct RpcState {
+    next_id: u64,
+    pending: HashMap<u64, PendingCall>,
+    closed: bool,
+}
+
+/// Pending reverse calls of one connection.
+pub(crate) struct RpcRegistry {
+    state: Mutex<RpcState>,
+    max_pending: usize,
+    timeout: Mutex<Option<Duration>>,
+}
+
+impl RpcRegistry {
+    pub(crate) fn new(max_pending: usize) -> Self {
+        Self {
+            state: Mutex::new(RpcState {
+                next_id: 0,
+                pending: HashMap::new(),
+                closed: false,
+            }),
+            max_pending,
+            timeout: Mutex::new(Some(Duration::from_secs(30))),
+        }
+    }
+
+    pub(crate) fn set_timeout(&self, timeout: Option<Duration>) {
+        *self.timeout.lock() = timeout;
+    }
+
+    pub(crate) async fn call(
+        &self,
+        conn: &Connection,
+        func_name: &str,
+        data: Option<Value>,
+        timeout: Option<Option<Duration>>,
+    ) -> Result<Value, RpcError> {
+        let fail = |failure| RpcError::new(func_name, failure);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let id = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Err(fail(RpcFailure::Closed));
+            }
+            if state.pending.len() >= self.max_pending {
+                return Err(fail(RpcFailure::Busy));
+            }
+            state.next_id += 1;
+            let id = state.next_id;
+            state.pending.insert(
+                id,
+                PendingCall {
+                    tx,
+                    suspended: false,
+                },
+            );
+            id
+        };
+        // Removes the entry however this call ends, including when its future is dropped.
+        let _entry = EntryGuard { registry: self, id };
+
+        let mut request = serde_json::Map::with_capacity(4);
+        request.insert("action".into(), Value::String("pikku-rpc-request".into()));
+        request.insert("id".into(), Value::String(id.to_string()));
+        request.insert("funcName".into(), Value::String(func_name.to_owned()));
+        if let Some(data) = data {
+            request.insert("data".into(), data);
+        }
+        if conn.push(encode_json(&Value::Object(request))).is_err() {
+            return Err(fail(RpcFailure::Closed));
+        }
+
+        let timeout = timeout.unwrap_or_else(|| *self.timeout.lock());
+        let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let event = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                    Ok(event) => event,
+                    Err(_) => return Err(fail(RpcFailure::Timeout)),
+                },
+                None => rx.recv().await,
+            };
+            match event {
+                Some(RpcEvent::Pending) => deadline = None,
+                Some(RpcEvent::Done(result)) => return result.map_err(fail),
+                None => return Err(fail(RpcFailure::Closed)),
+            }
+        }
+    }
+
+    /// Delivers a response or pending frame; unknown and settled ids are ignored.
+    pub(crate) fn deliver(&self, frame: RpcFrame) {
+        let mut state = self.state.lock();
+        match frame {
+            RpcFrame::Pending { id } => {
+                let Some(call) = id
+                    .parse()
+                    .ok()
+                    .and_then(|id: u64| state.pending.get_mut(&id))
+                else {
+                    tracing::debug!(%id, "pending frame for an unknown reverse call ignored");
+                    return;
+                };
+                if !call.suspended {
+                    call.suspended = true;
+                    let _ = call.tx.send(RpcEvent::Pending);
+                }
+            }
+            RpcFrame::Response { id, outcome } => {
+                let Some(call) = id
+                    .parse()
+                    .ok()
+                    .and_then(|id: u64| state.pending.remove(&id))
+                else {
+                    tracing::debug!(%id, "response for an unknown reverse call ignored");
+                    return;
+                };
+                let result =
+                    outcome.map_err(|(name, message)| RpcFailure::Remote { name, message });
+                let _ = call.tx.send(RpcEvent::Done(result));
+            }
+        }
+    }
+
+    /// Fails every pending call with `closed` and refuses new ones.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        state.pending.clear();
+    }
+}
+
+struct EntryGuard<'a> {
+    registry: &'a RpcRegistry,
+    id: u64,
+}
+
+impl Drop for EntryGuard<'_> {
+    fn drop(&mut self) {
+        self.registry.state.lock().pending.remove(&self.id);
+    }
+}

@@ -1,0 +1,59 @@
+//! Transport limits and timeouts of the embedded server (protocol §7, semantics §11).
+
+use std::time::Duration;
+
+/// Settings of the embedded server. Every field has the default of semantics §11.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = pikku_server::ServerConfig {
+///     ping_interval: Duration::from_secs(10),
+///     idle_timeout: Duration::from_secs(20),
+///     ..Default::default()
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest inbound frame or reassembled message in bytes (default 1 MiB); larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// How often an idle connection is pinged (default 30 s).
+    pub ping_interval: Duration,
+    /// A connection with no inbound frame (pongs included) for this long is closed with 1001 `idle timeout`
+    /// (default 60 s).
+    pub idle_timeout: Duration,
+    /// How long a server-initiated close waits for the peer's close frame (default 5 s).
+    pub close_timeout: Duration,
+    /// How long shutdown waits for connections to finish their disconnect sequence (default 30 s).
+    pub shutdown_timeout: Duration,
+    /// Longest upgrade path plus query in bytes (default 8 KiB); longer is a 400.
+    pub max_path_bytes: usize,
+    /// Open connections at most; further upgrades get 503 `Connection limit reached` (default unlimited).
+    pub max_connections: Option<usize>,
+    /// Subprotocols the application accepts; the first one the client offers is echoed (default none).
+    pub subprotocols: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1 << 20,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            max_path_bytes: 8 * 1024,
+            max_connections: None,
+            subprotocols: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// How often the heartbeat sweep runs: often enough to honour both the ping interval and the idle timeout.
+    pub(crate) fn sweep_period(&self) -> Duration {
+        (self.ping_interval / 2)
+            .min(self.idle_timeout / 4)
+            .max(Duration::from_millis(10))
+    }
+}

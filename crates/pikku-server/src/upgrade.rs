@@ -1,0 +1,145 @@
+//! The HTTP side of a channel upgrade: request checks (protocol §2.3 step 1), the 101 response and refusals.
+
+use axum::body::Body;
+use base64::Engine;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use pikku_core::ChannelError;
+
+/// The GUID of RFC 6455 §1.3, appended to the client's key before hashing.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Checks that the request is a well-formed WebSocket upgrade within the path limit; returns the client's key.
+pub(crate) fn check_request<B>(
+    req: &Request<B>,
+    max_path_bytes: usize,
+) -> Result<HeaderValue, ChannelError> {
+    let malformed = || ChannelError::bad_request("Malformed upgrade request");
+    if req.method() != Method::GET || req.version() != Version::HTTP_11 {
+        return Err(malformed());
+    }
+    let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if path_len > max_path_bytes {
+        return Err(malformed());
+    }
+    let headers = req.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+        || headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            != Some(b"13")
+    {
+        return Err(malformed());
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(malformed)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(key.as_bytes())
+        .map_err(|_| malformed())?;
+    if decoded.len() != 16 {
+        return Err(malformed());
+    }
+    Ok(key.clone())
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// The `Sec-WebSocket-Accept` value for a client key.
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
+}
+
+/// Picks the first subprotocol the client offers that the application accepts.
+pub(crate) fn select_subprotocol(headers: &HeaderMap, accepted: &[String]) -> Option<HeaderValue> {
+    if accepted.is_empty() {
+        return None;
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|offered| accepted.iter().any(|a| a == offered))
+        .and_then(|p| HeaderValue::from_str(p).ok())
+}
+
+/// The 101 response.
+pub(crate) fn switching_protocols(
+    key: &HeaderValue,
+    subprotocol: Option<HeaderValue>,
+    extra: &HeaderMap,
+) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    for (name, value) in extra {
+        headers.append(name, value.clone());
+    }
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept_key(key.as_bytes())).expect("base64 is a valid header value"),
+    );
+    if let Some(protocol) = subprotocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response
+}
+
+/// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}` (protocol §2.3, D18).
+pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    if err.is_internal() {
+        tracing::error!(error_id, path, error = %err.debug_text(), "upgrade failed");
+    } else {
+        tracing::debug!(error_id, path, error = %err, "upgrade refused");
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("name".into(), err.name().into());
+    body.insert("message".into(), err.client_message().into_owned().into());
+    body.insert("errorId".into(), error_id.into());
+    if !err.details().is_empty() {
+        body.insert(
+            "details".into(),
+            serde_json::to_value(err.details()).expect("details always serialize"),
+        );
+    }
+    let bytes = serde_json::to_vec(&body).expect("a JSON map always serializes");
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(Body::from(bytes.clone()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}
