@@ -73,6 +73,32 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
 }
 
+# busy_pct: percent of all CPUs busy over one second (other work on this 2-core machine, such as
+# a compile, skews every number, so each run waits for a quiet machine and records how busy it was).
+busy_pct() {
+  local a b
+  read -r -a a < <(head -n 1 /proc/stat)
+  sleep 1
+  read -r -a b < <(head -n 1 /proc/stat)
+  local idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
+}
+
+# wait_quiet: waits up to QUIET_WAIT seconds (60) for the machine to be under 10% busy; prints
+# the last reading.
+wait_quiet() {
+  local busy deadline=$((SECONDS + ${QUIET_WAIT:-60}))
+  while :; do
+    busy=$(busy_pct)
+    if [ "$busy" -lt 10 ] || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$busy"
+      return
+    fi
+  done
+}
+
 # run_case SERVER CASE SCENARIO FLAGS...: one measured run; leaves SERVER-CASE.{json,failed,
 # logerrors,out,log} in $OUT.
 run_case() {
@@ -81,6 +107,7 @@ run_case() {
   if [ -e "$OUT/$server.pending" ]; then
     return 0
   fi
+  wait_quiet >"$OUT/$server-$case.busy"
   start_server "$server" "$case" || status=$?
   if [ "$status" -eq 2 ]; then
     echo "== $server: $(binary_of "$server") exited with status 2: framework pending, skipping its rows"
@@ -158,7 +185,8 @@ and get the same load, one after the other, so the ratio column is from one run 
   measured window divided by the messages (echo round trips, fan-out deliveries, connections) in it:
   it stays honest when the single-core client is the bottleneck. **RSS per connection** is
   (VmRSS after − VmRSS before) / connections, read from \`/proc/<pid>/status\`.
-- The machine is noisy: treat gaps under ~15% as ties.
+- The machine is noisy: treat gaps under ~15% as ties. Each run first waits (up to 60 s) for the
+  machine to be under 10% busy; the "busy before" column shows what it found.
 
 $pending_note
 

@@ -11,22 +11,22 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Sink, Stream, StreamExt};
-use pikku_core::channel::{CloseRequest, Outgoing};
+use futures_util::StreamExt;
+use pikku_core::channel::Outgoing;
 use pikku_core::handler::BoxFuture;
 use pikku_core::runtime::{LiveChannel, TextFrame};
 use pikku_core::{Connection, DisconnectReason, OutFrame};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_websockets::proto::ProtocolError;
-use tokio_websockets::{CloseCode, Error as WsError, Message, Payload, WebSocketStream};
+
+use crate::ws::frame::{opcode, Violation};
+use crate::ws::{Event, ReadError, WsStream};
 
 /// Reads handled per poll before yielding to other tasks.
 const READ_BUDGET: usize = 64;
@@ -45,7 +45,7 @@ enum Exit {
 }
 
 struct Driver<'a, T, S, U> {
-    ws: WebSocketStream<T>,
+    ws: WsStream<T>,
     live: &'a LiveChannel<S, U>,
     conn: Arc<Connection>,
     connect: Option<BoxFuture<()>>,
@@ -60,7 +60,7 @@ struct Driver<'a, T, S, U> {
 
 /// Runs a connection from its 101 response to the end of its disconnect sequence.
 pub(crate) async fn run<T, S, U>(
-    ws: WebSocketStream<T>,
+    ws: WsStream<T>,
     live: LiveChannel<S, U>,
     close_timeout: Duration,
     drain_timeout: Duration,
@@ -106,8 +106,11 @@ pub(crate) async fn run<T, S, U>(
         if closing {
             // Flush our close frame and wait for the peer's, bounded by the close timeout.
             let _ = tokio::time::timeout(close_timeout, async {
-                if poll_fn(|cx| Pin::new(&mut ws).poll_flush(cx)).await.is_ok() {
-                    while let Some(Ok(_)) = ws.next().await {}
+                if poll_fn(|cx| ws.poll_flush(cx)).await.is_ok() {
+                    // Discard whatever arrives until the peer's close frame or the end of the stream.
+                    while poll_fn(|cx| ws.poll_read(cx, &mut |_| true)).await.is_ok() {}
+                    let _ = poll_fn(|cx| ws.poll_flush(cx)).await;
+                    let _ = poll_fn(|cx| ws.poll_shutdown(cx)).await;
                 }
             })
             .await;
@@ -127,19 +130,6 @@ pub(crate) async fn run<T, S, U>(
     tokio::join!(finish_close, disconnect);
 }
 
-fn to_message(frame: OutFrame) -> Message {
-    match frame {
-        OutFrame::Text(bytes) => Message::text(Payload::from(bytes)),
-        OutFrame::Binary(bytes) => Message::binary(Payload::from(bytes)),
-        OutFrame::Ping => Message::ping(Payload::from(Bytes::new())),
-    }
-}
-
-fn close_message(request: &CloseRequest) -> Message {
-    let code = CloseCode::try_from(request.code).unwrap_or(CloseCode::NORMAL_CLOSURE);
-    Message::close(Some(code), &request.reason)
-}
-
 impl<T, S, U> Driver<'_, T, S, U>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -150,9 +140,10 @@ where
         for _ in 0..READ_BUDGET {
             let mut progress = false;
 
-            // Writer: flush what is written, then take the next batch (or the close request).
+            // Writer: flush what is written; take the next batch only once the previous one left (or only a
+            // discarding close request while a slow client blocks the flush).
             if self.needs_flush {
-                match Pin::new(&mut self.ws).poll_flush(cx) {
+                match self.ws.poll_flush(cx) {
                     Poll::Ready(Ok(())) => self.needs_flush = false,
                     Poll::Ready(Err(_)) => {
                         return Poll::Ready(Exit::Peer(DisconnectReason::TransportError))
@@ -160,29 +151,26 @@ where
                     Poll::Pending => {}
                 }
             }
+            match self
+                .conn
+                .poll_outgoing(cx, &mut self.batch, !self.needs_flush)
             {
-                match self
-                    .conn
-                    .poll_outgoing(cx, &mut self.batch, !self.needs_flush)
-                {
-                    Poll::Ready(Outgoing::Frames) => {
-                        for frame in self.batch.drain(..) {
-                            if Pin::new(&mut self.ws)
-                                .start_send(to_message(frame))
-                                .is_err()
-                            {
-                                return Poll::Ready(Exit::Peer(DisconnectReason::TransportError));
-                            }
+                Poll::Ready(Outgoing::Frames) => {
+                    for frame in self.batch.drain(..) {
+                        match frame {
+                            OutFrame::Text(bytes) => self.ws.queue(opcode::TEXT, bytes),
+                            OutFrame::Binary(bytes) => self.ws.queue(opcode::BINARY, bytes),
+                            OutFrame::Ping => self.ws.queue(opcode::PING, Bytes::new()),
                         }
-                        self.needs_flush = true;
-                        progress = true;
                     }
-                    Poll::Ready(Outgoing::Close(request)) => {
-                        let _ = Pin::new(&mut self.ws).start_send(close_message(&request));
-                        return Poll::Ready(Exit::Closing(request.cause));
-                    }
-                    Poll::Pending => {}
+                    self.needs_flush = true;
+                    progress = true;
                 }
+                Poll::Ready(Outgoing::Close(request)) => {
+                    self.ws.queue_close(request.code, &request.reason);
+                    return Poll::Ready(Exit::Closing(request.cause));
+                }
+                Poll::Pending => {}
             }
 
             // Handlers: onConnect first (D19), then queued messages up to `max_in_flight`.
@@ -195,6 +183,7 @@ where
             while let Poll::Ready(Some(())) = self.in_flight.poll_next_unpin(cx) {
                 progress = true;
             }
+            let mut started = false;
             while self.connect.is_none() && self.in_flight.len() < self.max_in_flight {
                 let Some(job) = self.inbound.pop_front() else {
                     break;
@@ -205,28 +194,65 @@ where
                 };
                 if let Some(fut) = fut {
                     self.in_flight.push(fut);
+                    started = true;
                 }
                 progress = true;
             }
-            if progress && !self.in_flight.is_empty() {
-                // Poll newly started handlers at once so their replies go out in this round.
+            if started {
+                // Poll new handlers at once so their replies go out in this round.
                 while let Poll::Ready(Some(())) = self.in_flight.poll_next_unpin(cx) {}
             }
 
-            // Reader.
+            // Reader: decode what arrives; stop when the inbound queue is full (TCP pushes back).
             if self.inbound.len() < self.inbound_limit {
-                match Pin::new(&mut self.ws).poll_next(cx) {
-                    Poll::Ready(Some(Ok(message))) => {
+                let Self {
+                    ws,
+                    live,
+                    inbound,
+                    inbound_limit,
+                    peer_close,
+                    ..
+                } = self;
+                let mut on_event = |event: Event<'_>| {
+                    match event {
+                        Event::Text(text) => {
+                            if let TextFrame::Message(value) = live.text(text) {
+                                inbound.push_back(Job::Text(value));
+                            }
+                        }
+                        Event::Binary(bytes) => {
+                            inbound.push_back(Job::Binary(Bytes::copy_from_slice(bytes)))
+                        }
+                        Event::Pong => {}
+                        Event::Close(code) => *peer_close = Some(code),
+                    }
+                    inbound.len() < *inbound_limit
+                };
+                match ws.poll_read(cx, &mut on_event) {
+                    Poll::Ready(Ok(())) => {
                         self.conn.touch();
-                        self.on_message(message);
+                        if let Some(code) = self.peer_close {
+                            // The echo is queued; flush it and end.
+                            return Poll::Ready(Exit::Closing(DisconnectReason::ClientClosed(
+                                code,
+                            )));
+                        }
                         progress = true;
                     }
-                    Poll::Ready(Some(Err(err))) => return Poll::Ready(self.on_read_error(err)),
-                    Poll::Ready(None) => {
-                        return Poll::Ready(Exit::Peer(match self.peer_close {
-                            Some(code) => DisconnectReason::ClientClosed(code),
-                            None => DisconnectReason::TransportError,
-                        }))
+                    Poll::Ready(Err(ReadError::Violation(violation))) => {
+                        tracing::debug!(
+                            channel_id = self.conn.id(),
+                            ?violation,
+                            "closing after a protocol violation"
+                        );
+                        return Poll::Ready(Exit::Closing(match violation {
+                            Violation::TooBig => DisconnectReason::MessageTooBig,
+                            Violation::InvalidUtf8 => DisconnectReason::InvalidUtf8,
+                            Violation::Protocol(_) => DisconnectReason::ProtocolError,
+                        }));
+                    }
+                    Poll::Ready(Err(ReadError::Io)) => {
+                        return Poll::Ready(Exit::Peer(DisconnectReason::TransportError));
                     }
                     Poll::Pending => {}
                 }
@@ -239,34 +265,5 @@ where
         // Budget spent: let other connections run, and come back at once.
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    fn on_message(&mut self, message: Message) {
-        if message.is_text() {
-            let text = message.as_text().unwrap_or_default();
-            match self.live.text(text) {
-                TextFrame::Ignored | TextFrame::Consumed => {}
-                TextFrame::Message(value) => self.inbound.push_back(Job::Text(value)),
-            }
-        } else if message.is_binary() {
-            self.inbound
-                .push_back(Job::Binary(Bytes::from(message.into_payload())));
-        } else if message.is_close() {
-            // The codec answers the close; the next read ends the stream.
-            self.peer_close = Some(message.as_close().map(|(code, _)| u16::from(code)));
-        }
-        // Pings are answered by the codec; pongs only count as activity.
-    }
-
-    fn on_read_error(&mut self, err: WsError) -> Exit {
-        // For protocol violations the codec has queued its close frame (1002, 1007 or 1009); flush it.
-        let reason = match &err {
-            WsError::PayloadTooLong { .. } => DisconnectReason::MessageTooBig,
-            WsError::Protocol(ProtocolError::InvalidUtf8) => DisconnectReason::InvalidUtf8,
-            WsError::Protocol(_) => DisconnectReason::ProtocolError,
-            _ => return Exit::Peer(DisconnectReason::TransportError),
-        };
-        tracing::debug!(channel_id = self.conn.id(), error = %err, "closing after a protocol violation");
-        Exit::Closing(reason)
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod driver;
 mod server;
 mod upgrade;
+pub mod ws;
 
 pub use config::ServerConfig;
 pub use server::{ChannelServer, ChannelService};

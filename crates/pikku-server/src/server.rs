@@ -17,9 +17,9 @@ use pikku_core::channel::CloseRequest;
 use pikku_core::runtime::UpgradeInput;
 use pikku_core::{App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame};
 use tokio::sync::Notify;
-use tokio_websockets::{Limits, ServerBuilder};
 
 use crate::config::ServerConfig;
+use crate::ws::WsStream;
 use crate::{driver, upgrade};
 
 struct Shared<S, U> {
@@ -380,10 +380,7 @@ where
                 return;
             }
         };
-        let limits = Limits::default().max_payload_len(Some(shared.config.max_frame_bytes));
-        let ws = ServerBuilder::new()
-            .limits(limits)
-            .serve(TokioIo::new(upgraded));
+        let ws = WsStream::new(TokioIo::new(upgraded), shared.config.max_frame_bytes);
         let drain = shared.rt.config().drain_timeout;
         driver::run(ws, live, shared.config.close_timeout, drain).await;
     });

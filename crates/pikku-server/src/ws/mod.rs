@@ -1,0 +1,368 @@
+//! The server side of RFC 6455 after the HTTP upgrade: frame decoding with the protocol's limits and close codes,
+//! and vectored writes of shared payloads.
+//!
+//! # Memory
+//! An idle connection holds no read or write buffer. Reads go through a buffer on the stack; only the bytes of an
+//! incomplete frame are kept on the heap, and that buffer is released once the frame completes. Outgoing frames
+//! keep their payload `Bytes` (shared between all subscribers of a publication) and a 10-byte header each, and
+//! are written with one vectored write per batch.
+
+pub mod frame;
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use frame::{opcode, parse_close, parse_header, unmask, Violation};
+
+/// Bytes read per read call, through a stack buffer.
+const READ_CHUNK: usize = 8 * 1024;
+/// Largest read into the heap buffer of an incomplete frame.
+const MAX_HEAP_READ: usize = 256 * 1024;
+/// Slices handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// A decoded message or control event, borrowed from the read buffer.
+#[derive(Debug)]
+pub(crate) enum Event<'a> {
+    /// A complete text message (UTF-8 checked).
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A pong (activity only); pings are answered here.
+    Pong,
+    /// The peer's close frame, with its code if it sent one. The echo is queued.
+    Close(Option<u16>),
+}
+
+/// Why reading stopped for good.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// A protocol violation; the close frame is queued.
+    Violation(Violation),
+    /// The transport failed or ended without a close frame.
+    Io,
+}
+
+struct OutFrame {
+    header: [u8; 10],
+    header_len: usize,
+    payload: Bytes,
+}
+
+/// One WebSocket connection's framing state over the upgraded IO.
+pub(crate) struct WsStream<T> {
+    io: T,
+    max_message: usize,
+    /// Bytes of an incomplete frame (empty, with no allocation, between frames).
+    pending: BytesMut,
+    /// A fragmented message being reassembled: its opcode and bytes so far.
+    fragments: Option<(u8, BytesMut)>,
+    out: VecDeque<OutFrame>,
+    /// Bytes of `out[0]` already written.
+    written: usize,
+    close_sent: bool,
+    close_received: bool,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
+    pub(crate) fn new(io: T, max_message: usize) -> Self {
+        Self {
+            io,
+            max_message,
+            pending: BytesMut::new(),
+            fragments: None,
+            out: VecDeque::new(),
+            written: 0,
+            close_sent: false,
+            close_received: false,
+        }
+    }
+
+    /// Queues a data or control frame. Nothing is queued after a close frame.
+    pub(crate) fn queue(&mut self, opcode: u8, payload: Bytes) {
+        if self.close_sent {
+            return;
+        }
+        let mut header = [0u8; 10];
+        let header_len = frame::encode_header(opcode, payload.len(), &mut header);
+        self.out.push_back(OutFrame {
+            header,
+            header_len,
+            payload,
+        });
+    }
+
+    /// Queues a close frame with `code` and `reason` (truncated to fit a control frame).
+    pub(crate) fn queue_close(&mut self, code: u16, reason: &str) {
+        if self.close_sent {
+            return;
+        }
+        let mut cut = reason.len().min(123);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut payload = Vec::with_capacity(2 + cut);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..cut]);
+        self.queue(opcode::CLOSE, Bytes::from(payload));
+        self.close_sent = true;
+    }
+
+    /// Writes queued frames with vectored writes, then flushes the IO.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, frame) in self.out.iter().enumerate() {
+                if count + 2 > MAX_IOVECS {
+                    break;
+                }
+                let skip = if i == 0 { self.written } else { 0 };
+                if skip < frame.header_len {
+                    slices[count] = IoSlice::new(&frame.header[skip..frame.header_len]);
+                    count += 1;
+                }
+                let payload_skip = skip.saturating_sub(frame.header_len);
+                if payload_skip < frame.payload.len() {
+                    slices[count] = IoSlice::new(&frame.payload[payload_skip..]);
+                    count += 1;
+                }
+            }
+            let n = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            self.advance(n);
+        }
+        if self.out.capacity() > 16 {
+            // Give a burst's queue back; an idle connection keeps nothing.
+            self.out = VecDeque::new();
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.out.front() else {
+                return;
+            };
+            let remaining = front.header_len + front.payload.len() - self.written;
+            if n >= remaining {
+                n -= remaining;
+                self.written = 0;
+                self.out.pop_front();
+            } else {
+                self.written += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Shuts the write side down (after the close handshake).
+    pub(crate) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    /// Reads once and hands every complete message to `on_event`, which returns false to stop for now (the rest
+    /// stays buffered). `Ready(Ok(()))`: progress was made; `Pending`: no data yet.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_event: &mut dyn FnMut(Event<'_>) -> bool,
+    ) -> Poll<Result<(), ReadError>> {
+        if self.close_received {
+            return Poll::Ready(Err(ReadError::Io));
+        }
+        if self.pending.is_empty() {
+            return self.read_into_stack(cx, on_event);
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        // Complete frames may already be buffered (the handler asked us to stop earlier).
+        let consumed = match self.decode(&mut pending, on_event) {
+            Ok(n) => n,
+            Err(v) => return Poll::Ready(Err(self.violation(v))),
+        };
+        if consumed > 0 {
+            self.keep(pending, consumed);
+            return Poll::Ready(Ok(()));
+        }
+        // An incomplete frame: read the rest of it into the heap buffer.
+        let needed = parse_header(&pending, self.max_message)
+            .ok()
+            .flatten()
+            .map_or(READ_CHUNK, |h| h.header_len + h.payload_len - pending.len());
+        let chunk = needed.clamp(READ_CHUNK, MAX_HEAP_READ);
+        pending.reserve(needed.min(self.max_message + 14));
+        let start = pending.len();
+        pending.resize(start + chunk, 0);
+        let mut buf = ReadBuf::new(&mut pending[start..]);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => {
+                pending.truncate(start);
+                self.pending = pending;
+                Poll::Pending
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ReadError::Io)),
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled().len();
+                pending.truncate(start + filled);
+                if filled == 0 {
+                    return Poll::Ready(Err(ReadError::Io));
+                }
+                match self.decode(&mut pending, on_event) {
+                    Ok(consumed) => {
+                        self.keep(pending, consumed);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(v) => Poll::Ready(Err(self.violation(v))),
+                }
+            }
+        }
+    }
+
+    /// The common case: nothing buffered, so read through a stack buffer and keep only an incomplete tail.
+    fn read_into_stack(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_event: &mut dyn FnMut(Event<'_>) -> bool,
+    ) -> Poll<Result<(), ReadError>> {
+        let mut stack = [0u8; READ_CHUNK];
+        let mut buf = ReadBuf::new(&mut stack);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ReadError::Io)),
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled().len();
+                if filled == 0 {
+                    return Poll::Ready(Err(ReadError::Io));
+                }
+                match self.decode(&mut stack[..filled], on_event) {
+                    Ok(consumed) => {
+                        if consumed < filled {
+                            self.pending.extend_from_slice(&stack[consumed..filled]);
+                        }
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(v) => Poll::Ready(Err(self.violation(v))),
+                }
+            }
+        }
+    }
+
+    /// Keeps the unconsumed tail of `buf`; an empty buffer is dropped so an idle connection holds nothing.
+    fn keep(&mut self, mut buf: BytesMut, consumed: usize) {
+        let _ = buf.split_to(consumed);
+        if !buf.is_empty() {
+            self.pending = buf;
+        }
+    }
+
+    /// Queues the close frame for a violation and reports it.
+    fn violation(&mut self, violation: Violation) -> ReadError {
+        self.queue_close(violation.code(), violation.reason());
+        ReadError::Violation(violation)
+    }
+
+    /// Decodes complete frames from `data`; returns how many bytes were consumed.
+    fn decode(
+        &mut self,
+        data: &mut [u8],
+        on_event: &mut dyn FnMut(Event<'_>) -> bool,
+    ) -> Result<usize, Violation> {
+        let mut at = 0;
+        loop {
+            let rest = &mut data[at..];
+            let Some(header) = parse_header(rest, self.max_message)? else {
+                return Ok(at);
+            };
+            let total = header.header_len + header.payload_len;
+            if rest.len() < total {
+                return Ok(at);
+            }
+            let payload = &mut rest[header.header_len..total];
+            unmask(payload, header.mask);
+            at += total;
+            if !self.on_frame(header.fin, header.opcode, payload, on_event)? || self.close_received
+            {
+                return Ok(at);
+            }
+        }
+    }
+
+    /// Handles one unmasked frame; returns whether to keep decoding.
+    fn on_frame(
+        &mut self,
+        fin: bool,
+        op: u8,
+        payload: &[u8],
+        on_event: &mut dyn FnMut(Event<'_>) -> bool,
+    ) -> Result<bool, Violation> {
+        match op {
+            opcode::TEXT | opcode::BINARY => {
+                if self.fragments.is_some() {
+                    return Err(Violation::Protocol("expected a continuation frame"));
+                }
+                if fin {
+                    return deliver(op, payload, on_event);
+                }
+                self.fragments = Some((op, BytesMut::from(payload)));
+                Ok(true)
+            }
+            opcode::CONTINUATION => {
+                let Some((_, buf)) = self.fragments.as_mut() else {
+                    return Err(Violation::Protocol("unexpected continuation frame"));
+                };
+                if buf.len() + payload.len() > self.max_message {
+                    return Err(Violation::TooBig);
+                }
+                buf.extend_from_slice(payload);
+                if !fin {
+                    return Ok(true);
+                }
+                let (op, buf) = self.fragments.take().expect("checked above");
+                deliver(op, &buf, on_event)
+            }
+            opcode::CLOSE => {
+                let code = parse_close(payload)?;
+                self.close_received = true;
+                if !self.close_sent {
+                    // Echo the peer's status code (RFC 6455 §5.5.1).
+                    let echo = code
+                        .map(|c| Bytes::copy_from_slice(&c.to_be_bytes()))
+                        .unwrap_or_default();
+                    self.queue(opcode::CLOSE, echo);
+                    self.close_sent = true;
+                }
+                on_event(Event::Close(code));
+                Ok(false)
+            }
+            opcode::PING => {
+                self.queue(opcode::PONG, Bytes::copy_from_slice(payload));
+                Ok(true)
+            }
+            opcode::PONG => Ok(on_event(Event::Pong)),
+            _ => Err(Violation::Protocol("reserved opcode")),
+        }
+    }
+}
+
+/// Hands a complete message to the visitor, checking UTF-8 for text (1007).
+fn deliver(
+    op: u8,
+    payload: &[u8],
+    on_event: &mut dyn FnMut(Event<'_>) -> bool,
+) -> Result<bool, Violation> {
+    if op == opcode::TEXT {
+        let text = std::str::from_utf8(payload).map_err(|_| Violation::InvalidUtf8)?;
+        Ok(on_event(Event::Text(text)))
+    } else {
+        Ok(on_event(Event::Binary(payload)))
+    }
+}
