@@ -104,10 +104,39 @@ mod tests {
     }
 
     #[test]
+    fn parses_machine_busy() {
+        let line = "cpu  100 5 50 1000 20 3 7 1 0 0";
+        assert_eq!(parse_machine_busy_ticks(line), Some(166));
+        assert_eq!(parse_machine_busy_ticks("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert!(machine_busy_us().is_some());
+    }
+
+    #[test]
     fn reads_own_process() {
         let s = Proc::current().sample().expect("/proc/self readable");
         assert!(s.rss_kib > 0);
     }
+}
+
+/// Busy time of the whole machine (all CPUs: user, nice, system, irq, softirq, steal) from the
+/// first line of `/proc/stat`, in microseconds.
+pub fn machine_busy_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy_ticks(stat.lines().next()?).map(|t| t * 1_000_000 / clock_ticks_per_sec())
+}
+
+/// Busy ticks from the `cpu ...` line of `/proc/stat` (everything but idle and iowait).
+pub fn parse_machine_busy_ticks(line: &str) -> Option<u64> {
+    let mut fields = line.split_ascii_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal
+    (v.len() == 8).then(|| v[0] + v[1] + v[2] + v[5] + v[6] + v[7])
 }
 
 /// CPU and wall time spent between [`Meter::start`] and [`Meter::stop`].
@@ -117,6 +146,7 @@ pub struct Meter {
     started: std::time::Instant,
     server_start: Option<Sample>,
     client_start: Option<Sample>,
+    machine_start: Option<u64>,
 }
 
 /// What a [`Meter`] measured.
@@ -130,6 +160,9 @@ pub struct Measured {
     pub server_rss_kib: Option<u64>,
     /// This process's CPU use over the window, percent of one core.
     pub client_cpu_pct: Option<f64>,
+    /// CPU used by everything but the server and this process (other programs, and interrupt
+    /// work the kernel does not charge to a process), percent of one core: a noisy-machine flag.
+    pub other_cpu_pct: Option<f64>,
 }
 
 impl Meter {
@@ -138,6 +171,7 @@ impl Meter {
         Self {
             server_start: server.and_then(Proc::sample),
             client_start: Proc::current().sample(),
+            machine_start: machine_busy_us(),
             server: server.cloned(),
             started: std::time::Instant::now(),
         }
@@ -158,11 +192,24 @@ impl Meter {
             }
             _ => None,
         };
+        let client_cpu_us = match (self.client_start, client_end) {
+            (Some(a), Some(b)) => b.cpu_us.saturating_sub(a.cpu_us),
+            _ => 0,
+        };
+        let other_cpu_pct = match (self.machine_start, machine_busy_us()) {
+            (Some(a), Some(b)) => {
+                let other = (b.saturating_sub(a))
+                    .saturating_sub(server_cpu_us.unwrap_or(0) + client_cpu_us);
+                Some(other as f64 / (elapsed_s * 1e6) * 100.0)
+            }
+            _ => None,
+        };
         Measured {
             elapsed_s,
             server_cpu_us,
             server_rss_kib: server_end.map(|s| s.rss_kib),
             client_cpu_pct,
+            other_cpu_pct,
         }
     }
 }

@@ -126,6 +126,9 @@ impl Report {
         if let Some(pct) = m.client_cpu_pct {
             self.set_f("client_cpu_pct", pct, 1);
         }
+        if let Some(pct) = m.other_cpu_pct {
+            self.set_f("other_cpu_pct", pct, 1);
+        }
         self
     }
 

@@ -228,14 +228,17 @@ pub fn render(dir: &Path) -> Result<String> {
     }
 
     writeln!(out)?;
-    writeln!(out, "Per run (rate is messages, deliveries or connections per second; latency in µs; CPU in % of one core over the measured window):")?;
+    writeln!(out, "Per run (rate is messages, deliveries or connections per second; latency in µs; CPU in % of one core over the measured window; \"other CPU\" is what everything but the server and the load generator used meanwhile, including interrupt work the kernel charges to no process: a high value means the run shared the machine):")?;
     writeln!(out)?;
-    writeln!(out, "| server | case | rate | p50 | p99 | p999 | server CPU % | client CPU % | server RSS KiB | busy before % | failures |")?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(out, "| server | case | rate | p50 | p99 | p999 | server CPU % | client CPU % | server RSS KiB | other CPU % | busy before % | failures |")?;
+    writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    )?;
     for server in SERVERS {
         if matches!(load(dir, server, CASES[0]), Outcome::Pending) {
             let text = "pending (bench-server exits with status 2 until the framework API lands)";
-            writeln!(out, "| {server} | all | {text} |{}", " |".repeat(8))?;
+            writeln!(out, "| {server} | all | {text} |{}", " |".repeat(9))?;
             continue;
         }
         for case in CASES {
@@ -248,7 +251,7 @@ pub fn render(dir: &Path) -> Result<String> {
                     writeln!(
                         out,
                         "| {server} | {case} | failed: {reason} |{}",
-                        " |".repeat(8)
+                        " |".repeat(9)
                     )?;
                     continue;
                 }
@@ -280,12 +283,13 @@ pub fn render(dir: &Path) -> Result<String> {
                 side_number(dir, server, case, "busy").map_or_else(String::new, |b| b.to_string());
             writeln!(
                 out,
-                "| {server} | {case} | {} | {} | {} | {} | {cpu} | {} | {rss} | {busy} | {failures} |",
+                "| {server} | {case} | {} | {} | {} | {} | {cpu} | {} | {rss} | {} | {busy} | {failures} |",
                 rate.map_or_else(String::new, |r| format_number(r, 0)),
                 num(&format!("{lat}_p50_us"), 0),
                 num(&format!("{lat}_p99_us"), 0),
                 num(&format!("{lat}_p999_us"), 0),
                 num("client_cpu_pct", 1),
+                num("other_cpu_pct", 1),
             )?;
         }
     }

@@ -228,6 +228,15 @@ where
     }
 }
 
+/// A lifecycle handler with its own middleware.
+type WithMiddleware<H, S, U> = (H, Vec<ErasedMiddleware<S, U>>);
+/// A lifecycle handler with its whole middleware chain (global, then its own).
+pub(crate) type WithChain<H, S, U> = (H, Arc<[ErasedMiddleware<S, U>]>);
+/// The routes of one routing property, by value, in registration order.
+type NamedRoutes<S, U> = Vec<(String, ErasedRoute<S, U>)>;
+/// The routes of one routing property, by value.
+pub(crate) type RouteTable<S, U> = HashMap<Arc<str>, RouteSpec<S, U>>;
+
 /// A channel definition with its handlers erased but global middleware not yet folded in.
 struct PendingChannel<S, U> {
     name: String,
@@ -254,10 +263,10 @@ struct ErasedChannel<S, U> {
     name: String,
     auth: bool,
     opening: OpeningParser,
-    on_connect: Option<(ErasedConnect<S, U>, Vec<ErasedMiddleware<S, U>>)>,
-    on_disconnect: Option<(ErasedDisconnect<S, U>, Vec<ErasedMiddleware<S, U>>)>,
+    on_connect: Option<WithMiddleware<ErasedConnect<S, U>, S, U>>,
+    on_disconnect: Option<WithMiddleware<ErasedDisconnect<S, U>, S, U>>,
     default_route: Option<ErasedRoute<S, U>>,
-    properties: Vec<(String, Vec<(String, ErasedRoute<S, U>)>)>,
+    properties: Vec<(String, NamedRoutes<S, U>)>,
     binary: Option<ErasedBinary<S, U>>,
     binary_auth: Option<bool>,
     upgrade_middleware: Vec<ErasedUpgrade<S, U>>,
@@ -415,10 +424,10 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) name: Arc<str>,
     pub(crate) pattern: RoutePattern,
     pub(crate) opening: OpeningParser,
-    pub(crate) on_connect: Option<(ErasedConnect<S, U>, Arc<[ErasedMiddleware<S, U>]>)>,
-    pub(crate) on_disconnect: Option<(ErasedDisconnect<S, U>, Arc<[ErasedMiddleware<S, U>]>)>,
+    pub(crate) on_connect: Option<WithChain<ErasedConnect<S, U>, S, U>>,
+    pub(crate) on_disconnect: Option<WithChain<ErasedDisconnect<S, U>, S, U>>,
     pub(crate) default_route: Option<RouteSpec<S, U>>,
-    pub(crate) properties: Vec<(Arc<str>, HashMap<Arc<str>, RouteSpec<S, U>>)>,
+    pub(crate) properties: Vec<(Arc<str>, RouteTable<S, U>)>,
     pub(crate) binary: Option<ErasedBinary<S, U>>,
     pub(crate) binary_auth: bool,
     pub(crate) upgrade: Vec<ErasedUpgrade<S, U>>,

@@ -48,7 +48,7 @@ struct Shared<S, U> {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let server = ChannelServer::new(app, ServerConfig::default());
 /// // Mount into an existing axum router…
-/// let router = axum::Router::new()
+/// let router: axum::Router = axum::Router::new()
 ///     .route("/health", axum::routing::get(|| async { "ok" }))
 ///     .fallback_service(server.service());
 /// # let _ = router;
@@ -131,7 +131,6 @@ where
     }
 
     /// An axum router that serves only the channels.
-    #[must_use]
     pub fn router(&self) -> axum::Router {
         axum::Router::new().fallback_service(self.service())
     }

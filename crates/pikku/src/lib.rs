@@ -61,3 +61,8 @@ pub mod prelude {
     };
     pub use pikku_server::{ChannelServer, ServerConfig};
 }
+
+/// Compiles the README's example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
