@@ -346,6 +346,8 @@ async fn flood(_ctx: Cx, ch: Events<String>, input: Flood) {
         if ch.send(chunk.clone()).is_err() {
             break;
         }
+        // Let the connection write between pushes, so only a client that stops reading overflows the queue.
+        tokio::task::yield_now().await;
     }
 }
 

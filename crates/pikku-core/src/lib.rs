@@ -43,7 +43,3 @@ pub use middleware::{MiddlewareCtx, Next, PermissionCtx, UpgradeRequest};
 pub use opening::{opening_from_params, parse_query, Params, RoutePattern};
 pub use rpc::{Capability, RpcError, RpcFailure};
 pub use wiring::{permission, ChannelRoute, Route};
-
-/// Re-exported so users of `#[derive(Validate)]` need no extra dependency.
-#[cfg(feature = "garde")]
-pub use garde;

@@ -49,7 +49,7 @@ struct Driver<'a, T, S, U> {
     live: &'a LiveChannel<S, U>,
     conn: Arc<Connection>,
     connect: Option<BoxFuture<()>>,
-    in_flight: FuturesUnordered<BoxFuture<()>>,
+    in_flight: InFlight,
     max_in_flight: usize,
     inbound: VecDeque<Job>,
     inbound_limit: usize,
@@ -74,7 +74,7 @@ pub(crate) async fn run<T, S, U>(
     let mut driver = Driver {
         ws,
         connect: Some(live.run_connect()),
-        in_flight: FuturesUnordered::new(),
+        in_flight: InFlight::new(live.max_in_flight()),
         max_in_flight: live.max_in_flight(),
         inbound: VecDeque::new(),
         inbound_limit: live.runtime().config().inbound_queue.max(1),
@@ -99,9 +99,6 @@ pub(crate) async fn run<T, S, U>(
     // Disconnect steps 1–3, then 4: queued, unstarted messages are dropped.
     let reason = live.begin_disconnect(reason);
     inbound.clear();
-    if let Some(connect) = connect {
-        in_flight.push(connect);
-    }
     let finish_close = async {
         if closing {
             // Flush our close frame and wait for the peer's, bounded by the close timeout.
@@ -120,7 +117,10 @@ pub(crate) async fn run<T, S, U>(
     let disconnect = async {
         // Step 5: in-flight handlers may finish, up to the drain timeout; then they are cancelled.
         let _ = tokio::time::timeout(drain_timeout, async {
-            while in_flight.next().await.is_some() {}
+            if let Some(connect) = connect {
+                connect.await;
+            }
+            in_flight.drain().await;
         })
         .await;
         drop(in_flight);
@@ -138,10 +138,7 @@ where
 {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         for _ in 0..READ_BUDGET {
-            let mut progress = false;
-
-            // Writer: flush what is written; take the next batch only once the previous one left (or only a
-            // discarding close request while a slow client blocks the flush).
+            // Finish writing the previous batch first; a slow client blocks only this step.
             if self.needs_flush {
                 match self.ws.poll_flush(cx) {
                     Poll::Ready(Ok(())) => self.needs_flush = false,
@@ -151,6 +148,13 @@ where
                     Poll::Pending => {}
                 }
             }
+            let mut progress = match self.poll_read(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(exit)) => return Poll::Ready(exit),
+                Poll::Pending => false,
+            };
+            progress |= self.poll_handlers(cx);
+            // Write last, so every reply produced in this round leaves in one vectored write.
             match self
                 .conn
                 .poll_outgoing(cx, &mut self.batch, !self.needs_flush)
@@ -172,92 +176,6 @@ where
                 }
                 Poll::Pending => {}
             }
-
-            // Handlers: onConnect first (D19), then queued messages up to `max_in_flight`.
-            if let Some(connect) = self.connect.as_mut() {
-                if connect.as_mut().poll(cx).is_ready() {
-                    self.connect = None;
-                    progress = true;
-                }
-            }
-            while let Poll::Ready(Some(())) = self.in_flight.poll_next_unpin(cx) {
-                progress = true;
-            }
-            let mut started = false;
-            while self.connect.is_none() && self.in_flight.len() < self.max_in_flight {
-                let Some(job) = self.inbound.pop_front() else {
-                    break;
-                };
-                let fut = match job {
-                    Job::Text(value) => Some(self.live.run_message(value)),
-                    Job::Binary(bytes) => self.live.run_binary(bytes),
-                };
-                if let Some(fut) = fut {
-                    self.in_flight.push(fut);
-                    started = true;
-                }
-                progress = true;
-            }
-            if started {
-                // Poll new handlers at once so their replies go out in this round.
-                while let Poll::Ready(Some(())) = self.in_flight.poll_next_unpin(cx) {}
-            }
-
-            // Reader: decode what arrives; stop when the inbound queue is full (TCP pushes back).
-            if self.inbound.len() < self.inbound_limit {
-                let Self {
-                    ws,
-                    live,
-                    inbound,
-                    inbound_limit,
-                    peer_close,
-                    ..
-                } = self;
-                let mut on_event = |event: Event<'_>| {
-                    match event {
-                        Event::Text(text) => {
-                            if let TextFrame::Message(value) = live.text(text) {
-                                inbound.push_back(Job::Text(value));
-                            }
-                        }
-                        Event::Binary(bytes) => {
-                            inbound.push_back(Job::Binary(Bytes::copy_from_slice(bytes)))
-                        }
-                        Event::Pong => {}
-                        Event::Close(code) => *peer_close = Some(code),
-                    }
-                    inbound.len() < *inbound_limit
-                };
-                match ws.poll_read(cx, &mut on_event) {
-                    Poll::Ready(Ok(())) => {
-                        self.conn.touch();
-                        if let Some(code) = self.peer_close {
-                            // The echo is queued; flush it and end.
-                            return Poll::Ready(Exit::Closing(DisconnectReason::ClientClosed(
-                                code,
-                            )));
-                        }
-                        progress = true;
-                    }
-                    Poll::Ready(Err(ReadError::Violation(violation))) => {
-                        tracing::debug!(
-                            channel_id = self.conn.id(),
-                            ?violation,
-                            "closing after a protocol violation"
-                        );
-                        return Poll::Ready(Exit::Closing(match violation {
-                            Violation::TooBig => DisconnectReason::MessageTooBig,
-                            Violation::InvalidUtf8 => DisconnectReason::InvalidUtf8,
-                            Violation::Protocol(_) => DisconnectReason::ProtocolError,
-                        }));
-                    }
-                    Poll::Ready(Err(ReadError::Io)) => {
-                        return Poll::Ready(Exit::Peer(DisconnectReason::TransportError));
-                    }
-                    Poll::Pending => {}
-                }
-            }
-
             if !progress {
                 return Poll::Pending;
             }
@@ -265,5 +183,159 @@ where
         // Budget spent: let other connections run, and come back at once.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Reads and decodes once; stops when the inbound queue is full (TCP pushes back).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Exit>> {
+        if self.inbound.len() >= self.inbound_limit {
+            return Poll::Pending;
+        }
+        let Self {
+            ws,
+            live,
+            inbound,
+            inbound_limit,
+            peer_close,
+            ..
+        } = self;
+        let mut on_event = |event: Event<'_>| {
+            match event {
+                Event::Text(text) => {
+                    if let TextFrame::Message(value) = live.text(text) {
+                        inbound.push_back(Job::Text(value));
+                    }
+                }
+                Event::Binary(bytes) => {
+                    inbound.push_back(Job::Binary(Bytes::copy_from_slice(bytes)))
+                }
+                Event::Pong => {}
+                Event::Close(code) => *peer_close = Some(code),
+            }
+            inbound.len() < *inbound_limit
+        };
+        match ws.poll_read(cx, &mut on_event) {
+            Poll::Ready(Ok(())) => {
+                self.conn.touch();
+                match self.peer_close {
+                    // The echo is queued; flush it and end.
+                    Some(code) => {
+                        Poll::Ready(Err(Exit::Closing(DisconnectReason::ClientClosed(code))))
+                    }
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            Poll::Ready(Err(ReadError::Violation(violation))) => {
+                tracing::debug!(
+                    channel_id = self.conn.id(),
+                    ?violation,
+                    "closing after a protocol violation"
+                );
+                Poll::Ready(Err(Exit::Closing(match violation {
+                    Violation::TooBig => DisconnectReason::MessageTooBig,
+                    Violation::InvalidUtf8 => DisconnectReason::InvalidUtf8,
+                    Violation::Protocol(_) => DisconnectReason::ProtocolError,
+                })))
+            }
+            Poll::Ready(Err(ReadError::Io)) => {
+                Poll::Ready(Err(Exit::Peer(DisconnectReason::TransportError)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Polls onConnect, then the running handlers, starting queued messages whenever a slot is free; handlers
+    /// that finish at once let the next message start in the same round. Returns whether anything happened.
+    fn poll_handlers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        if let Some(connect) = self.connect.as_mut() {
+            if connect.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            self.connect = None;
+            progress = true;
+        }
+        loop {
+            progress |= self.in_flight.poll(cx);
+            if self.in_flight.len() >= self.max_in_flight {
+                return progress;
+            }
+            let Some(job) = self.inbound.pop_front() else {
+                return progress;
+            };
+            progress = true;
+            let fut = match job {
+                Job::Text(value) => Some(self.live.run_message(value)),
+                Job::Binary(bytes) => self.live.run_binary(bytes),
+            };
+            if let Some(fut) = fut {
+                self.in_flight.push(fut);
+            }
+        }
+    }
+}
+
+/// The running handlers of one connection. With `max_in_flight == 1` (the default) one slot polled inline:
+/// no allocation per message beyond the handler's own future.
+enum InFlight {
+    One(Option<BoxFuture<()>>),
+    Many(FuturesUnordered<BoxFuture<()>>),
+}
+
+impl InFlight {
+    fn new(max_in_flight: usize) -> Self {
+        if max_in_flight <= 1 {
+            Self::One(None)
+        } else {
+            Self::Many(FuturesUnordered::new())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::One(slot) => usize::from(slot.is_some()),
+            Self::Many(set) => set.len(),
+        }
+    }
+
+    fn push(&mut self, fut: BoxFuture<()>) {
+        match self {
+            Self::One(slot) => {
+                debug_assert!(slot.is_none(), "one handler at a time");
+                *slot = Some(fut);
+            }
+            Self::Many(set) => set.push(fut),
+        }
+    }
+
+    /// Polls the running handlers; returns whether any finished.
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        match self {
+            Self::One(slot) => match slot.as_mut().map(|fut| fut.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    *slot = None;
+                    true
+                }
+                _ => false,
+            },
+            Self::Many(set) => {
+                let mut finished = false;
+                while let Poll::Ready(Some(())) = set.poll_next_unpin(cx) {
+                    finished = true;
+                }
+                finished
+            }
+        }
+    }
+
+    /// Waits for every running handler.
+    async fn drain(&mut self) {
+        match self {
+            Self::One(slot) => {
+                if let Some(fut) = slot.take() {
+                    fut.await;
+                }
+            }
+            Self::Many(set) => while set.next().await.is_some() {},
+        }
     }
 }

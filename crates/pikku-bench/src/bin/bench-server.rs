@@ -18,11 +18,114 @@
 //!   framework rows; once this binary serves, the script measures it against
 //!   `baseline-server` with the same load.
 //!
-//! The framework API is still being written; this binary is filled in once it lands.
+//! `--threads N` runs N Tokio worker threads (default 1: a current-thread runtime, as the server is pinned to
+//! one core by `bench/run.sh`).
 
 use std::process::ExitCode;
 
+use pikku::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The bench channel's handle: no opening data, nothing sent outside replies.
+type Bench = Channel<Params, ()>;
+
+async fn echo(_ctx: Ctx<(), ()>, _ch: Bench, input: Value) -> Value {
+    input
+}
+
+#[derive(Deserialize)]
+struct Sub {
+    topic: String,
+}
+
+async fn sub(ctx: Ctx<(), ()>, ch: Bench, input: Sub) -> Result<(), ChannelError> {
+    ctx.hub().subscribe(&input.topic, ch.channel_id()).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Pub {
+    topic: String,
+    #[serde(default)]
+    t: Value,
+}
+
+async fn publish(ctx: Ctx<(), ()>, ch: Bench, input: Pub) -> Result<(), ChannelError> {
+    let event = json!({ "topic": input.topic, "data": { "t": input.t } });
+    ctx.hub()
+        .publish(&input.topic, Some(ch.channel_id()), &event)
+        .await?;
+    Ok(())
+}
+
+fn app() -> App<(), ()> {
+    App::new(()).channel(
+        ChannelRoute::new("bench", "/bench")
+            .auth(false)
+            .route("action", "echo", echo)
+            .route("action", "sub", sub)
+            .route("action", "pub", publish),
+    )
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: bench-server --port <P> [--hub memory] [--threads N]");
+    ExitCode::from(64)
+}
+
 fn main() -> ExitCode {
-    eprintln!("bench-server: framework API pending");
-    ExitCode::from(2)
+    let mut port: Option<u16> = None;
+    let mut threads = 1usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--port", Some(v)) => match v.parse() {
+                Ok(p) => port = Some(p),
+                Err(_) => return usage(),
+            },
+            ("--threads", Some(v)) => match v.parse() {
+                Ok(n) if n > 0 => threads = n,
+                _ => return usage(),
+            },
+            ("--hub", Some(url)) => {
+                if url != "memory" {
+                    eprintln!("bench-server: hub backend '{url}' is not available; use 'memory'");
+                    return ExitCode::from(64);
+                }
+            }
+            _ => return usage(),
+        }
+    }
+    let Some(port) = port else { return usage() };
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("bench-server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("listening on {}", listener.local_addr()?);
+        let server = ChannelServer::new(app(), ServerConfig::default());
+        server.serve(listener).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

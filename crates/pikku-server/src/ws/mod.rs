@@ -11,6 +11,7 @@ pub mod frame;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -233,20 +234,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         cx: &mut Context<'_>,
         on_event: &mut dyn FnMut(Event<'_>) -> bool,
     ) -> Poll<Result<(), ReadError>> {
-        let mut stack = [0u8; READ_CHUNK];
-        let mut buf = ReadBuf::new(&mut stack);
+        // Left uninitialised: the reader fills it, and only the filled part is ever looked at.
+        let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut stack);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(_)) => Poll::Ready(Err(ReadError::Io)),
             Poll::Ready(Ok(())) => {
-                let filled = buf.filled().len();
+                let data = buf.filled_mut();
+                let filled = data.len();
                 if filled == 0 {
                     return Poll::Ready(Err(ReadError::Io));
                 }
-                match self.decode(&mut stack[..filled], on_event) {
+                match self.decode(data, on_event) {
                     Ok(consumed) => {
                         if consumed < filled {
-                            self.pending.extend_from_slice(&stack[consumed..filled]);
+                            self.pending.extend_from_slice(&buf.filled()[consumed..]);
                         }
                         Poll::Ready(Ok(()))
                     }
