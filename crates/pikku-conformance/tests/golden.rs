@@ -889,6 +889,7 @@ async fn row_48_replies_in_request_order() {
 async fn row_49_frame_size_limit() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
+    let mut bystander = events(&srv).await.named("bystander");
     let mut client = Client::connect(&srv.url("/greet")).await;
 
     client.send_text(&"a".repeat(1024 * 1024)).await;
@@ -911,11 +912,14 @@ async fn row_49_frame_size_limit() {
     client.expect_close_with(1009, "message too big").await;
     let records = disconnects(&srv, 1).await;
     assert_disconnect(&records[0], "greet", "message_too_big");
+    // The oversized frame affected only its own connection.
+    bystander.sentinel().await;
 }
 
 #[tokio::test]
 async fn row_50_invalid_utf8_closes_1007() {
     let srv = TestServer::start(FixtureSettings::test()).await;
+    let mut bystander = events(&srv).await.named("bystander");
     let mut raw = RawWs::connect(srv.addr(), "/events").await;
     raw.expect_text("hello!").await;
     raw.send_text_bytes(&[0xC3, 0x28]).await;
@@ -923,6 +927,8 @@ async fn row_50_invalid_utf8_closes_1007() {
     raw.send_close(1007).await;
     let records = disconnects(&srv, 1).await;
     assert_disconnect(&records[0], "events", "invalid_utf8");
+    // The malformed frame affected only its own connection.
+    bystander.sentinel().await;
 }
 
 // ---------------------------------------------------------------------------------------------------------
