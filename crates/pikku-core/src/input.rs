@@ -134,9 +134,7 @@ where
             Err(report) => {
                 let details = report
                     .iter()
-                    .map(|(path, error)| {
-                        ErrorDetail::new(garde_pointer(&path.to_string()), error.to_string())
-                    })
+                    .map(|(path, error)| ErrorDetail::new(garde_pointer(path), error.to_string()))
                     .collect();
                 Err(ChannelError::unprocessable(INVALID_MESSAGE, details))
             }
@@ -144,24 +142,20 @@ where
     }
 }
 
-/// Converts garde's `a.b[0]` path notation into a JSON Pointer (`/a/b/0`).
+/// Converts a garde path into a JSON Pointer (`/a/b/0`), component by component, so keys holding `.`, `[` or `]`
+/// keep their meaning. Uses garde's serialized form: a list of `[kind, component]` pairs.
 #[cfg(feature = "garde")]
-fn garde_pointer(path: &str) -> String {
+fn garde_pointer(path: &garde::Path) -> String {
     let mut pointer = String::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let mut rest = part;
-        if let Some(idx) = rest.find('[') {
-            if idx > 0 {
-                push_token(&mut pointer, &rest[..idx]);
+    if let Ok(Value::Array(components)) = serde_json::to_value(path) {
+        for component in components {
+            if let Value::Array(pair) = component {
+                if let [Value::String(kind), Value::String(token)] = pair.as_slice() {
+                    if kind != "none" {
+                        push_token(&mut pointer, token);
+                    }
+                }
             }
-            rest = &rest[idx..];
-            while let Some(inner) = rest.strip_prefix('[') {
-                let end = inner.find(']').unwrap_or(inner.len());
-                push_token(&mut pointer, &inner[..end]);
-                rest = inner.get(end + 1..).unwrap_or("");
-            }
-        } else {
-            push_token(&mut pointer, rest);
         }
     }
     pointer
@@ -207,8 +201,8 @@ mod tests {
     #[cfg(feature = "garde")]
     #[test]
     fn garde_paths_become_pointers() {
-        assert_eq!(garde_pointer("items[0].name"), "/items/0/name");
-        assert_eq!(garde_pointer("title"), "/title");
-        assert_eq!(garde_pointer(""), "");
+        let path = garde::Path::new("items").join(0usize).join("example.com");
+        assert_eq!(garde_pointer(&path), "/items/0/example.com");
+        assert_eq!(garde_pointer(&garde::Path::empty()), "");
     }
 }

@@ -154,6 +154,11 @@ where
                 Poll::Pending => false,
             };
             progress |= self.poll_handlers(cx);
+            // Frames the codec queued itself (pongs, the echo of a close) go out with the next write.
+            if !self.needs_flush && self.ws.has_pending_writes() {
+                self.needs_flush = true;
+                progress = true;
+            }
             // Write last, so every reply produced in this round leaves in one vectored write.
             match self
                 .conn

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use connection::{CloseRequest, Connection, ConnectionLimits, Outgoing, SlowConsumerPolicy};
@@ -424,13 +423,4 @@ impl<O, SS> ClosedChannel<O, SS> {
             .and_then(|b| b.downcast_ref::<SS>())
             .cloned()
     }
-}
-
-/// Deserializes a value for a reverse-call result; public for the typed client.
-#[doc(hidden)]
-pub fn decode_rpc_result<T: DeserializeOwned>(
-    name: &str,
-    value: serde_json::Value,
-) -> Result<T, RpcError> {
-    serde_json::from_value(value).map_err(|_| RpcError::invalid(name))
 }

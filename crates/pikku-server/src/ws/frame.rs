@@ -90,7 +90,11 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
             let Some(bytes) = buf.get(2..4) else {
                 return Ok(None);
             };
-            (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 2)
+            let len = u64::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+            if len < 126 {
+                return Err(Violation::Protocol("invalid payload length"));
+            }
+            (len, 2)
         }
         127 => {
             let Some(bytes) = buf.get(2..10) else {
@@ -99,7 +103,8 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
             let mut be = [0u8; 8];
             be.copy_from_slice(bytes);
             let len = u64::from_be_bytes(be);
-            if len >> 63 != 0 {
+            // The most significant bit must be 0 and the shortest form must be used (RFC 6455 §5.2).
+            if len >> 63 != 0 || len <= u64::from(u16::MAX) {
                 return Err(Violation::Protocol("invalid payload length"));
             }
             (len, 8)

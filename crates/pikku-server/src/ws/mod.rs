@@ -98,6 +98,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         });
     }
 
+    /// Whether frames are waiting to be written.
+    pub(crate) fn has_pending_writes(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Queues a close frame with `code` and `reason` (truncated to fit a control frame).
     pub(crate) fn queue_close(&mut self, code: u16, reason: &str) {
         if self.close_sent {
