@@ -220,14 +220,17 @@ and get the same load, one after the other, so the ratio column is from one run 
 - **Server CPU per message** is the server's own utime+stime from \`/proc/<pid>/stat\` over the
   measured window divided by the messages (echo round trips, fan-out deliveries, connections) in it:
   it stays honest when the single-core client is the bottleneck. **RSS per connection** is
-  (VmRSS after − VmRSS before) / connections, read from \`/proc/<pid>/status\`.
+  (VmRSS after − VmRSS before) / connections, read from \`/proc/<pid>/status\`. In the closed-loop
+  cases a server that is not saturated reads smaller batches and pays more syscalls per message,
+  so compare CPU per message together with the "server CPU %" column; a load generator near
+  100% ("client CPU %") is the limit of the rate, not of the CPU figure.
 - The machine is noisy and shared: treat gaps under ~15% as ties. Each run first waits (up to
   30 s) for the machine to be under 10% busy ("busy before"), and a run during which other work
   used more than ${OTHER_MAX}% of a core ("other CPU") is repeated, up to ${ATTEMPTS} runs, keeping
   the cleanest. The command lines below list every attempt.
 
-$pending_note
-
+${pending_note:+$pending_note
+}
 EOF
   "$BIN/pikku-bench" table --results "$OUT"
   cat <<EOF

@@ -10,19 +10,26 @@ use std::time::Duration;
 use pikku_bench::client::{next_data, send_text, Connector, Ws};
 use serde_json::{json, Value};
 
-/// A `baseline-server` on a free port, killed on drop.
+/// A server on a free port, killed on drop.
 struct Server {
     child: Child,
     port: u16,
 }
 
 impl Server {
+    /// The no-framework baseline.
     fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baseline-server"))
+        Self::spawn(env!("CARGO_BIN_EXE_baseline-server"))
+    }
+
+    /// Starts `program --port 0` and reads the port from its first stdout line
+    /// (`... listening on 127.0.0.1:<port>`).
+    fn spawn(program: &str) -> Self {
+        let mut child = Command::new(program)
             .args(["--port", "0"])
             .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn baseline-server");
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -160,8 +167,16 @@ fn connect_reports_rate() {
 
 #[test]
 fn baseline_answers_the_contract_shapes() {
-    // The exact replies other programs rely on (issue 3's bench-server contract).
-    let server = Server::start();
+    contract_against(Server::start());
+}
+
+#[test]
+fn bench_server_answers_the_contract_shapes() {
+    contract_against(Server::spawn(env!("CARGO_BIN_EXE_bench-server")));
+}
+
+/// The exact replies other programs rely on (issue 3's bench-server contract).
+fn contract_against(server: Server) {
     let url = format!("ws://127.0.0.1:{}/bench", server.port);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
