@@ -32,8 +32,19 @@ use crate::ws::{Event, ReadError, WsStream};
 const READ_BUDGET: usize = 64;
 
 enum Job {
-    Text(Value),
+    /// A parsed text message and the size of its frame.
+    Text(Value, usize),
     Binary(Bytes),
+}
+
+impl Job {
+    /// Frame bytes this job stands for, counted against the inbound budget.
+    fn size(&self) -> usize {
+        match self {
+            Self::Text(_, size) => *size,
+            Self::Binary(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// How the read/write loop ended.
@@ -53,6 +64,10 @@ struct Driver<'a, T, S, U> {
     max_in_flight: usize,
     inbound: VecDeque<Job>,
     inbound_limit: usize,
+    /// Frame bytes of the queued messages; reading pauses while it is at least `inbound_byte_limit`, so a
+    /// connection buffers at most about two maximal messages however fast its client sends.
+    inbound_bytes: usize,
+    inbound_byte_limit: usize,
     batch: VecDeque<OutFrame>,
     needs_flush: bool,
     peer_close: Option<Option<u16>>,
@@ -62,6 +77,7 @@ struct Driver<'a, T, S, U> {
 pub(crate) async fn run<T, S, U>(
     ws: WsStream<T>,
     live: LiveChannel<S, U>,
+    max_frame_bytes: usize,
     close_timeout: Duration,
     drain_timeout: Duration,
 ) where
@@ -78,6 +94,8 @@ pub(crate) async fn run<T, S, U>(
         max_in_flight: live.max_in_flight(),
         inbound: VecDeque::new(),
         inbound_limit: live.runtime().config().inbound_queue.max(1),
+        inbound_bytes: 0,
+        inbound_byte_limit: max_frame_bytes.max(1),
         batch: VecDeque::new(),
         needs_flush: false,
         peer_close: None,
@@ -190,9 +208,10 @@ where
         Poll::Pending
     }
 
-    /// Reads and decodes once; stops when the inbound queue is full (TCP pushes back).
+    /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes (TCP pushes back).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Exit>> {
-        if self.inbound.len() >= self.inbound_limit {
+        if self.inbound.len() >= self.inbound_limit || self.inbound_bytes >= self.inbound_byte_limit
+        {
             return Poll::Pending;
         }
         let Self {
@@ -200,23 +219,29 @@ where
             live,
             inbound,
             inbound_limit,
+            inbound_bytes,
+            inbound_byte_limit,
             peer_close,
             ..
         } = self;
         let mut on_event = |event: Event<'_>| {
-            match event {
-                Event::Text(text) => {
-                    if let TextFrame::Message(value) = live.text(text) {
-                        inbound.push_back(Job::Text(value));
-                    }
+            let job = match event {
+                Event::Text(text) => match live.text(text) {
+                    TextFrame::Message(value) => Some(Job::Text(value, text.len())),
+                    TextFrame::Ignored | TextFrame::Consumed => None,
+                },
+                Event::Binary(bytes) => Some(Job::Binary(Bytes::copy_from_slice(bytes))),
+                Event::Pong => None,
+                Event::Close(code) => {
+                    *peer_close = Some(code);
+                    None
                 }
-                Event::Binary(bytes) => {
-                    inbound.push_back(Job::Binary(Bytes::copy_from_slice(bytes)))
-                }
-                Event::Pong => {}
-                Event::Close(code) => *peer_close = Some(code),
+            };
+            if let Some(job) = job {
+                *inbound_bytes += job.size();
+                inbound.push_back(job);
             }
-            inbound.len() < *inbound_limit
+            inbound.len() < *inbound_limit && *inbound_bytes < *inbound_byte_limit
         };
         match ws.poll_read(cx, &mut on_event) {
             Poll::Ready(Ok(())) => {
@@ -267,9 +292,10 @@ where
             let Some(job) = self.inbound.pop_front() else {
                 return progress;
             };
+            self.inbound_bytes -= job.size();
             progress = true;
             let fut = match job {
-                Job::Text(value) => Some(self.live.run_message(value)),
+                Job::Text(value, _) => Some(self.live.run_message(value)),
                 Job::Binary(bytes) => self.live.run_binary(bytes),
             };
             if let Some(fut) = fut {

@@ -381,7 +381,14 @@ where
         };
         let ws = WsStream::new(TokioIo::new(upgraded), shared.config.max_frame_bytes);
         let drain = shared.rt.config().drain_timeout;
-        driver::run(ws, live, shared.config.close_timeout, drain).await;
+        driver::run(
+            ws,
+            live,
+            shared.config.max_frame_bytes,
+            shared.config.close_timeout,
+            drain,
+        )
+        .await;
     });
     response
 }

@@ -68,6 +68,8 @@ pub(crate) struct WsStream<T> {
     written: usize,
     close_sent: bool,
     close_received: bool,
+    /// A pong is queued and not yet written.
+    unsent_pong: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
@@ -81,6 +83,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             written: 0,
             close_sent: false,
             close_received: false,
+            unsent_pong: false,
         }
     }
 
@@ -163,7 +166,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             if n >= remaining {
                 n -= remaining;
                 self.written = 0;
-                self.out.pop_front();
+                if let Some(sent) = self.out.pop_front() {
+                    if sent.header[0] & 0x0F == opcode::PONG {
+                        self.unsent_pong = false;
+                    }
+                }
             } else {
                 self.written += n;
                 n = 0;
@@ -352,7 +359,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 Ok(false)
             }
             opcode::PING => {
-                self.queue(opcode::PONG, Bytes::copy_from_slice(payload));
+                // One pong waiting to be written is enough: a client that pings without reading cannot grow the
+                // write queue (RFC 6455 §5.5.3 allows answering only some pings).
+                if !self.unsent_pong {
+                    self.queue(opcode::PONG, Bytes::copy_from_slice(payload));
+                    self.unsent_pong = true;
+                }
                 Ok(true)
             }
             opcode::PONG => Ok(on_event(Event::Pong)),
