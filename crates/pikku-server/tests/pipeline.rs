@@ -1916,3 +1916,56 @@ async fn reverse_rpc_is_busy_after_max_pending_calls() {
         .await;
     client.sentinel(2).await;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// development mode (protocol §4.4)
+// ---------------------------------------------------------------------------------------------------------
+
+async fn fails(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _: ()) -> Result<(), ChannelError> {
+    Err(ChannelError::internal("database is down"))
+}
+
+async fn refuses(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _: ()) -> Result<(), ChannelError> {
+    Err(ChannelError::forbidden("Permission denied"))
+}
+
+fn dev_mode_app(dev_mode: bool) -> App<(), ()> {
+    App::new(())
+        .configure(|config: &mut AppConfig| config.dev_mode = dev_mode)
+        .channel(
+            ChannelRoute::new("dev", "/dev")
+                .auth(false)
+                .route("action", "fails", fails)
+                .route("action", "refuses", refuses),
+        )
+}
+
+#[tokio::test]
+async fn development_mode_adds_debug_text_to_internal_errors_only() {
+    let server = serve(dev_mode_app(true), ServerConfig::default()).await;
+    let mut client = Client::connect(&server.url("/dev")).await;
+    client.send_json(json!({"action": "fails"})).await;
+    client
+        .expect_json(json!({
+            "action": "fails",
+            "error": "Internal server error",
+            "errorName": "InternalServerError",
+            "debug": "database is down"
+        }))
+        .await;
+    // Client errors carry their own message and no `debug` member.
+    client.send_json(json!({"action": "refuses"})).await;
+    client
+        .expect_json(json!({"action": "refuses", "error": "Permission denied", "errorName": "ForbiddenError"}))
+        .await;
+}
+
+#[tokio::test]
+async fn internal_error_text_stays_on_the_server_outside_development_mode() {
+    let server = serve(dev_mode_app(false), ServerConfig::default()).await;
+    let mut client = Client::connect(&server.url("/dev")).await;
+    client.send_json(json!({"action": "fails"})).await;
+    client
+        .expect_json(json!({"action": "fails", "error": "Internal server error", "errorName": "InternalServerError"}))
+        .await;
+}
