@@ -30,20 +30,49 @@ use crate::error::{ChannelError, SendError};
 use crate::frame::encode_value;
 use crate::handler::{BoxFuture, Reply};
 
-/// Which invocation a middleware wraps.
+/// Which invocation a middleware wraps, so one function can serve as message and lifecycle middleware.
+///
+/// ```
+/// use pikku_core::middleware::Invocation;
+/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+///
+/// async fn trace(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+///     let kind = match mw.invocation() {
+///         Invocation::Connect => "connect",
+///         Invocation::Disconnect => "disconnect",
+///         _ => "message",
+///     };
+///     tracing::debug!(kind, id = mw.ctx().channel_id(), "invocation");
+///     next.run().await
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invocation {
     /// onConnect.
     Connect,
     /// A text message (routed or default).
     Message,
-    /// A binary frame.
+    /// A binary frame. Binary handlers are not wrapped in middleware today, so middleware never sees this value.
     Binary,
     /// onDisconnect.
     Disconnect,
 }
 
-/// What a message or lifecycle middleware sees.
+/// What a message or lifecycle middleware sees: the handler's [`Ctx`], the raw input of a message, and which
+/// invocation it wraps.
+///
+/// ```
+/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+///
+/// // Refuses oversized messages before they are even deserialized.
+/// async fn limit(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+///     let size = mw.input().map_or(0, |input| input.to_string().len());
+///     if size > 10_000 {
+///         return Err(ChannelError::bad_request("Message too large"));
+///     }
+///     next.run().await
+/// }
+/// ```
 pub struct MiddlewareCtx<S, U> {
     ctx: Ctx<S, U>,
     input: Option<Arc<Value>>,
@@ -60,25 +89,51 @@ impl<S, U> fmt::Debug for MiddlewareCtx<S, U> {
 }
 
 impl<S, U> MiddlewareCtx<S, U> {
-    /// The handler context: services, session, hub, matched route.
+    /// The handler context: services, session, hub, matched route. A session set here is seen by the handler.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    ///
+    /// #[derive(Clone)]
+    /// struct User { id: String }
+    ///
+    /// async fn who(mw: MiddlewareCtx<(), User>, next: Next<(), User>) -> Result<Reply, ChannelError> {
+    ///     let user = mw.ctx().session().map(|u| u.id);
+    ///     tracing::debug!(?user, route = ?mw.ctx().route(), "message");
+    ///     next.run().await
+    /// }
+    /// ```
     #[must_use]
     pub fn ctx(&self) -> &Ctx<S, U> {
         &self.ctx
     }
 
-    /// The raw JSON input of a text message (`None` for lifecycle and binary invocations).
+    /// The raw JSON input of a text message, not yet validated: the whole message for the default route, the
+    /// message without its routing member for a routed one. `None` for lifecycle invocations. See the type-level
+    /// example.
     #[must_use]
     pub fn input(&self) -> Option<&Value> {
         self.input.as_deref()
     }
 
-    /// Which invocation this is.
+    /// Which invocation this is (see [`Invocation`] for an example).
     #[must_use]
     pub fn invocation(&self) -> Invocation {
         self.invocation
     }
 
-    /// Sends a value to this channel (encoded by protocol §4.1).
+    /// Sends a value to this channel (encoded by protocol §4.1), for example a notice before the reply.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    ///
+    /// async fn deprecated(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+    ///     if mw.ctx().route() == Some(("action", "oldCreate")) {
+    ///         mw.send(&serde_json::json!({ "warning": "oldCreate is deprecated; use create" }))?;
+    ///     }
+    ///     next.run().await
+    /// }
+    /// ```
     ///
     /// # Errors
     /// As [`Channel::send`](crate::Channel::send).
@@ -94,6 +149,21 @@ pub(crate) type ErasedMiddleware<S, U> = Arc<
 type Inner = Box<dyn FnOnce() -> BoxFuture<Result<Reply, ChannelError>> + Send>;
 
 /// The rest of the middleware chain. Call [`run`](Next::run) to continue, or return an error to stop.
+///
+/// A middleware that returns without calling `run` skips the handler: its own `Ok(reply)` or `Err(..)` is what
+/// the client gets.
+///
+/// ```
+/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+///
+/// async fn maintenance(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+///     let down = false; // read a flag here
+///     if down {
+///         return Err(ChannelError::service_unavailable("Down for maintenance"));
+///     }
+///     next.run().await
+/// }
+/// ```
 pub struct Next<S, U> {
     chain: Arc<[ErasedMiddleware<S, U>]>,
     index: usize,
@@ -112,7 +182,20 @@ impl<S, U> fmt::Debug for Next<S, U> {
 }
 
 impl<S: 'static, U: 'static> Next<S, U> {
-    /// Runs the remaining middleware and the handler; returns its reply or error.
+    /// Runs the remaining middleware and the handler (for messages: validation, permissions, then the handler);
+    /// returns its reply or error, which the middleware may inspect or replace before returning it. Consumes
+    /// `self`, so the rest of the chain runs at most once.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    ///
+    /// // Hides the text of every client error of this chain behind one generic message.
+    /// async fn opaque(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+    ///     next.run().await.map_err(|err| {
+    ///         if err.is_internal() { err } else { ChannelError::bad_request("Request refused") }
+    ///     })
+    /// }
+    /// ```
     pub fn run(mut self) -> BoxFuture<Result<Reply, ChannelError>> {
         match self.chain.get(self.index).cloned() {
             None => (self.inner)(),
@@ -153,13 +236,25 @@ pub(crate) fn run_chain<S: 'static, U: 'static>(
 
 /// A message or lifecycle middleware: `async fn(MiddlewareCtx<S, U>, Next<S, U>) -> Result<Reply, ChannelError>`.
 ///
+/// Implemented for every such function or closure. Register it with [`App::middleware`](crate::App::middleware),
+/// [`ChannelRoute::middleware`](crate::ChannelRoute::middleware) or [`Route::middleware`](crate::Route::middleware)
+/// for messages, and with the `lifecycle_middleware`, `connect_middleware` and `disconnect_middleware` methods
+/// for onConnect and onDisconnect. The [module docs](crate::middleware#order) give the order. You do not
+/// implement this trait yourself.
+///
 /// ```
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
 ///
 /// async fn log_route(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
 ///     tracing::debug!(route = ?mw.ctx().route(), "message");
 ///     next.run().await
 /// }
+/// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
+///
+/// let app = App::new(())
+///     .middleware(log_route)
+///     .channel(ChannelRoute::new("events", "/events").auth(false).route("action", "ping", ping));
+/// # let _ = app;
 /// ```
 pub trait Middleware<S, U>: Send + Sync + 'static {
     /// Erases the middleware for storage.
@@ -178,6 +273,20 @@ where
 }
 
 /// What a permission check sees: the context (with the session) and the raw, already validated input.
+///
+/// ```
+/// use pikku_core::{ChannelError, PermissionCtx};
+///
+/// #[derive(Clone)]
+/// struct User { id: String, admin: bool }
+///
+/// // Users may edit their own items; admins may edit any.
+/// async fn owner_or_admin(p: PermissionCtx<(), User>) -> Result<bool, ChannelError> {
+///     let Some(user) = p.session() else { return Ok(false) };
+///     let owner = p.input().get("ownerId").and_then(|v| v.as_str());
+///     Ok(user.admin || owner == Some(user.id.as_str()))
+/// }
+/// ```
 pub struct PermissionCtx<S, U> {
     ctx: Ctx<S, U>,
     input: Arc<Value>,
@@ -197,13 +306,24 @@ impl<S, U> PermissionCtx<S, U> {
         Self { ctx, input }
     }
 
-    /// The context.
+    /// The handler context: services, session, hub, matched route.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, PermissionCtx};
+    ///
+    /// struct Services { banned: Vec<String> }
+    ///
+    /// async fn not_banned(p: PermissionCtx<Services, String>) -> Result<bool, ChannelError> {
+    ///     Ok(p.session().is_some_and(|user| !p.ctx().state().banned.contains(&user)))
+    /// }
+    /// ```
     #[must_use]
     pub fn ctx(&self) -> &Ctx<S, U> {
         &self.ctx
     }
 
-    /// A copy of the current session.
+    /// A copy of the current session, `None` when there is none (shorthand for `ctx().session()`; shown in the
+    /// type-level example).
     #[must_use]
     pub fn session(&self) -> Option<U>
     where
@@ -212,7 +332,9 @@ impl<S, U> PermissionCtx<S, U> {
         self.ctx.session()
     }
 
-    /// The message input.
+    /// The message input as JSON (without the routing member of a routed message). It has already passed the
+    /// handler's input validation, so reading the members the handler's type requires is safe. Shown in the
+    /// type-level example.
     #[must_use]
     pub fn input(&self) -> &Value {
         &self.input
@@ -225,8 +347,13 @@ pub(crate) type ErasedPermission<S, U> =
 /// A permission: `async fn(PermissionCtx<S, U>) -> Result<bool, ChannelError>`. `Ok(false)` is a
 /// `ForbiddenError` `Permission denied`; an `Err` is sent as is.
 ///
+/// Implemented for every such function or closure. Register it on a channel
+/// ([`ChannelRoute::permission`](crate::ChannelRoute::permission): every route must pass it) or a route
+/// ([`Route::permission`](crate::Route::permission), [`Route::permission_group`](crate::Route::permission_group)).
+/// Permissions run after input validation, inside the middleware. You do not implement this trait yourself.
+///
 /// ```
-/// use pikku_core::{ChannelError, PermissionCtx};
+/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// #[derive(Clone)]
 /// struct User { admin: bool }
@@ -234,6 +361,11 @@ pub(crate) type ErasedPermission<S, U> =
 /// async fn admin_only(p: PermissionCtx<(), User>) -> Result<bool, ChannelError> {
 ///     Ok(p.session().is_some_and(|u| u.admin))
 /// }
+/// async fn shutdown(_ctx: Ctx<(), User>, _ch: Channel<Params, ()>, _in: ()) {}
+///
+/// let channel = ChannelRoute::new("admin", "/admin")
+///     .route("action", "shutdown", Route::new(shutdown).permission(admin_only));
+/// # let _ = channel;
 /// ```
 pub trait Permission<S, U>: Send + Sync + 'static {
     /// Erases the permission for storage.
@@ -252,6 +384,47 @@ where
 }
 
 /// The upgrade request as upgrade middleware sees it (protocol §2.3 step 7).
+///
+/// By then the route matched, the origin was accepted and the opening data parsed. The middleware may seed the
+/// session and add headers to the 101 response; cloning is cheap.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::{header, HeaderMap, HeaderValue};
+/// use pikku_core::runtime::UpgradeInput;
+/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, UpgradeRequest};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Room { #[serde(rename = "roomId")] room_id: String }
+///
+/// async fn check(req: UpgradeRequest<(), String>) -> Result<(), ChannelError> {
+///     assert_eq!((req.channel_name(), req.path(), req.query()), ("rooms", "/rooms/lobby", Some("nick=ann")));
+///     assert_eq!(req.params()["roomId"], "lobby");
+///     let token = req.header("authorization").ok_or_else(|| ChannelError::unauthorized("No token"))?;
+///     req.set_session(token.to_owned());
+///     req.add_response_header(header::SET_COOKIE, HeaderValue::from_static("seen=1"));
+///     Ok(())
+/// }
+/// async fn hello(ctx: Ctx<(), String>, ch: Channel<Room, ()>) -> String {
+///     format!("{} joined {}", ctx.session().unwrap_or_default(), ch.opening_data().room_id)
+/// }
+///
+/// let rt = App::new(())
+///     .channel(ChannelRoute::new("rooms", "/rooms/:roomId").upgrade_middleware(check).on_connect(hello))
+///     .into_runtime();
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // What a runner does with `GET /rooms/lobby?nick=ann` and an `Authorization` header:
+/// let mut headers = HeaderMap::new();
+/// headers.insert(header::AUTHORIZATION, HeaderValue::from_static("token-1"));
+/// let input = UpgradeInput { path: "/rooms/lobby", query: Some("nick=ann"), headers: Arc::new(headers), peer: None };
+/// let admitted = rt.admit(input).await.unwrap();
+/// assert_eq!(admitted.response_headers()[header::SET_COOKIE], "seen=1");
+///
+/// // Without the header, the upgrade is refused with 401.
+/// let input = UpgradeInput { path: "/rooms/lobby", query: Some("nick=ann"), headers: Default::default(), peer: None };
+/// assert_eq!(rt.admit(input).await.unwrap_err().status(), 401);
+/// # });
+/// ```
 pub struct UpgradeRequest<S, U> {
     pub(crate) rt: Arc<AppRuntime<S, U>>,
     pub(crate) path: Arc<str>,
@@ -291,60 +464,113 @@ impl<S, U> fmt::Debug for UpgradeRequest<S, U> {
 }
 
 impl<S, U> UpgradeRequest<S, U> {
-    /// The application's services.
+    /// The application's services, for example a token store to check credentials against.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, UpgradeRequest};
+    ///
+    /// struct Services { api_keys: Vec<String> }
+    ///
+    /// async fn api_key(req: UpgradeRequest<Services, String>) -> Result<(), ChannelError> {
+    ///     match req.header("x-api-key") {
+    ///         Some(key) if req.state().api_keys.iter().any(|k| k == key) => {
+    ///             req.set_session(key.to_owned());
+    ///             Ok(())
+    ///         }
+    ///         _ => Err(ChannelError::unauthorized("Unknown API key")),
+    ///     }
+    /// }
+    /// ```
     #[must_use]
     pub fn state(&self) -> &S {
         self.rt.state()
     }
 
-    /// The request path, as received.
+    /// The request path, as received (still percent-encoded). Shown in the type-level example.
     #[must_use]
     pub fn path(&self) -> &str {
         &self.path
     }
 
-    /// The raw query string, if any.
+    /// The raw query string without `?`, if any (still percent-encoded; decoded values are in
+    /// [`params`](Self::params)). Shown in the type-level example.
     #[must_use]
     pub fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
 
-    /// The request headers (cookies included).
+    /// The request headers (cookies included), for what [`header`](Self::header) cannot read: repeated headers,
+    /// or values that are not visible ASCII.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, UpgradeRequest};
+    ///
+    /// async fn needs_session_cookie(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
+    ///     let has_cookie = req
+    ///         .headers()
+    ///         .get_all(http::header::COOKIE)
+    ///         .iter()
+    ///         .filter_map(|v| v.to_str().ok())
+    ///         .any(|cookies| cookies.split(';').any(|c| c.trim().starts_with("session=")));
+    ///     if has_cookie { Ok(()) } else { Err(ChannelError::unauthorized("Sign in first")) }
+    /// }
+    /// ```
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
-    /// A header as text, if present and visible ASCII.
+    /// A header as text, if present and visible ASCII (the first value when repeated); names are
+    /// case-insensitive. Shown in the type-level example.
+    ///
+    /// A value that is not visible ASCII reads as `None`, like an absent header. Middleware that must refuse
+    /// unreadable credentials rather than treat them as missing should look at [`headers`](Self::headers).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The peer address, when the transport knows it.
+    /// The peer address, when the transport knows it: the embedded server's `serve` methods provide it; a router
+    /// of your own must be served with axum's `into_make_service_with_connect_info::<SocketAddr>()`. Behind a
+    /// proxy it is the proxy's address.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, UpgradeRequest};
+    ///
+    /// async fn local_only(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
+    ///     match req.peer_addr() {
+    ///         Some(addr) if addr.ip().is_loopback() => Ok(()),
+    ///         _ => Err(ChannelError::forbidden("Local connections only")),
+    ///     }
+    /// }
+    /// ```
     #[must_use]
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
     }
 
-    /// The merged route params and query.
+    /// The merged route params and query, decoded (what the opening data was deserialized from). Shown in the
+    /// type-level example.
     #[must_use]
     pub fn params(&self) -> &HashMap<String, String> {
         &self.params
     }
 
-    /// The channel being opened.
+    /// The name of the channel being opened, for upgrade middleware shared by several channels. Shown in the
+    /// type-level example.
     #[must_use]
     pub fn channel_name(&self) -> &str {
         &self.channel_name
     }
 
-    /// Seeds the connection's session.
+    /// Seeds the connection's session: the auth gate and handlers see it from the first message on, and
+    /// onConnect sees it too. Shown in the type-level example.
     pub fn set_session(&self, session: U) {
         self.session.set(session);
     }
 
-    /// Adds a header to the 101 response (for example `Set-Cookie`).
+    /// Adds a header to the 101 response (for example `Set-Cookie`); a header added twice is sent twice. Shown in
+    /// the type-level example.
     pub fn add_response_header(&self, name: HeaderName, value: HeaderValue) {
         self.response_headers.lock().append(name, value);
     }
@@ -354,6 +580,12 @@ pub(crate) type ErasedUpgrade<S, U> =
     Arc<dyn Fn(UpgradeRequest<S, U>) -> BoxFuture<Result<(), ChannelError>> + Send + Sync>;
 
 /// Upgrade middleware: `async fn(UpgradeRequest<S, U>) -> Result<(), ChannelError>`; an error refuses the upgrade.
+///
+/// Implemented for every such function or closure. Register it app-wide with
+/// [`App::upgrade_middleware`](crate::App::upgrade_middleware) or per channel with
+/// [`ChannelRoute::upgrade_middleware`](crate::ChannelRoute::upgrade_middleware). The refusal is an HTTP response
+/// with the error's status and a JSON body `{name, message, errorId}`; a panic refuses with 500. You do not
+/// implement this trait yourself.
 ///
 /// ```
 /// use pikku_core::{ChannelError, UpgradeRequest};

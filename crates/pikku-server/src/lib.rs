@@ -53,7 +53,7 @@ where
     U: Send + Sync + 'static,
 {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving channels");
+    tracing::info!(addr = %listener.local_addr()?, "serving channels");
     ChannelServer::new(app, ServerConfig::default())
         .serve_with_shutdown(listener, signal)
         .await

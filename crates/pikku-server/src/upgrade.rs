@@ -105,7 +105,8 @@ pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
     if err.is_internal() {
         tracing::error!(error_id, path, error = %err.debug_text(), "upgrade failed");
     } else {
-        tracing::debug!(error_id, path, error = %err, "upgrade refused");
+        // The errorId goes to the log at the default level, so a client's report can be traced (protocol §2.3).
+        tracing::info!(error_id, path, status = err.status(), error = %err, "upgrade refused");
     }
     let mut body = serde_json::Map::new();
     body.insert("name".into(), err.name().into());

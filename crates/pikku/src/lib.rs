@@ -54,12 +54,17 @@ pub use pikku_core::{
 };
 pub use pikku_server::{serve, serve_with_shutdown, ChannelServer, ServerConfig};
 
+/// The payload type of binary frames, so binary handlers need no direct `bytes` dependency.
+pub use bytes::Bytes;
+
 /// The names most applications need, for `use pikku::prelude::*`.
 pub mod prelude {
     pub use pikku_core::{
         App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route,
     };
     pub use pikku_server::{ChannelServer, ServerConfig};
+
+    pub use bytes::Bytes;
 }
 
 /// Compiles the README's example as a doctest, so it cannot rot.
