@@ -17,26 +17,52 @@ use crate::opening::RoutePattern;
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
 /// Behaviour and limits shared by every channel of an app (semantics §11).
+///
+/// Every field has a default ([`AppConfig::default`]). The struct is `#[non_exhaustive]`, so outside this crate
+/// it cannot be built with a struct literal: change the fields you need through [`App::configure`], or start
+/// from `AppConfig::default()` and pass the result to [`App::config`]. Transport settings (frame size, heartbeats,
+/// shutdown) live in the server's own configuration (`pikku_server::ServerConfig`).
+///
+/// ```
+/// use std::time::Duration;
+/// use pikku_core::{App, AppConfig, SlowConsumerPolicy};
+///
+/// let mut config = AppConfig::default();
+/// assert_eq!(config.outbound_queue_bytes, 1 << 20);
+/// config.slow_consumer = SlowConsumerPolicy::Drop;
+/// config.rpc_timeout = Some(Duration::from_secs(5));
+/// config.allowed_origins = vec!["https://example.com".into()];
+///
+/// let app: App<()> = App::new(()).config(config);
+/// # let _ = app;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AppConfig {
-    /// Development mode: internal error frames carry a `debug` member with the error text.
+    /// Development mode (default false): internal error frames carry a `debug` member with the error text.
+    /// Never turn it on in production, since that text may hold internals.
     pub dev_mode: bool,
-    /// Bound of each connection's outbound queue, in bytes (default 1 MiB).
+    /// Bound of each connection's outbound queue, in payload bytes (default 1 MiB). A single frame larger than
+    /// the bound is still admitted into an empty queue.
     pub outbound_queue_bytes: usize,
-    /// What happens when that bound is reached (default `Close`, 1008).
+    /// What happens when that bound is reached (default [`SlowConsumerPolicy::Close`], 1008).
     pub slow_consumer: SlowConsumerPolicy,
-    /// Reverse-RPC timeout (default 30 s; `None` disables it).
+    /// Reverse-RPC timeout (default 30 s; `None` disables it). A channel may override it with
+    /// [`ChannelRoute::rpc_timeout`].
     pub rpc_timeout: Option<Duration>,
-    /// Pending reverse calls per connection (default 64).
+    /// Pending reverse calls per connection (default 64); a call beyond it fails with
+    /// [`RpcFailure::Busy`](crate::RpcFailure::Busy).
     pub max_pending_rpc: usize,
-    /// Messages waiting per connection before the reader stops reading (default 64).
+    /// Messages waiting per connection before the reader stops reading, so TCP pushes back (default 64; a value
+    /// of 0 is treated as 1 by the embedded server).
     pub inbound_queue: usize,
-    /// How long in-flight handlers may run on after a close before onDisconnect (default 10 s).
+    /// How long in-flight handlers may run on after a close before they are cancelled and onDisconnect runs
+    /// (default 10 s).
     pub drain_timeout: Duration,
-    /// Allowed `Origin` values; empty means every origin is allowed.
+    /// Allowed `Origin` values (default empty: every origin is allowed). When not empty, an upgrade whose
+    /// `Origin` is missing or not listed is refused with 403 `Origin not allowed`.
     pub allowed_origins: Vec<String>,
-    /// Event-hub bounds.
+    /// Event-hub bounds (default [`HubLimits::default`]).
     pub hub: HubLimits,
 }
 
@@ -57,6 +83,12 @@ impl Default for AppConfig {
 }
 
 /// An application under construction: services `S`, session type `U`, channels and global middleware.
+///
+/// `S` is whatever your handlers share (database pools, configuration); they read it with
+/// [`Ctx::state`](crate::Ctx::state). `U` is the session type a connection may carry (default `()`); because it
+/// is a type parameter, a handler asking for the wrong session type does not compile. Build the app with the
+/// consuming builder methods below, then hand it to a runner (`pikku_server::ChannelServer::new` or
+/// `pikku::serve`), which calls [`into_runtime`](App::into_runtime) once and serves the result.
 ///
 /// ```
 /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -102,7 +134,20 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    /// An app with services `state` and no channels.
+    /// An app with services `state`, the default [`AppConfig`], no channels and no middleware.
+    ///
+    /// The session type `U` is usually inferred from the handlers' [`Ctx`](crate::Ctx); name it
+    /// (`App::<S, User>::new(..)`) when no handler mentions it.
+    ///
+    /// ```
+    /// use pikku_core::App;
+    ///
+    /// #[derive(Clone)]
+    /// struct User { id: String }
+    ///
+    /// let app = App::<_, User>::new(vec!["shared", "services"]);
+    /// # let _ = app;
+    /// ```
     pub fn new(state: S) -> Self {
         let config = AppConfig::default();
         Self {
@@ -117,7 +162,22 @@ where
         }
     }
 
-    /// Replaces the configuration.
+    /// Replaces the whole configuration.
+    ///
+    /// If the new [`AppConfig::hub`] limits differ from the current ones, the app gets a new, empty
+    /// [`EventHub`]: an `EventHub` taken earlier with [`hub`](Self::hub) then belongs to no app. Configure first,
+    /// then take the hub.
+    ///
+    /// ```
+    /// use pikku_core::{App, AppConfig};
+    ///
+    /// let mut config = AppConfig::default();
+    /// config.dev_mode = true;
+    /// config.hub.max_topic_bytes = 64;
+    /// let app: App<()> = App::new(()).config(config);
+    /// let hub = app.hub(); // taken after the configuration, so it is the app's hub
+    /// # let _ = hub;
+    /// ```
     pub fn config(mut self, config: AppConfig) -> Self {
         if config.hub.max_subscriptions_per_channel != self.config.hub.max_subscriptions_per_channel
             || config.hub.max_topic_bytes != self.config.hub.max_topic_bytes
@@ -128,24 +188,68 @@ where
         self
     }
 
-    /// Changes the configuration in place.
+    /// Changes some fields of the configuration, keeping the others; the closure gets the current values.
+    ///
+    /// This is the usual way to configure an app, since [`AppConfig`] is `#[non_exhaustive]`. Like
+    /// [`config`](Self::config), a change of the hub limits replaces the event hub.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pikku_core::{App, AppConfig, SlowConsumerPolicy};
+    ///
+    /// let app: App<()> = App::new(()).configure(|config: &mut AppConfig| {
+    ///     config.outbound_queue_bytes = 64 * 1024;
+    ///     config.slow_consumer = SlowConsumerPolicy::Drop;
+    ///     config.rpc_timeout = Some(Duration::from_secs(5));
+    /// });
+    /// # let _ = app;
+    /// ```
     pub fn configure(self, f: impl FnOnce(&mut AppConfig)) -> Self {
         let mut config = self.config.clone();
         f(&mut config);
         self.config(config)
     }
 
-    /// The event hub, for publishing from outside any connection.
+    /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
+    ///
+    /// The returned handle is a cheap clone of the hub the app's connections use. Take it after the last
+    /// [`config`](Self::config) or [`configure`](Self::configure) call: changing the hub limits replaces the hub.
+    ///
+    /// ```
+    /// use pikku_core::App;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app: App<()> = App::new(());
+    /// let hub = app.hub();
+    /// // A job could publish like this; with no subscribers yet it reaches nobody.
+    /// let delivered = hub.publish("news", None, &serde_json::json!({"headline": "hi"})).await.unwrap();
+    /// assert_eq!(delivered, 0);
+    /// # });
+    /// ```
     #[must_use]
     pub fn hub(&self) -> EventHub {
         self.hub.clone()
     }
 
-    /// Adds a channel.
+    /// Adds a channel definition. Channels are matched against the upgrade path with literal routes first, then
+    /// parameterised ones, each kind in registration order (protocol §2.4).
+    ///
+    /// ```
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// let app = App::new(())
+    ///     .channel(ChannelRoute::new("events", "/events").on_connect(hello))
+    ///     .channel(ChannelRoute::new("rooms", "/rooms/:roomId").on_connect(hello));
+    /// # let _ = app;
+    /// ```
     ///
     /// # Panics
-    /// On a registration error (semantics §4.2), with a message naming the user's line. Use
-    /// [`try_channel`](Self::try_channel) to get the error as a value.
+    /// On a registration error (semantics §4.2): a duplicate channel name, a route of the same shape as an earlier
+    /// channel's, an invalid route pattern, or an invalid or duplicate message route. The message names the
+    /// offending `ChannelRoute::new` or `.route(..)` line. Use [`try_channel`](Self::try_channel) to get the
+    /// error as a value.
     #[track_caller]
     pub fn channel<O, SS>(self, channel: ChannelRoute<S, U, O, SS>) -> Self {
         match self.try_channel(channel) {
@@ -154,10 +258,30 @@ where
         }
     }
 
-    /// Adds a channel, or returns why it cannot be registered and where it was defined.
+    /// Adds a channel, or returns why it cannot be registered and where: the location is the
+    /// [`ChannelRoute::new`] call, or the `.route(..)` call for an error in a message route.
+    ///
+    /// Use it instead of [`channel`](Self::channel) when channel definitions come from data (plugins,
+    /// configuration) and a bad one should be reported rather than panic.
+    ///
+    /// ```
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("a", "/rooms/:id").on_connect(hello));
+    /// // Same shape as `/rooms/:id`, so it could never be reached.
+    /// let (err, location) = app
+    ///     .try_channel(ChannelRoute::new("b", "/rooms/:roomId").on_connect(hello))
+    ///     .unwrap_err();
+    /// assert_eq!(err, RegistrationError::DuplicateRoute { first: "a".into(), second: "b".into() });
+    /// eprintln!("{err} (defined at {location})");
+    /// ```
     ///
     /// # Errors
-    /// Duplicate names, routes of the same shape, invalid patterns or route values.
+    /// The first [`RegistrationError`] of the definition: an empty, reserved (`pikku-…`) or duplicate message route
+    /// (recorded by `.route(..)`), an invalid route pattern, a channel name already registered, or a route of the
+    /// same shape as an earlier channel's. The app is consumed either way.
     pub fn try_channel<O, SS>(
         mut self,
         channel: ChannelRoute<S, U, O, SS>,
@@ -189,25 +313,87 @@ where
         Ok(self)
     }
 
-    /// Global message middleware: wraps every message route of every channel, outermost.
+    /// Global message middleware: wraps every message route of every channel, outermost (before channel and
+    /// route middleware, in registration order). It applies to channels added before and after this call, but
+    /// not to onConnect and onDisconnect (use [`lifecycle_middleware`](Self::lifecycle_middleware)).
+    ///
+    /// ```
+    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    ///
+    /// async fn timing(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+    ///     let started = std::time::Instant::now();
+    ///     let reply = next.run().await;
+    ///     tracing::debug!(route = ?mw.ctx().route(), elapsed = ?started.elapsed(), "message handled");
+    ///     reply
+    /// }
+    ///
+    /// let app: App<()> = App::new(()).middleware(timing);
+    /// # let _ = app;
+    /// ```
     pub fn middleware(mut self, middleware: impl Middleware<S, U>) -> Self {
         self.message_middleware.push(middleware.erase());
         self
     }
 
-    /// Global lifecycle middleware: wraps every onConnect and onDisconnect.
+    /// Global lifecycle middleware: wraps every onConnect and onDisconnect, outside the channel's own
+    /// [`connect_middleware`](ChannelRoute::connect_middleware) and
+    /// [`disconnect_middleware`](ChannelRoute::disconnect_middleware). An error it returns around onConnect is
+    /// sent to the client as an error frame; around onDisconnect it is only logged.
+    ///
+    /// ```
+    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku_core::middleware::Invocation;
+    ///
+    /// async fn audit(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+    ///     let what = if mw.invocation() == Invocation::Connect { "connected" } else { "disconnected" };
+    ///     tracing::info!(channel_id = mw.ctx().channel_id(), "{what}");
+    ///     next.run().await
+    /// }
+    ///
+    /// let app: App<()> = App::new(()).lifecycle_middleware(audit);
+    /// # let _ = app;
+    /// ```
     pub fn lifecycle_middleware(mut self, middleware: impl Middleware<S, U>) -> Self {
         self.lifecycle_middleware.push(middleware.erase());
         self
     }
 
-    /// Global upgrade middleware: runs before each channel's own.
+    /// Global upgrade middleware: runs for every channel's upgrade, before the channel's own
+    /// [`upgrade_middleware`](ChannelRoute::upgrade_middleware), after the route, origin and opening-data checks.
+    /// An error refuses the upgrade with its status and a JSON body; it can also seed the session.
+    ///
+    /// ```
+    /// use pikku_core::{App, ChannelError, UpgradeRequest};
+    ///
+    /// async fn no_bots(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
+    ///     match req.header("user-agent") {
+    ///         Some(agent) if agent.contains("bot") => Err(ChannelError::forbidden("Bots are not welcome")),
+    ///         _ => Ok(()),
+    ///     }
+    /// }
+    ///
+    /// let app: App<()> = App::new(()).upgrade_middleware(no_bots);
+    /// # let _ = app;
+    /// ```
     pub fn upgrade_middleware(mut self, middleware: impl UpgradeMiddleware<S, U>) -> Self {
         self.upgrade_middleware.push(middleware.erase());
         self
     }
 
-    /// Builds the immutable runtime that runners serve.
+    /// Builds the immutable runtime that runners serve: every channel gets its global middleware folded in and its
+    /// routes put into lookup tables. Runners call this for you (`ChannelServer::new`); call it yourself to drive
+    /// the pipeline without a server (see [`runtime`](crate::runtime)).
+    ///
+    /// ```
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// let rt = App::new(())
+    ///     .channel(ChannelRoute::new("events", "/events").on_connect(hello))
+    ///     .into_runtime();
+    /// assert_eq!(rt.channel_routes().collect::<Vec<_>>(), [("events", "/events")]);
+    /// ```
     #[must_use]
     pub fn into_runtime(mut self) -> Arc<AppRuntime<S, U>> {
         let pending = std::mem::take(&mut self.pending);
@@ -436,6 +622,30 @@ pub(crate) struct ChannelSpec<S, U> {
 }
 
 /// The built application that runners serve: immutable, shared by every connection.
+///
+/// Made by [`App::into_runtime`]. Runners use it to admit upgrades
+/// ([`AppRuntime::admit`](AppRuntime::admit), in [`runtime`](crate::runtime)) and to read the services, hub and
+/// configuration; application code reaches it through `ChannelServer::runtime` when it needs those outside a
+/// handler.
+///
+/// ```
+/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+///
+/// async fn hello(_ctx: Ctx<&'static str, ()>, _ch: Channel<Params, ()>) {}
+///
+/// let rt = App::new("services")
+///     .configure(|c| c.dev_mode = true)
+///     .channel(ChannelRoute::new("events", "/events").on_connect(hello))
+///     .channel(ChannelRoute::new("rooms", "/rooms/:roomId").on_connect(hello))
+///     .into_runtime();
+/// assert_eq!(*rt.state(), "services");
+/// assert!(rt.config().dev_mode);
+/// assert_eq!(rt.hub().channel_count(), 0);
+/// assert_eq!(
+///     rt.channel_routes().collect::<Vec<_>>(),
+///     [("events", "/events"), ("rooms", "/rooms/:roomId")],
+/// );
+/// ```
 pub struct AppRuntime<S, U> {
     state: S,
     hub: EventHub,
@@ -457,22 +667,24 @@ impl<S, U> fmt::Debug for AppRuntime<S, U> {
 }
 
 impl<S, U> AppRuntime<S, U> {
-    /// The application's services.
+    /// The application's services, as given to [`App::new`] (handlers read them with
+    /// [`Ctx::state`](crate::Ctx::state)).
     pub fn state(&self) -> &S {
         &self.state
     }
 
-    /// The event hub.
+    /// The event hub shared by every connection of this app.
     pub fn hub(&self) -> &EventHub {
         &self.hub
     }
 
-    /// The configuration.
+    /// The configuration the app was built with.
     pub fn config(&self) -> &AppConfig {
         &self.config
     }
 
-    /// The names and route patterns of the registered channels.
+    /// The names and route patterns of the registered channels, in registration order (for logs and health
+    /// pages; matching tries literal routes first).
     pub fn channel_routes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.channels.iter().map(|c| (&*c.name, c.pattern.as_str()))
     }

@@ -13,7 +13,18 @@ pub const MAX_DETAIL_MESSAGE_CHARS: usize = 200;
 
 /// One validation failure: where in the input, and what is wrong there.
 ///
-/// `path` is a JSON Pointer into the handler input (`""` is the whole input).
+/// `path` is a JSON Pointer into the handler input (`""` is the whole input). Build it with
+/// [`ErrorDetail::new`], which caps the message; a struct literal does not.
+///
+/// ```
+/// use pikku_core::ErrorDetail;
+///
+/// let detail = ErrorDetail::new("/items/0/name", "must not be empty");
+/// assert_eq!(
+///     serde_json::to_value(&detail).unwrap(),
+///     serde_json::json!({"path": "/items/0/name", "message": "must not be empty"}),
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorDetail {
     /// JSON Pointer to the offending value.
@@ -64,21 +75,33 @@ impl ErrorDetail {
 /// assert_eq!(err.client_message(), "room is full");
 /// ```
 pub trait ClientError: std::error::Error + Send + Sync + 'static {
-    /// The error class sent as `errorName` (or `name` in an HTTP refusal).
+    /// The error class sent as `errorName` (or `name` in an HTTP refusal), such as `RoomFullError`.
     fn name(&self) -> &str;
-    /// The HTTP status used when the error refuses an upgrade.
+    /// The HTTP status used when the error refuses an upgrade (from upgrade middleware); error frames do not
+    /// carry it. The embedded server answers 500 for a value that is not a valid HTTP status.
     fn status(&self) -> u16;
-    /// The message the client reads; the `Display` text by default.
+    /// The message the client reads; the `Display` text by default. Override it when `Display` holds more than
+    /// the client should see.
     fn client_message(&self) -> Cow<'_, str> {
         Cow::Owned(self.to_string())
     }
-    /// Validation details, if any.
+    /// Validation details sent as `details`, if any (none by default).
     fn details(&self) -> &[ErrorDetail] {
         &[]
     }
 }
 
 /// The built-in client error classes of the protocol (protocol §4.4, semantics §10).
+///
+/// Use them with [`ChannelError::new`], or through the shorthand constructors ([`ChannelError::forbidden`], …).
+///
+/// ```
+/// use pikku_core::ErrorClass;
+///
+/// assert_eq!(ErrorClass::Forbidden.name(), "ForbiddenError");
+/// assert_eq!(ErrorClass::Forbidden.status(), 403);
+/// assert_eq!(ErrorClass::ChannelRpc.status(), 502);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorClass {
@@ -94,12 +117,12 @@ pub enum ErrorClass {
     UnprocessableContent,
     /// `ServiceUnavailableError`, 503.
     ServiceUnavailable,
-    /// `ChannelRPCError`: a reverse call failed.
+    /// `ChannelRPCError`, 502: a reverse call failed.
     ChannelRpc,
 }
 
 impl ErrorClass {
-    /// The class name sent to clients.
+    /// The class name sent to clients as `errorName` (see the type-level example).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
@@ -113,7 +136,7 @@ impl ErrorClass {
         }
     }
 
-    /// The HTTP status of the class.
+    /// The HTTP status of the class, used when an error of this class refuses an upgrade.
     #[must_use]
     pub const fn status(self) -> u16 {
         match self {
@@ -140,6 +163,19 @@ impl ErrorClass {
 /// assert_eq!((err.name(), err.client_message().as_ref()), ("ForbiddenError", "Permission denied"));
 /// assert!(ChannelError::internal(std::io::Error::other("disk")).is_internal());
 /// ```
+///
+/// `?` converts [`ClientError`]s, [`SendError`], [`HubError`] and [`RpcError`](crate::RpcError) by itself; any
+/// other error needs an explicit `map_err(ChannelError::internal)`, so internal text never reaches a client by
+/// accident:
+///
+/// ```
+/// use pikku_core::{Channel, ChannelError, Ctx, Params};
+///
+/// async fn read_motd(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> Result<String, ChannelError> {
+///     let text = std::fs::read_to_string("/etc/motd").map_err(ChannelError::internal)?;
+///     Ok(text)
+/// }
+/// ```
 pub struct ChannelError {
     repr: Repr,
 }
@@ -156,7 +192,16 @@ enum Repr {
 }
 
 impl ChannelError {
-    /// A client error of a built-in class.
+    /// A client error of a built-in class, with `message` as the text the client reads.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, ErrorClass};
+    ///
+    /// let err = ChannelError::new(ErrorClass::ServiceUnavailable, format!("Retry in {} s", 30));
+    /// assert_eq!(err.name(), "ServiceUnavailableError");
+    /// assert_eq!(err.status(), 503);
+    /// assert_eq!(err.client_message(), "Retry in 30 s");
+    /// ```
     pub fn new(class: ErrorClass, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             repr: Repr::Builtin {
@@ -167,27 +212,60 @@ impl ChannelError {
         }
     }
 
-    /// `BadRequestError` with `message`.
+    /// `BadRequestError` (400) with `message`: the request is malformed or makes no sense.
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::bad_request("Unknown topic kind");
+    /// assert_eq!((err.name(), err.status()), ("BadRequestError", 400));
+    /// ```
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorClass::BadRequest, message)
     }
 
-    /// `UnauthorizedError` with `message`.
+    /// `UnauthorizedError` (401) with `message`: a session is needed. From upgrade middleware it refuses the
+    /// upgrade with 401.
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::unauthorized("Missing or invalid token");
+    /// assert_eq!((err.name(), err.status()), ("UnauthorizedError", 401));
+    /// ```
     pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorClass::Unauthorized, message)
     }
 
-    /// `ForbiddenError` with `message`.
+    /// `ForbiddenError` (403) with `message`: the session may not do this.
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::forbidden("Account disabled");
+    /// assert_eq!((err.name(), err.status()), ("ForbiddenError", 403));
+    /// ```
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorClass::Forbidden, message)
     }
 
-    /// `NotFoundError` with `message`.
+    /// `NotFoundError` (404) with `message`: what the message names does not exist.
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::not_found("No such room");
+    /// assert_eq!((err.name(), err.status()), ("NotFoundError", 404));
+    /// ```
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorClass::NotFound, message)
     }
 
-    /// `UnprocessableContentError` with `message` and validation `details`.
+    /// `UnprocessableContentError` (422) with `message` and validation `details`, sent as the frame's `details`
+    /// member (omitted when empty). Use it for checks that types and `garde` cannot express.
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, ErrorDetail};
+    ///
+    /// let err = ChannelError::unprocessable(
+    ///     "Invalid message data",
+    ///     vec![ErrorDetail::new("/end", "must be after /start")],
+    /// );
+    /// assert_eq!(err.status(), 422);
+    /// assert_eq!(err.details()[0].path, "/end");
+    /// ```
     pub fn unprocessable(message: impl Into<Cow<'static, str>>, details: Vec<ErrorDetail>) -> Self {
         Self {
             repr: Repr::Builtin {
@@ -198,12 +276,27 @@ impl ChannelError {
         }
     }
 
-    /// `ServiceUnavailableError` with `message`.
+    /// `ServiceUnavailableError` (503) with `message`: try again later.
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::service_unavailable("Maintenance");
+    /// assert_eq!((err.name(), err.status()), ("ServiceUnavailableError", 503));
+    /// ```
     pub fn service_unavailable(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorClass::ServiceUnavailable, message)
     }
 
-    /// An unexpected failure: the client reads `Internal server error`.
+    /// An unexpected failure: the client reads `Internal server error` (`InternalServerError`, 500); `cause` is
+    /// logged on the server at error level, and sent as `debug` only in development mode. Accepts any error type
+    /// or a string.
+    ///
+    /// ```
+    /// use pikku_core::ChannelError;
+    ///
+    /// let err = ChannelError::internal(std::io::Error::other("disk full"));
+    /// assert_eq!(err.client_message(), "Internal server error");
+    /// assert_eq!(err.debug_text(), "disk full");
+    /// ```
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Self {
             repr: Repr::Internal(cause.into()),
@@ -217,13 +310,22 @@ impl ChannelError {
         }
     }
 
-    /// Whether the client sees this error as `InternalServerError`.
+    /// Whether the client sees this error as `InternalServerError` (it was made with
+    /// [`internal`](Self::internal), or a handler panicked). Logging middleware uses it to pick a level.
+    ///
+    /// ```
+    /// use pikku_core::ChannelError;
+    ///
+    /// assert!(ChannelError::internal("boom").is_internal());
+    /// assert!(!ChannelError::forbidden("no").is_internal());
+    /// ```
     #[must_use]
     pub fn is_internal(&self) -> bool {
         matches!(self.repr, Repr::Internal(_) | Repr::Panic(_))
     }
 
-    /// The error class name (`errorName`).
+    /// The error class name (`errorName`): the built-in class, the [`ClientError::name`], or
+    /// `InternalServerError`.
     #[must_use]
     pub fn name(&self) -> &str {
         match &self.repr {
@@ -233,7 +335,7 @@ impl ChannelError {
         }
     }
 
-    /// The HTTP status used when this error refuses an upgrade.
+    /// The HTTP status used when this error refuses an upgrade (500 for internal errors).
     #[must_use]
     pub fn status(&self) -> u16 {
         match &self.repr {
@@ -243,7 +345,8 @@ impl ChannelError {
         }
     }
 
-    /// The message the client reads.
+    /// The message the client reads (the frame's `error` member, or `message` in an HTTP refusal);
+    /// `Internal server error` for internal errors.
     #[must_use]
     pub fn client_message(&self) -> Cow<'_, str> {
         match &self.repr {
@@ -253,7 +356,8 @@ impl ChannelError {
         }
     }
 
-    /// Validation details (empty unless this is a validation error).
+    /// Validation details (empty unless this is a validation error or a [`ClientError`] that has some). See
+    /// [`unprocessable`](Self::unprocessable).
     #[must_use]
     pub fn details(&self) -> &[ErrorDetail] {
         match &self.repr {
@@ -263,7 +367,15 @@ impl ChannelError {
         }
     }
 
-    /// The text logged on the server (and sent as `debug` in development mode).
+    /// The text logged on the server: the message, the client error's `Display`, the internal cause, or
+    /// `panic: …` for a caught panic. For internal errors it is also sent as `debug` in development mode.
+    ///
+    /// ```
+    /// use pikku_core::ChannelError;
+    ///
+    /// assert_eq!(ChannelError::internal("db down").debug_text(), "db down");
+    /// assert_eq!(ChannelError::not_found("No such room").debug_text(), "No such room");
+    /// ```
     #[must_use]
     pub fn debug_text(&self) -> String {
         match &self.repr {
@@ -299,6 +411,24 @@ impl<E: ClientError> From<E> for ChannelError {
 }
 
 /// Why a [`send`](crate::Channel::send) did not go out.
+///
+/// With `?` it becomes an internal [`ChannelError`]; match on it when a failed send is expected, for example in a
+/// task that streams to a client until it leaves.
+///
+/// ```
+/// use pikku_core::{Channel, Ctx, Params, SendError};
+///
+/// async fn stream(_ctx: Ctx<(), ()>, ch: Channel<Params, u64>, _in: ()) {
+///     for n in 0u64.. {
+///         match ch.send(n) {
+///             Ok(()) => {}
+///             Err(SendError::Backpressure) => continue, // `Drop` policy: skip this one
+///             Err(_) => break,                          // closed: the client is gone
+///         }
+///         tokio::task::yield_now().await;
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SendError {
@@ -336,16 +466,35 @@ impl From<SendError> for ChannelError {
 }
 
 /// Why an event-hub operation failed.
+///
+/// Propagated from a handler with `?`, `InvalidTopic` and `TooManySubscriptions` become `BadRequestError`s the
+/// client can read; the others become internal errors.
+///
+/// ```
+/// use pikku_core::{ChannelError, EventHub, HubError, HubLimits};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let hub = EventHub::new(HubLimits::default());
+/// let err = hub.subscribe("", "some-id").await.unwrap_err();
+/// assert_eq!(err, HubError::InvalidTopic);
+/// assert_eq!(ChannelError::from(err).client_message(), "Invalid topic");
+///
+/// let err = hub.subscribe("news", "no-such-id").await.unwrap_err();
+/// assert_eq!(err, HubError::ChannelNotOpen("no-such-id".into()));
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HubError {
     /// The channel id is not an open channel of this process (rule H11).
     ChannelNotOpen(String),
-    /// The topic is empty or longer than the limit.
+    /// The topic is empty or longer than [`HubLimits::max_topic_bytes`](crate::HubLimits::max_topic_bytes).
     InvalidTopic,
-    /// The channel already holds the maximum number of subscriptions.
+    /// The channel already holds
+    /// [`HubLimits::max_subscriptions_per_channel`](crate::HubLimits::max_subscriptions_per_channel)
+    /// subscriptions.
     TooManySubscriptions,
-    /// A distributed backend failed.
+    /// The published value did not serialize (the text is the serde error), or a distributed backend failed.
     Backend(String),
 }
 
@@ -373,19 +522,38 @@ impl From<HubError> for ChannelError {
 }
 
 /// Why a channel definition could not be registered (semantics §4.2). Raised at startup, never at runtime.
+///
+/// [`App::channel`](crate::App::channel) panics with it; [`App::try_channel`](crate::App::try_channel) returns it
+/// with the location of the offending call. Its `Display` text says what to change.
+///
+/// ```
+/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+///
+/// async fn a(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
+///
+/// let channel = ChannelRoute::new("events", "/events").route("action", "pikku-rpc", a);
+/// let (err, _location) = App::new(()).try_channel(channel).unwrap_err();
+/// assert!(matches!(err, RegistrationError::InvalidRouteValue { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "channel 'events': route value 'pikku-rpc' under 'action' must be non-empty and must not start with 'pikku-'",
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RegistrationError {
     /// Two channels share a name.
     DuplicateChannelName(String),
-    /// Two channels have routes of the same shape.
+    /// Two channels have routes of the same shape (the same literals and params in the same places), so the
+    /// second could never be reached.
     DuplicateRoute {
         /// The channel registered first.
         first: String,
         /// The channel registered second.
         second: String,
     },
-    /// The route pattern is malformed (it must start with `/`; params are `:name` with `[A-Za-z0-9_]` names).
+    /// The route pattern is malformed: it must start with `/`, have no empty segment, and use params `:name` with
+    /// non-empty `[A-Za-z0-9_]` names, each name once.
     InvalidRoute {
         /// The pattern.
         route: String,

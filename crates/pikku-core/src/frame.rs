@@ -11,19 +11,35 @@ use crate::error::{ChannelError, SendError};
 /// One frame on its way to a client, already encoded.
 ///
 /// Cloning is cheap: the payload is a reference-counted [`Bytes`], which is how one publication reaches every
-/// subscriber with a single encode (D10).
+/// subscriber with a single encode (D10). Handlers rarely see frames; runners take them from a connection's
+/// outbound queue, and [`EventHub::publish_frame`](crate::EventHub::publish_frame) sends a pre-encoded one.
+///
+/// ```
+/// use bytes::Bytes;
+/// use pikku_core::OutFrame;
+///
+/// let text = OutFrame::text("hello!");
+/// assert_eq!(text, OutFrame::Text(Bytes::from_static(b"hello!")));
+/// assert_eq!(text.len(), 6);
+///
+/// let copy = text.clone(); // shares the payload, no copy of the bytes
+/// assert_eq!(copy, text);
+///
+/// assert!(OutFrame::Ping.is_empty());
+/// assert_eq!(OutFrame::Binary(Bytes::from(vec![1, 2, 3])).len(), 3);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutFrame {
     /// A text frame; the bytes are valid UTF-8.
     Text(Bytes),
     /// A binary frame.
     Binary(Bytes),
-    /// A ping (heartbeat).
+    /// A ping (heartbeat), sent by the server's sweep to quiet connections.
     Ping,
 }
 
 impl OutFrame {
-    /// Payload length in bytes, used to bound the outbound queue.
+    /// Payload length in bytes (0 for a ping), which is what counts against the outbound queue bound.
     #[must_use]
     pub fn len(&self) -> usize {
         match self {
@@ -32,13 +48,21 @@ impl OutFrame {
         }
     }
 
-    /// Whether the payload is empty.
+    /// Whether the payload is empty (always true for a ping).
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// A text frame holding `text` exactly (no JSON quoting).
+    /// A text frame holding `text` exactly, with no JSON quoting; a `&'static str` is not copied. Use
+    /// [`encode_value`] to encode a value by the protocol's rules instead.
+    ///
+    /// ```
+    /// use pikku_core::OutFrame;
+    ///
+    /// let frame = OutFrame::text(format!("{{\"n\":{}}}", 1));
+    /// assert_eq!(frame, OutFrame::text("{\"n\":1}"));
+    /// ```
     pub fn text(text: impl Into<Cow<'static, str>>) -> Self {
         match text.into() {
             Cow::Borrowed(s) => Self::Text(Bytes::from_static(s.as_bytes())),
@@ -49,6 +73,10 @@ impl OutFrame {
 
 /// Encodes a value by D11: a JSON string goes out as raw text (`""` for the empty string), anything else as JSON
 /// text.
+///
+/// It is the encoding of [`Channel::send`](crate::Channel::send) and
+/// [`EventHub::publish`](crate::EventHub::publish); use it to encode a value once and hand the frame to
+/// [`EventHub::publish_frame`](crate::EventHub::publish_frame) for several topics.
 ///
 /// ```
 /// use pikku_core::{encode_value, OutFrame};
@@ -64,7 +92,17 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<OutFrame, SendEr
     Ok(frame_from_json(json))
 }
 
-/// Encodes an already built JSON value by D11.
+/// Encodes an already built JSON value by D11, like [`encode_value`] but infallible: a string goes out as raw
+/// text (`""` for the empty string), anything else as JSON text.
+///
+/// ```
+/// use pikku_core::{encode_json, OutFrame};
+/// use serde_json::json;
+///
+/// assert_eq!(encode_json(&json!("hello!")), OutFrame::text("hello!"));
+/// assert_eq!(encode_json(&json!("")), OutFrame::text("\"\""));
+/// assert_eq!(encode_json(&json!([1, 2])), OutFrame::text("[1,2]"));
+/// ```
 #[must_use]
 pub fn encode_json(value: &Value) -> OutFrame {
     match value {
@@ -99,6 +137,31 @@ fn frame_from_json(json: Vec<u8>) -> OutFrame {
 
 /// Builds the error frame of protocol §4.4: `{"error","errorName"}`, plus the routing member when the message was
 /// routed, `details` for validation errors and `debug` in development mode for internal errors.
+///
+/// The pipeline sends these frames itself; runners and tests use this to build the same frame.
+///
+/// ```
+/// use pikku_core::frame::error_frame;
+/// use pikku_core::{ChannelError, OutFrame};
+/// use serde_json::json;
+///
+/// # fn json_of(frame: &OutFrame) -> serde_json::Value {
+/// #     match frame { OutFrame::Text(b) => serde_json::from_slice(b).unwrap(), other => panic!("{other:?}") }
+/// # }
+/// let err = ChannelError::forbidden("Permission denied");
+/// let frame = error_frame(&err, Some(("action", "delete")), false);
+/// assert_eq!(
+///     json_of(&frame),
+///     json!({"action": "delete", "error": "Permission denied", "errorName": "ForbiddenError"}),
+/// );
+///
+/// // Internal errors hide their text, except in development mode.
+/// let err = ChannelError::internal("db down");
+/// assert_eq!(
+///     json_of(&error_frame(&err, None, true)),
+///     json!({"error": "Internal server error", "errorName": "InternalServerError", "debug": "db down"}),
+/// );
+/// ```
 #[must_use]
 pub fn error_frame(err: &ChannelError, routing: Option<(&str, &str)>, dev_mode: bool) -> OutFrame {
     let mut map = serde_json::Map::new();

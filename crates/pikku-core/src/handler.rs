@@ -28,22 +28,70 @@ use crate::error::ChannelError;
 use crate::input::FromInput;
 use crate::middleware::check_permissions;
 
-/// A boxed, sendable future.
+/// A boxed, sendable future: what [`Next::run`](crate::Next::run) and the pipeline's runner-facing calls return.
+///
+/// ```
+/// use pikku_core::handler::BoxFuture;
+///
+/// fn later(n: u32) -> BoxFuture<u32> {
+///     Box::pin(async move { n + 1 })
+/// }
+/// # let _ = later(1);
+/// ```
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The result of a handler, before it is shaped into a frame (protocol §4.2, §4.3).
+///
+/// Middleware sees it as the `Ok` value of [`Next::run`](crate::Next::run) and may inspect or replace it. For the
+/// default route and onConnect, a `Value` is sent as is and `Nothing` sends nothing; for a routed message it
+/// becomes `{key: value, ..}` (D2).
+///
+/// ```
+/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+///
+/// // Adds a server timestamp to every object reply.
+/// async fn stamp(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
+///     match next.run().await? {
+///         Reply::Value(serde_json::Value::Object(mut map)) => {
+///             map.insert("at".into(), 1_700_000_000.into());
+///             Ok(Reply::Value(map.into()))
+///         }
+///         other => Ok(other),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// The handler declares no output (`()`): a routed reply is just `{key: value}`.
+    /// The handler declares no output (`()`): a routed reply is just `{key: value}`, other invocations send
+    /// nothing.
     Nothing,
-    /// A value.
+    /// A value (`null` included, for `None`).
     Value(Value),
 }
 
 /// What a connection or message handler may return.
 ///
-/// `()` means "no result"; a `Result<T, E>` is a result or an error frame; a [`serde_json::Value`], `String`,
-/// `&'static str`, `bool`, `Option<T>` or `Vec<T>` is a result. Return any other serializable type in `Ok(..)`.
+/// `()` means "no result"; a `Result<T, E>` is a result or an error frame (`E` is anything that converts into a
+/// [`ChannelError`], and `Ok(())` is "no result"); a [`serde_json::Value`], `String`, `&'static str`, `bool`,
+/// `i32`, `i64`, `u32`, `u64`, `f64`, `Option<T>` or `Vec<T>` is a result (`None` is `null`). Return any other
+/// serializable type in `Ok(..)`. A value that fails to serialize becomes an internal error.
+///
+/// ```
+/// use pikku_core::{ChannelError, IntoReply, Reply};
+/// use serde_json::json;
+///
+/// assert_eq!(().into_reply().unwrap(), Reply::Nothing);
+/// assert_eq!("hello".into_reply().unwrap(), Reply::Value(json!("hello")));
+/// assert_eq!(None::<u32>.into_reply().unwrap(), Reply::Value(json!(null)));
+/// assert_eq!(Ok::<(), ChannelError>(()).into_reply().unwrap(), Reply::Nothing);
+///
+/// #[derive(serde::Serialize)]
+/// struct Created { id: u32 }
+/// assert_eq!(Ok::<_, ChannelError>(Created { id: 1 }).into_reply().unwrap(), Reply::Value(json!({"id": 1})));
+///
+/// let err = Err::<u32, _>(ChannelError::not_found("No such item")).into_reply().unwrap_err();
+/// assert_eq!(err.name(), "NotFoundError");
+/// ```
 pub trait IntoReply {
     /// Converts into a reply or an error.
     ///
@@ -116,6 +164,20 @@ impl<T: Serialize> IntoReply for Vec<T> {
 }
 
 /// What a binary handler may return: bytes to send back as a binary frame, nothing, or an error.
+///
+/// Implemented for `()`, [`Bytes`], `Vec<u8>`, `Option<T>` and `Result<T, E>` (with `T` one of these and `E`
+/// anything that converts into a [`ChannelError`]).
+///
+/// ```
+/// use bytes::Bytes;
+/// use pikku_core::{ChannelError, IntoBinaryReply};
+///
+/// assert_eq!(().into_binary_reply().unwrap(), None);
+/// assert_eq!(vec![1u8, 2].into_binary_reply().unwrap(), Some(Bytes::from_static(&[1, 2])));
+/// assert_eq!(None::<Bytes>.into_binary_reply().unwrap(), None);
+/// let failed: Result<Vec<u8>, ChannelError> = Err(ChannelError::bad_request("Not an image"));
+/// assert!(failed.into_binary_reply().is_err());
+/// ```
 pub trait IntoBinaryReply {
     /// Converts into optional bytes or an error.
     ///
@@ -154,7 +216,21 @@ impl<T: IntoBinaryReply, E: Into<ChannelError>> IntoBinaryReply for Result<T, E>
     }
 }
 
-/// What a disconnection handler may return: `()` or `Result<(), E>` (errors are logged).
+/// What a disconnection handler may return: `()` or `Result<(), E>` (errors are logged; the client is gone).
+///
+/// ```
+/// use pikku_core::handler::IntoDisconnectOutcome;
+/// use pikku_core::{ChannelError, ClosedChannel, Ctx, Params};
+///
+/// // `?` works in a disconnection handler that returns a `Result`.
+/// async fn cleanup(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) -> Result<(), ChannelError> {
+///     ctx.hub().publish("presence", None, &serde_json::json!({ "left": ch.channel_id() })).await?;
+///     Ok(())
+/// }
+///
+/// assert!(().into_outcome().is_ok());
+/// assert!(Err::<(), _>(ChannelError::internal("cache down")).into_outcome().is_err());
+/// ```
 pub trait IntoDisconnectOutcome {
     /// Converts into the outcome.
     ///
@@ -200,6 +276,25 @@ pub(crate) type ErasedDisconnect<S, U> = Arc<
 
 /// A connection handler (`ChannelConnection<Out>` of the seed): runs once after the upgrade; its result is sent
 /// as is.
+///
+/// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` (or closure) where `R:`
+/// [`IntoReply`]; register it with [`ChannelRoute::on_connect`](crate::ChannelRoute::on_connect). `M` is an
+/// inference marker; never name it. You do not implement this trait.
+///
+/// ```
+/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+///
+/// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) -> Result<(), ChannelError> {
+///     ch.send(format!("hello {}", ch.channel_id()))?;
+///     Ok(())
+/// }
+///
+/// let channel = ChannelRoute::new("events", "/events")
+///     .on_connect(hello)
+///     // A closure works too (this one replaces `hello`).
+///     .on_connect(|_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>| async { "hello!" });
+/// # let _ = channel;
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a connection handler",
     note = "a connection handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` where R: IntoReply, and O/SS \
@@ -231,6 +326,31 @@ where
 }
 
 /// A message handler (`ChannelMessage<In, Out>` of the seed): runs per routed or default message.
+///
+/// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` (or closure) where `In:`
+/// [`FromInput`] (any `DeserializeOwned` type, `()` to ignore the message, `Valid<T>` to validate it with the
+/// `garde` feature) and `R:` [`IntoReply`]. Register it with [`ChannelRoute::route`](crate::ChannelRoute::route),
+/// [`ChannelRoute::on_message`](crate::ChannelRoute::on_message) or [`Route::new`](crate::Route::new). `M` is an
+/// inference marker; never name it. You do not implement this trait.
+///
+/// ```
+/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Rename { name: String }
+///
+/// async fn rename(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: Rename) -> Result<String, ChannelError> {
+///     if input.name.is_empty() {
+///         return Err(ChannelError::bad_request("A name is required"));
+///     }
+///     Ok(input.name)
+/// }
+///
+/// let channel = ChannelRoute::new("profile", "/profile")
+///     .route("action", "rename", rename)
+///     .route("action", "ping", |_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()| async { "pong" });
+/// # let _ = channel;
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message handler",
     note = "a message handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` where In: FromInput (any \
@@ -279,6 +399,26 @@ where
 }
 
 /// A binary handler: runs per binary frame; returned bytes go back as a binary frame.
+///
+/// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> B` (or closure) where `B:`
+/// [`IntoBinaryReply`]; register it with [`ChannelRoute::on_binary`](crate::ChannelRoute::on_binary). `M` is an
+/// inference marker; never name it. You do not implement this trait.
+///
+/// ```
+/// use bytes::Bytes;
+/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+///
+/// async fn checksum(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Result<Vec<u8>, ChannelError> {
+///     if bytes.is_empty() {
+///         return Err(ChannelError::bad_request("Empty upload"));
+///     }
+///     let sum = bytes.iter().fold(0u8, |acc, b| acc.wrapping_add(*b));
+///     Ok(vec![sum])
+/// }
+///
+/// let channel = ChannelRoute::new("uploads", "/uploads").on_binary(checksum);
+/// # let _ = channel;
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a binary handler",
     note = "a binary handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> B` where B: IntoBinaryReply"
@@ -310,6 +450,22 @@ where
 
 /// A disconnection handler (`ChannelDisconnection` of the seed): runs once after the close, with a channel view
 /// that cannot send (D13).
+///
+/// Implemented for every `async fn(Ctx<S, U>, ClosedChannel<O, SS>) -> D` (or closure) where `D:`
+/// [`IntoDisconnectOutcome`] (`()` or `Result<(), E>`); register it with
+/// [`ChannelRoute::on_disconnect`](crate::ChannelRoute::on_disconnect). `M` is an inference marker; never name it.
+/// You do not implement this trait.
+///
+/// ```
+/// use pikku_core::{ChannelRoute, ClosedChannel, Ctx, Params};
+///
+/// async fn bye(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
+///     tracing::info!(id = ch.channel_id(), reason = %ch.reason(), "disconnected");
+/// }
+///
+/// let channel = ChannelRoute::new("events", "/events").on_disconnect(bye);
+/// # let _ = channel;
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a disconnection handler",
     note = "a disconnection handler is `async fn(Ctx<S, U>, ClosedChannel<O, SS>)` returning () or Result<(), E>; \

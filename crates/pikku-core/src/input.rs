@@ -9,12 +9,33 @@ use crate::error::{ChannelError, ErrorDetail};
 
 const INVALID_MESSAGE: &str = "Invalid message data";
 
-/// A type a message handler can take as input.
+/// A type a message handler can take as input (the last argument of a message handler).
 ///
-/// Every `DeserializeOwned` type is one; `()` ignores whatever the message carries. Wrap a type in [`Valid`] to
-/// also check its declared `garde` constraints.
+/// Every `DeserializeOwned` type is one; `()` ignores whatever the message carries, and
+/// [`serde_json::Value`] takes the message as it is. Wrap a type in [`Valid`] to also check its declared
+/// `garde` constraints. Input that does not fit is answered with an `UnprocessableContentError` frame whose
+/// `details` point at the offending member; the handler does not run.
+///
+/// ```
+/// use pikku_core::FromInput;
+/// use serde_json::json;
+///
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Create { title: String }
+///
+/// let ok = Create::from_input(json!({"title": "x"})).unwrap();
+/// assert_eq!(ok.title, "x");
+///
+/// let err = Create::from_input(json!({"title": 5})).unwrap_err();
+/// assert_eq!(err.name(), "UnprocessableContentError");
+/// assert_eq!(err.client_message(), "Invalid message data");
+/// assert_eq!(err.details()[0].path, "/title");
+///
+/// <()>::from_input(json!({"anything": 1})).unwrap(); // `()` ignores the message
+/// ```
 pub trait FromInput: Sized + Send + 'static {
-    /// Builds the input, or fails with `UnprocessableContentError` and details.
+    /// Builds the input from the message's JSON (for a routed message, without the routing member), or fails
+    /// with `UnprocessableContentError` and details.
     ///
     /// # Errors
     /// The value does not fit the type or its constraints.
@@ -38,6 +59,24 @@ impl<T: DeserializeOwned + Send + 'static> FromInput for T {
 }
 
 /// Deserializes `value` into `T`, reporting where it failed as a JSON Pointer.
+///
+/// This is what [`FromInput`] does for plain types; call it yourself to decode a `serde_json::Value` a handler
+/// took as is, with the same error the client would get for a typed input. A missing member is reported at the
+/// path it should have had.
+///
+/// ```
+/// use pikku_core::input::deserialize;
+/// use serde_json::json;
+///
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Item { name: String }
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Order { items: Vec<Item> }
+///
+/// let err = deserialize::<Order>(json!({"items": [{"name": "a"}, {}]})).unwrap_err();
+/// assert_eq!(err.details()[0].path, "/items/1/name");
+/// assert_eq!(err.details()[0].message, "missing field `name`");
+/// ```
 ///
 /// # Errors
 /// `UnprocessableContentError` `Invalid message data` with one detail.
@@ -100,14 +139,18 @@ fn missing_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-/// Input that is deserialized and then checked against its declared `garde` constraints.
+/// Input that is deserialized and then checked against its declared `garde` constraints (feature `garde`, on by
+/// default).
 ///
-/// The derive macro expands to `::garde` paths, so the application depends on `garde` (0.23) itself.
+/// A value that breaks a constraint is answered with `UnprocessableContentError` `Invalid message data`, one
+/// `details` entry per broken constraint, before the handler (and its permissions) run. The derive macro expands
+/// to `::garde` paths, so the application depends on `garde` (0.23) itself. The validation context must be
+/// `Default` (the default `()` is).
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params, Valid};
+/// use pikku_core::{Channel, Ctx, FromInput, Params, Valid};
 ///
-/// #[derive(serde::Deserialize, garde::Validate)]
+/// #[derive(serde::Deserialize, garde::Validate, Debug)]
 /// struct Create {
 ///     #[garde(length(min = 1, max = 100))]
 ///     title: String,
@@ -116,6 +159,11 @@ fn missing_field(message: &str) -> Option<&str> {
 /// async fn create(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, Valid(input): Valid<Create>) -> String {
 ///     input.title
 /// }
+///
+/// // What the pipeline does with `{"action": "create", "title": ""}` before calling `create`:
+/// let err = Valid::<Create>::from_input(serde_json::json!({"title": ""})).unwrap_err();
+/// assert_eq!(err.name(), "UnprocessableContentError");
+/// assert_eq!(err.details()[0].path, "/title");
 /// ```
 #[cfg(feature = "garde")]
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The channel model of pikku: typed handlers, wiring, routing, sessions, the event hub and the message
-//! pipeline. Runners (the embedded WebSocket server, the stateless runner) sit on top; most applications depend
-//! on the `pikku` facade instead of this crate.
+//! pipeline. Runners (the embedded WebSocket server of `pikku-server`) sit on top; most applications depend on
+//! the `pikku` facade instead of this crate.
 //!
 //! # Contents
 //! - [`Channel`] / [`ClosedChannel`]: what handlers get (the seed's `PikkuChannel`).
@@ -10,6 +10,43 @@
 //! - [`middleware`]: message, lifecycle and upgrade middleware, permissions.
 //! - [`ChannelError`] and [`ClientError`]: what the client sees when something fails.
 //! - [`runtime`]: the pipeline runners drive.
+//!
+//! # Example
+//! A channel with a connection handler, two routed messages that need a session (one of them opens it), and a
+//! disconnection handler. Serve the app with `pikku_server::ChannelServer` (or `pikku::serve`).
+//!
+//! ```
+//! use pikku_core::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
+//!
+//! #[derive(Clone)]
+//! struct User { name: String }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Login { name: String }
+//!
+//! async fn welcome(_ctx: Ctx<(), User>, ch: Channel<Params, String>) {
+//!     let _ = ch.send("welcome! log in first");
+//! }
+//! async fn login(ctx: Ctx<(), User>, _ch: Channel<Params, ()>, input: Login) -> bool {
+//!     ctx.set_session(User { name: input.name });
+//!     true
+//! }
+//! async fn whoami(ctx: Ctx<(), User>, _ch: Channel<Params, ()>, _in: ()) -> Result<String, ChannelError> {
+//!     ctx.session().map(|u| u.name).ok_or_else(|| ChannelError::unauthorized("Log in first"))
+//! }
+//! async fn bye(ctx: Ctx<(), User>, ch: ClosedChannel<Params>) {
+//!     tracing::info!(user = ?ctx.session().map(|u| u.name), reason = %ch.reason(), "left");
+//! }
+//!
+//! let app = App::new(()).channel(
+//!     ChannelRoute::new("account", "/account")
+//!         .on_connect(welcome)
+//!         .route("action", "login", Route::new(login).auth(false))
+//!         .route("action", "whoami", whoami)
+//!         .on_disconnect(bye),
+//! );
+//! # let _ = app;
+//! ```
 
 pub mod app;
 pub mod channel;

@@ -13,6 +13,18 @@ use crate::error::{ChannelError, RegistrationError};
 use crate::input::deserialize_with_message;
 
 /// The opening data of a channel that declares no type: route params and query as strings.
+///
+/// Use it as the `O` of [`Channel<O, Out>`](crate::Channel) when you do not need a typed opening struct.
+///
+/// ```
+/// use pikku_core::{Channel, Ctx, Params};
+///
+/// // `/rooms/lobby?nick=ann` on `/rooms/:roomId`: {"roomId": "lobby", "nick": "ann"}
+/// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
+///     let nick = ch.opening_data().get("nick").map_or("stranger", String::as_str);
+///     let _ = ch.send(format!("hello {nick}"));
+/// }
+/// ```
 pub type Params = HashMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +34,20 @@ enum Segment {
 }
 
 /// A parsed route pattern: literal and `:name` segments.
+///
+/// Apps parse the patterns of their channels at registration; use it directly to check a pattern or to match
+/// paths the way the server does (a trailing `/` is ignored, literals are case-sensitive, params are
+/// percent-decoded).
+///
+/// ```
+/// use pikku_core::RoutePattern;
+///
+/// let route = RoutePattern::parse("/rooms/:roomId").unwrap();
+/// assert_eq!(route.to_string(), "/rooms/:roomId");
+/// let params = route.matches("/rooms/caf%C3%A9").unwrap().unwrap();
+/// assert_eq!(params, vec![("roomId".to_string(), "café".to_string())]);
+/// assert!(route.matches("/Rooms/x").unwrap().is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePattern {
     source: String,
@@ -39,7 +65,8 @@ impl RoutePattern {
     /// ```
     ///
     /// # Errors
-    /// The pattern does not start with `/`, has an empty segment or an invalid param name.
+    /// [`RegistrationError::InvalidRoute`]: the pattern does not start with `/`, has an empty segment, an invalid
+    /// param name (empty, or not `[A-Za-z0-9_]`), or the same param name twice.
     pub fn parse(pattern: &str) -> Result<Self, RegistrationError> {
         let invalid = |reason: &str| RegistrationError::InvalidRoute {
             route: pattern.to_owned(),
@@ -78,13 +105,25 @@ impl RoutePattern {
         })
     }
 
-    /// The pattern as written.
+    /// The pattern as written (also its `Display`).
+    ///
+    /// ```
+    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId/").unwrap();
+    /// assert_eq!(route.as_str(), "/rooms/:roomId/");
+    /// ```
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
-    /// Whether the pattern has no params.
+    /// Whether the pattern has no params. Literal patterns are matched before parameterised ones.
+    ///
+    /// ```
+    /// use pikku_core::RoutePattern;
+    ///
+    /// assert!(RoutePattern::parse("/rooms/lobby").unwrap().is_literal());
+    /// assert!(!RoutePattern::parse("/rooms/:roomId").unwrap().is_literal());
+    /// ```
     #[must_use]
     pub fn is_literal(&self) -> bool {
         self.segments
@@ -92,7 +131,16 @@ impl RoutePattern {
             .all(|s| matches!(s, Segment::Literal(_)))
     }
 
-    /// Whether two patterns match the same paths (same literals and params in the same positions).
+    /// Whether two patterns match the same paths (same literals and params in the same positions, whatever the
+    /// param names). Two channels with routes of the same shape cannot both be registered.
+    ///
+    /// ```
+    /// use pikku_core::RoutePattern;
+    ///
+    /// let a = RoutePattern::parse("/rooms/:id").unwrap();
+    /// assert!(a.same_shape(&RoutePattern::parse("/rooms/:roomId/").unwrap()));
+    /// assert!(!a.same_shape(&RoutePattern::parse("/rooms/lobby").unwrap()));
+    /// ```
     #[must_use]
     pub fn same_shape(&self, other: &Self) -> bool {
         self.segments.len() == other.segments.len()
@@ -107,10 +155,22 @@ impl RoutePattern {
                 })
     }
 
-    /// Matches a raw (still percent-encoded) path. `Ok(None)`: no match; `Err`: a param is not decodable.
+    /// Matches a raw (still percent-encoded) path. `Ok(Some(params))`: a match, with the decoded params in
+    /// pattern order; `Ok(None)`: no match; `Err`: a param is not decodable. A param never matches an empty
+    /// segment.
+    ///
+    /// ```
+    /// use pikku_core::RoutePattern;
+    ///
+    /// let route = RoutePattern::parse("/files/:dir/:name").unwrap();
+    /// let params = route.matches("/files/docs/a%20b.txt").unwrap().unwrap();
+    /// assert_eq!(params[1], ("name".to_string(), "a b.txt".to_string()));
+    /// assert!(route.matches("/files/docs").unwrap().is_none());
+    /// assert_eq!(route.matches("/files/docs/%FF").unwrap_err().status(), 400);
+    /// ```
     ///
     /// # Errors
-    /// A matched param does not percent-decode to UTF-8.
+    /// `BadRequestError` `Malformed upgrade request` when a matched param does not percent-decode to UTF-8.
     pub fn matches(&self, path: &str) -> Result<Option<Vec<(String, String)>>, ChannelError> {
         let Some(rest) = path.strip_prefix('/') else {
             return Ok(None);
@@ -173,6 +233,8 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
 
 /// Parses a query string by form rules: `+` is a space, `k` alone gives `""`, a repeated key keeps its last value.
 ///
+/// `query` is the part after `?`, still percent-encoded; empty pairs (`a=1&&b=2`) are skipped.
+///
 /// ```
 /// let q = pikku_core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
 /// assert_eq!(q["limit"], "7");
@@ -191,7 +253,20 @@ pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
     Ok(map)
 }
 
-/// Merges route params into the query map; a key in both with different values is a 422 (step 5).
+/// Merges route params into the query map; a key in both with different values is a 422 (step 5). The same
+/// value in both is accepted.
+///
+/// ```
+/// use pikku_core::opening::merge_params;
+/// use pikku_core::parse_query;
+///
+/// let params = vec![("roomId".to_string(), "lobby".to_string())];
+/// let merged = merge_params(params.clone(), parse_query("nick=ann").unwrap()).unwrap();
+/// assert_eq!((merged["roomId"].as_str(), merged["nick"].as_str()), ("lobby", "ann"));
+///
+/// let err = merge_params(params, parse_query("roomId=other").unwrap()).unwrap_err();
+/// assert_eq!(err.client_message(), "Conflicting values for key 'roomId'");
+/// ```
 ///
 /// # Errors
 /// `UnprocessableContentError` `Conflicting values for key '<key>'`.
@@ -215,6 +290,10 @@ pub fn merge_params(
 
 /// Deserializes the merged string map into `O` (step 6).
 ///
+/// Every value is a string, converted to the type the field asks for: numbers and `true`/`false` parse, an
+/// `Option` field is `None` when its key is absent, a unit enum variant is matched by name. A key the type does
+/// not declare is ignored unless the type denies unknown fields. On failure the upgrade is refused with 422.
+///
 /// ```
 /// #[derive(serde::Deserialize, Debug, PartialEq)]
 /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
@@ -222,6 +301,10 @@ pub fn merge_params(
 /// let map = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "5".to_string())].into();
 /// let room: Room = pikku_core::opening_from_params(map).unwrap();
 /// assert_eq!(room, Room { room_id: "abc".into(), limit: Some(5) });
+///
+/// let bad = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "many".to_string())].into();
+/// let err = pikku_core::opening_from_params::<Room>(bad).unwrap_err();
+/// assert_eq!((err.status(), err.details()[0].path.as_str()), (422, "/limit"));
 /// ```
 ///
 /// # Errors

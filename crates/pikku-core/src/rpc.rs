@@ -21,13 +21,28 @@ use crate::frame::encode_json;
 
 /// A function the client exposes, called with [`Channel::remote`](crate::Channel::remote).
 ///
+/// Implement it on a marker type per client function; the types make the call site typed on both ends.
+///
 /// ```
-/// use pikku_core::Capability;
+/// use pikku_core::{Capability, Channel, ChannelError, Ctx, Params};
+///
 /// struct ClientThing;
 /// impl Capability for ClientThing {
 ///     const NAME: &'static str = "clientThing";
 ///     type Input = serde_json::Value;
 ///     type Output = serde_json::Value;
+/// }
+///
+/// /// A function without an argument: no `data` member is sent.
+/// struct GetVersion;
+/// impl Capability for GetVersion {
+///     const NAME: &'static str = "getVersion";
+///     type Input = ();
+///     type Output = String;
+/// }
+///
+/// async fn check(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> Result<String, ChannelError> {
+///     Ok(ch.remote::<GetVersion>(()).await?)
 /// }
 /// ```
 pub trait Capability {
@@ -35,11 +50,26 @@ pub trait Capability {
     const NAME: &'static str;
     /// The argument; `()` sends no `data` member.
     type Input: Serialize + Send;
-    /// The result, deserialized from the response's `result`.
+    /// The result, deserialized from the response's `result` (a missing `result` is `null`).
     type Output: DeserializeOwned;
 }
 
 /// Why a reverse call failed.
+///
+/// ```
+/// use pikku_core::{Channel, Ctx, Params, RpcFailure};
+///
+/// async fn ask(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> &'static str {
+///     match ch.remote_raw("confirm", None, None).await {
+///         Ok(_) => "answered",
+///         Err(err) => match err.failure() {
+///             RpcFailure::Timeout => "no answer in time",
+///             RpcFailure::Remote { .. } => "the client refused",
+///             _ => "the call failed",
+///         },
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RpcFailure {
@@ -58,12 +88,21 @@ pub enum RpcFailure {
     Busy,
     /// The argument or the result did not fit the declared types.
     Invalid,
-    /// Reverse calls are not available (stateless mode).
+    /// Reverse calls are not available (stateless mode). Reserved for runners without a live connection; the
+    /// embedded server never reports it.
     Unsupported,
 }
 
 impl RpcFailure {
-    /// A short stable name: `timeout`, `remote`, `closed`, `busy`, `invalid` or `unsupported`.
+    /// A short stable name: `timeout`, `remote`, `closed`, `busy`, `invalid` or `unsupported`, for logs and
+    /// metrics labels.
+    ///
+    /// ```
+    /// use pikku_core::RpcFailure;
+    ///
+    /// assert_eq!(RpcFailure::Timeout.as_str(), "timeout");
+    /// assert_eq!(RpcFailure::Remote { name: None, message: None }.as_str(), "remote");
+    /// ```
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -77,7 +116,21 @@ impl RpcFailure {
     }
 }
 
-/// A failed reverse call. Propagated from a handler it becomes a `ChannelRPCError` frame.
+/// A failed reverse call. Propagated from a handler it becomes a `ChannelRPCError` frame (status 502) whose
+/// message is the `Display` text: the client's own message for a remote failure, otherwise a sentence naming the
+/// function (`Remote call 'f' timed out`).
+///
+/// ```
+/// use pikku_core::{ChannelError, RpcError, RpcFailure};
+///
+/// let err = RpcError::new("clientThing", RpcFailure::Timeout);
+/// assert_eq!(err.func_name(), "clientThing");
+/// assert_eq!(err.failure(), &RpcFailure::Timeout);
+/// assert_eq!(err.to_string(), "Remote call 'clientThing' timed out");
+///
+/// let frame_error = ChannelError::from(err);
+/// assert_eq!(frame_error.name(), "ChannelRPCError");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
     func_name: String,
@@ -85,7 +138,8 @@ pub struct RpcError {
 }
 
 impl RpcError {
-    /// A failure of the call to `func_name`.
+    /// A failure of the call to `func_name`; runners and tests build these, handlers receive them from
+    /// [`Channel::remote`](crate::Channel::remote).
     pub fn new(func_name: impl Into<String>, failure: RpcFailure) -> Self {
         Self {
             func_name: func_name.into(),
@@ -97,13 +151,13 @@ impl RpcError {
         Self::new(func_name, RpcFailure::Invalid)
     }
 
-    /// The function that was called.
+    /// The function that was called (its `funcName`).
     #[must_use]
     pub fn func_name(&self) -> &str {
         &self.func_name
     }
 
-    /// Why it failed.
+    /// Why it failed; match on it to handle a timeout differently from a refusal (see [`RpcFailure`]).
     #[must_use]
     pub fn failure(&self) -> &RpcFailure {
         &self.failure
@@ -143,6 +197,20 @@ impl ClientError for RpcError {
 }
 
 /// A valid reverse-RPC frame from the client (protocol §3.4).
+///
+/// The pipeline recognises these in [`LiveChannel::text`](crate::runtime::LiveChannel::text) and hands them to
+/// the connection's pending calls; they are never routed to handlers.
+///
+/// ```
+/// use pikku_core::rpc::RpcFrame;
+/// use serde_json::json;
+///
+/// let ok = json!({"action": "pikku-rpc-response", "id": "1", "ok": true, "result": 42});
+/// assert_eq!(RpcFrame::parse(&ok), Some(RpcFrame::Response { id: "1".into(), outcome: Ok(json!(42)) }));
+///
+/// let pending = json!({"action": "pikku-rpc-pending", "id": "1"});
+/// assert_eq!(RpcFrame::parse(&pending), Some(RpcFrame::Pending { id: "1".into() }));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum RpcFrame {
     /// `pikku-rpc-response`.
@@ -161,6 +229,23 @@ pub enum RpcFrame {
 
 impl RpcFrame {
     /// Recognises a valid envelope; anything else (including an invalid envelope) is an ordinary message.
+    ///
+    /// A valid envelope has an `action` of `pikku-rpc-response` or `pikku-rpc-pending` and a non-empty string
+    /// `id`; a response also has a boolean `ok` and, when `ok` is false, an `error` that is absent, `null` or an
+    /// object.
+    ///
+    /// ```
+    /// use pikku_core::rpc::RpcFrame;
+    /// use serde_json::json;
+    ///
+    /// let refused = json!({"action": "pikku-rpc-response", "id": "2", "ok": false, "error": {"message": "no"}});
+    /// assert_eq!(
+    ///     RpcFrame::parse(&refused),
+    ///     Some(RpcFrame::Response { id: "2".into(), outcome: Err((None, Some("no".into()))) }),
+    /// );
+    /// // No id: an ordinary message, routed like any other.
+    /// assert_eq!(RpcFrame::parse(&json!({"action": "pikku-rpc-response", "ok": true})), None);
+    /// ```
     #[must_use]
     pub fn parse(value: &Value) -> Option<Self> {
         let obj = value.as_object()?;

@@ -1,9 +1,62 @@
 //! The message pipeline shared by every runner: upgrade admission (protocol §2.3 steps 3–7), then per
 //! connection the connect, message, binary and disconnect flows (semantics §5).
 //!
-//! Runners (the embedded server, the stateless runner) own sockets, timers and queues; this module owns what
-//! happens to a frame: parse, RPC interception, routing, the auth gate, middleware, validation, permissions, the
-//! handler, and the reply frame. It knows nothing about sockets.
+//! Runners (the embedded server in `pikku-server`, or your own) own sockets, timers and queues; this module owns
+//! what happens to a frame: parse, RPC interception, routing, the auth gate, middleware, validation, permissions,
+//! the handler, and the reply frame. It knows nothing about sockets.
+//!
+//! # Driving a connection
+//! A runner admits an upgrade with [`AppRuntime::admit`](crate::AppRuntime::admit), writes the 101 response,
+//! turns the [`Admitted`] upgrade into a [`LiveChannel`], and then, for that connection: [`open`](LiveChannel::open),
+//! [`run_connect`](LiveChannel::run_connect), each text frame through [`text`](LiveChannel::text) and
+//! [`run_message`](LiveChannel::run_message), each binary frame through [`run_binary`](LiveChannel::run_binary),
+//! and finally [`begin_disconnect`](LiveChannel::begin_disconnect) and
+//! [`run_disconnect`](LiveChannel::run_disconnect). Whatever is to be written comes out of
+//! [`Connection::poll_outgoing`](crate::Connection::poll_outgoing). The same sequence drives the pipeline in
+//! tests, without a socket:
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use std::task::{Context, Waker};
+//! use std::time::Instant;
+//! use pikku_core::runtime::{TextFrame, UpgradeInput};
+//! use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, OutFrame, Params};
+//!
+//! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+//! async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
+//!     input
+//! }
+//! async fn bye(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
+//!     tracing::info!(reason = %ch.reason(), "closed");
+//! }
+//!
+//! let rt = App::new(())
+//!     .channel(ChannelRoute::new("echo", "/echo").auth(false).on_connect(hello).on_message(echo).on_disconnect(bye))
+//!     .into_runtime();
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // The upgrade `GET /echo` passed the HTTP checks; the application's checks come next.
+//! let input = UpgradeInput { path: "/echo", query: None, headers: Default::default(), peer: None };
+//! let admitted = rt.admit(input).await.expect("admitted");
+//! // … write the 101 response with `admitted.response_headers()`, then:
+//! let live = admitted.into_channel(None, Instant::now());
+//! live.open();
+//! live.run_connect().await;
+//! if let TextFrame::Message(value) = live.text(r#"{"n": 1}"#) {
+//!     live.run_message(value).await;
+//! }
+//!
+//! // What the writer sends:
+//! let mut out = VecDeque::new();
+//! let _ = live.connection().poll_outgoing(&mut Context::from_waker(Waker::noop()), &mut out, true);
+//! assert_eq!(Vec::from(out), [OutFrame::text("hello!"), OutFrame::text(r#"{"n":1}"#)]);
+//!
+//! // The client closed: the disconnect sequence.
+//! let reason = live.begin_disconnect(DisconnectReason::ClientClosed(Some(1000)));
+//! assert_eq!(reason, DisconnectReason::ClientClosed(Some(1000))); // the first trigger
+//! live.run_disconnect(reason).await;
+//! # });
+//! ```
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -28,20 +81,55 @@ use crate::middleware::{run_chain, Invocation, UpgradeRequest};
 use crate::opening::{merge_params, parse_query};
 use crate::rpc::RpcFrame;
 
-/// The parts of an upgrade request the pipeline needs.
+/// The parts of an upgrade request the pipeline needs, given to [`AppRuntime::admit`](crate::AppRuntime::admit).
+///
+/// ```
+/// use std::sync::Arc;
+/// use pikku_core::runtime::UpgradeInput;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert(http::header::ORIGIN, http::HeaderValue::from_static("https://example.com"));
+/// let input = UpgradeInput {
+///     path: "/rooms/caf%C3%A9",
+///     query: Some("nick=ann"),
+///     headers: Arc::new(headers),
+///     peer: Some("127.0.0.1:50000".parse().unwrap()),
+/// };
+/// # let _ = input;
+/// ```
 #[derive(Debug, Clone)]
 pub struct UpgradeInput<'a> {
     /// The raw request path (still percent-encoded).
     pub path: &'a str,
     /// The raw query, without `?`.
     pub query: Option<&'a str>,
-    /// The request headers.
+    /// The request headers (upgrade middleware reads them; `Origin` is checked against the allowlist).
     pub headers: Arc<HeaderMap>,
     /// The peer address, when known.
     pub peer: Option<SocketAddr>,
 }
 
 /// An upgrade that passed every check: ready to be opened once the 101 response is written.
+///
+/// Returned by [`AppRuntime::admit`](crate::AppRuntime::admit). Dropping it abandons the connection before it
+/// exists: no handler runs. See the [module docs](crate::runtime#driving-a-connection) for the whole sequence.
+///
+/// ```
+/// use std::time::Instant;
+/// use pikku_core::runtime::{Admitted, LiveChannel};
+///
+/// // A runner's step after writing the 101 response.
+/// fn accept<S, U>(admitted: Admitted<S, U>, epoch: Instant) -> LiveChannel<S, U>
+/// where
+///     S: Send + Sync + 'static,
+///     U: Send + Sync + 'static,
+/// {
+///     tracing::debug!(channel = admitted.channel_name(), "upgrade accepted");
+///     let live = admitted.into_channel(None, epoch);
+///     live.open();
+///     live
+/// }
+/// ```
 pub struct Admitted<S, U> {
     rt: Arc<AppRuntime<S, U>>,
     index: usize,
@@ -83,8 +171,39 @@ where
     /// origin (403), param/query conflicts (422), opening data (422), upgrade middleware. Path and query
     /// decodability (400) are checked first.
     ///
+    /// The HTTP-level checks (method, upgrade headers, key, path length) and the connection limit are the
+    /// runner's, before this call. On success the runner writes the 101 response and calls
+    /// [`Admitted::into_channel`].
+    ///
+    /// ```
+    /// use pikku_core::runtime::UpgradeInput;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Room, ()>) {}
+    ///
+    /// let rt = App::new(()).channel(ChannelRoute::new("rooms", "/rooms/:roomId").on_connect(hello)).into_runtime();
+    /// let input = |path, query| UpgradeInput { path, query, headers: Default::default(), peer: None };
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let admitted = rt.admit(input("/rooms/lobby", Some("limit=5"))).await.unwrap();
+    /// assert_eq!(admitted.channel_name(), "rooms");
+    ///
+    /// let refused = rt.admit(input("/lobby", None)).await.unwrap_err();
+    /// assert_eq!((refused.status(), refused.client_message().as_ref()), (404, "Channel not found: /lobby"));
+    /// let refused = rt.admit(input("/rooms/lobby", Some("limit=many"))).await.unwrap_err();
+    /// assert_eq!((refused.status(), refused.client_message().as_ref()), (422, "Invalid opening data"));
+    /// # });
+    /// ```
+    ///
     /// # Errors
-    /// The first failing check, as a client error whose status and message form the HTTP refusal.
+    /// The first failing check, as a client error whose status and message form the HTTP refusal; a panicking
+    /// upgrade middleware gives an internal error (500).
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the admission: no connection exists yet, but upgrade middleware that already
+    /// ran keeps its side effects.
     pub async fn admit(
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
@@ -166,17 +285,36 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    /// Headers upgrade middleware added to the 101 response.
+    /// Headers upgrade middleware added to the 101 response, for the runner to copy into it (see the
+    /// [`UpgradeRequest`] example).
     pub fn response_headers(&self) -> &HeaderMap {
         &self.response_headers
     }
 
-    /// The name of the admitted channel.
+    /// The name of the admitted channel (see [`AppRuntime::admit`](crate::AppRuntime::admit) for an example).
     pub fn channel_name(&self) -> &str {
         &self.rt.channels[self.index].name
     }
 
-    /// Creates the connection in state `Initial` with `channel_id` (a fresh UUID v4 when `None`).
+    /// Creates the connection in state `Initial` with `channel_id` (a fresh UUID v4 when `None`), carrying the
+    /// opening data and the session upgrade middleware seeded, with the app's queue limits and the channel's
+    /// reverse-RPC timeout. `epoch` is the instant idle times are measured from (one per runner).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pikku_core::runtime::UpgradeInput;
+    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    ///
+    /// let rt = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello)).into_runtime();
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let input = UpgradeInput { path: "/events", query: None, headers: Default::default(), peer: None };
+    /// let live = rt.admit(input).await.unwrap().into_channel(Some("test-1".into()), Instant::now());
+    /// assert_eq!(live.connection().id(), "test-1");
+    /// assert_eq!(live.connection().state(), ChannelState::Initial);
+    /// # });
+    /// ```
     pub fn into_channel(self, channel_id: Option<String>, epoch: Instant) -> LiveChannel<S, U> {
         let spec = &self.rt.channels[self.index];
         let id: Arc<str> = match channel_id {
@@ -200,18 +338,63 @@ where
     }
 }
 
-/// What a text frame turned out to be.
+/// What a text frame turned out to be, as classified by [`LiveChannel::text`] (see its example).
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use pikku_core::runtime::{LiveChannel, TextFrame};
+///
+/// // A runner's reader: queue messages for the worker, drop the rest.
+/// fn on_text<S, U>(live: &LiveChannel<S, U>, text: &str, inbound: &mut VecDeque<serde_json::Value>)
+/// where
+///     S: Send + Sync + 'static,
+///     U: Send + Sync + 'static,
+/// {
+///     match live.text(text) {
+///         TextFrame::Message(value) => inbound.push_back(value),
+///         TextFrame::Ignored | TextFrame::Consumed => {}
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub enum TextFrame {
     /// A zero-length frame: ignored (D17).
     Ignored,
     /// A reverse-RPC response or pending frame, handed to the call registry (never routed or answered).
     Consumed,
-    /// A message for the worker.
+    /// A message for the worker: pass it to [`LiveChannel::run_message`] in arrival order.
     Message(Value),
 }
 
 /// One connection as the pipeline sees it: its channel definition, connection state and live session.
+///
+/// Made by [`Admitted::into_channel`]; the [module docs](crate::runtime#driving-a-connection) show the whole
+/// sequence a runner drives. The futures it returns are independent of it: the runner decides how many run at
+/// once ([`max_in_flight`](Self::max_in_flight)) and when to drop them.
+///
+/// ```
+/// use pikku_core::runtime::{LiveChannel, TextFrame};
+/// use pikku_core::DisconnectReason;
+///
+/// // The life of one connection in a minimal, strictly sequential runner. (A real runner keeps reading while
+/// // handlers run, so that reverse-RPC responses reach a handler awaiting `remote`.)
+/// async fn drive<S, U>(live: LiveChannel<S, U>, frames: Vec<String>)
+/// where
+///     S: Send + Sync + 'static,
+///     U: Send + Sync + 'static,
+/// {
+///     live.open();
+///     live.run_connect().await;
+///     for text in frames {
+///         live.connection().touch();
+///         if let TextFrame::Message(value) = live.text(&text) {
+///             live.run_message(value).await;
+///         }
+///     }
+///     let reason = live.begin_disconnect(DisconnectReason::ClientClosed(Some(1000)));
+///     live.run_disconnect(reason).await;
+/// }
+/// ```
 pub struct LiveChannel<S, U> {
     rt: Arc<AppRuntime<S, U>>,
     index: usize,
@@ -249,28 +432,102 @@ where
         self.rt.config().dev_mode
     }
 
-    /// The connection.
+    /// The connection: the runner writes what its [`poll_outgoing`](Connection::poll_outgoing) hands out and
+    /// [`touch`](Connection::touch)es it on every inbound frame. Shown in the module example.
     pub fn connection(&self) -> &Arc<Connection> {
         &self.conn
     }
 
-    /// The runtime this channel belongs to.
+    /// The runtime this channel belongs to, for the app's configuration (queue sizes, drain timeout).
     pub fn runtime(&self) -> &Arc<AppRuntime<S, U>> {
         &self.rt
     }
 
-    /// How many messages may run at once on this connection.
+    /// How many messages may run at once on this connection
+    /// ([`ChannelRoute::max_in_flight`](crate::ChannelRoute::max_in_flight), default 1). The runner starts the
+    /// next message only while fewer are running.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("lookup", "/lookup").on_message(lookup).max_in_flight(8));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/lookup").await; // admitted and turned into a `LiveChannel`
+    /// assert_eq!(live.max_in_flight(), 8);
+    /// # });
+    /// ```
     pub fn max_in_flight(&self) -> usize {
         self.spec().max_in_flight
     }
 
-    /// Marks the connection open (the 101 was written) and registers it with the local event hub.
+    /// Marks the connection open (the 101 was written) and registers it with the app's event hub, so it can
+    /// subscribe and be found by id. Call it before [`run_connect`](Self::run_connect).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/events").await;
+    /// live.open();
+    /// assert_eq!(live.connection().state(), ChannelState::Open);
+    /// assert!(live.runtime().hub().channel(live.connection().id()).is_some());
+    /// # });
+    /// ```
     pub fn open(&self) {
         self.conn.mark_open();
         self.rt.hub().register(self.conn.clone());
     }
 
-    /// Runs onConnect inside its lifecycle middleware and queues its result or error frame.
+    /// Runs onConnect inside its lifecycle middleware and queues its result or error frame. A channel without a
+    /// connection handler gives a future that is ready at once. Run it to completion before starting messages
+    /// (D19); panics in the handler are caught and become an internal error frame.
+    ///
+    /// Dropping the future cancels the handler (the embedded server does so after the drain timeout).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, OutFrame, Params};
+    ///
+    /// async fn closed_room(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> Result<(), ChannelError> {
+    ///     Err(ChannelError::forbidden("Room is closed"))
+    /// }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("room", "/room").on_connect(closed_room));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/room").await;
+    /// live.open();
+    /// live.run_connect().await;
+    /// // The error is sent as a frame; the connection stays open.
+    /// assert_eq!(drain(live.connection()), [OutFrame::text(r#"{"error":"Room is closed","errorName":"ForbiddenError"}"#)]);
+    /// # });
+    /// ```
     pub fn run_connect(&self) -> BoxFuture<()> {
         let Some((handler, chain)) = self.spec().on_connect.clone() else {
             return Box::pin(std::future::ready(()));
@@ -300,7 +557,34 @@ where
         })
     }
 
-    /// Classifies a text frame: empty (ignored), reverse-RPC envelope (consumed here), or a message.
+    /// Classifies a text frame: empty (ignored), reverse-RPC envelope (consumed here), or a message. Text that
+    /// is not JSON is the JSON string with the same characters (D12).
+    ///
+    /// Call it as frames arrive, even while handlers run: reverse-RPC responses must reach the handler awaiting
+    /// them without waiting behind queued messages.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// use pikku_core::runtime::TextFrame;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use serde_json::json;
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/events").await;
+    /// assert!(matches!(live.text(""), TextFrame::Ignored));
+    /// assert!(matches!(live.text(r#"{"action":"pikku-rpc-pending","id":"1"}"#), TextFrame::Consumed));
+    /// assert!(matches!(live.text("hi!"), TextFrame::Message(v) if v == json!("hi!")));
+    /// assert!(matches!(live.text(r#"{"action":"ping"}"#), TextFrame::Message(v) if v == json!({"action": "ping"})));
+    /// # });
+    /// ```
     pub fn text(&self, text: &str) -> TextFrame {
         if text.is_empty() {
             return TextFrame::Ignored;
@@ -315,6 +599,41 @@ where
     }
 
     /// Runs one message through the pipeline (semantics §5.2) and queues its reply.
+    ///
+    /// Routing and the auth gate are decided at once: an unknown route or a missing session queues its error
+    /// frame before this returns, and the future is already complete. Otherwise the future runs middleware,
+    /// validation, permissions and the handler, then queues the reply (or error frame); panics are caught.
+    /// Dropping the future cancels the handler and sends nothing.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use serde_json::json;
+    ///
+    /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").auth(false).route("type", "ping", ping));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/events").await;
+    /// live.open();
+    /// live.run_message(json!({"type": "ping"})).await;
+    /// live.run_message(json!({"type": "pong"})).await;
+    /// assert_eq!(drain(live.connection()), [
+    ///     OutFrame::text(r#"{"result":"pong","type":"ping"}"#),
+    ///     OutFrame::text(r#"{"error":"No route for 'type:pong'","errorName":"NotFoundError","type":"pong"}"#),
+    /// ]);
+    /// # });
+    /// ```
     pub fn run_message(&self, value: Value) -> BoxFuture<()> {
         let spec = self.spec();
         let (route, value) = match select_route(spec, value) {
@@ -378,7 +697,42 @@ where
     }
 
     /// Runs the binary handler for a frame, or `None` when the frame is dropped (no handler, or no session when
-    /// one is needed; D21).
+    /// one is needed; D21). The future queues the returned bytes as a binary frame, or an error frame.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use bytes::Bytes;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    ///
+    /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
+    ///     bytes.iter().rev().copied().collect()
+    /// }
+    ///
+    /// // Public text messages, but binary frames need a session.
+    /// let app = App::new(()).channel(ChannelRoute::new("files", "/files").auth(false).on_binary(reverse).binary_auth(true));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/files").await;
+    /// live.open();
+    /// assert!(live.run_binary(Bytes::from_static(b"abc")).is_none()); // no session: dropped
+    ///
+    /// // With `binary_auth(false)`, the handler runs:
+    /// let app = App::new(()).channel(ChannelRoute::new("files", "/files").on_binary(reverse).binary_auth(false));
+    /// let live = live_for(app, "/files").await;
+    /// live.open();
+    /// live.run_binary(Bytes::from_static(b"abc")).unwrap().await;
+    /// assert_eq!(drain(live.connection()), [OutFrame::Binary(Bytes::from_static(b"cba"))]);
+    /// # });
+    /// ```
     pub fn run_binary(&self, bytes: Bytes) -> Option<BoxFuture<()>> {
         let spec = self.spec();
         let Some(handler) = spec.binary.clone() else {
@@ -414,6 +768,39 @@ where
 
     /// Disconnect steps 1–3 (semantics §5.6): the channel becomes `Closed`, pending reverse calls fail with
     /// `closed`, and its hub subscriptions are removed. Returns the reason that won (the first trigger).
+    ///
+    /// Call it as soon as the connection ends; then let in-flight handlers finish (or drop them after the drain
+    /// timeout), and call [`run_disconnect`](Self::run_disconnect) with the returned reason.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/events").await;
+    /// live.open();
+    /// let hub = live.runtime().hub();
+    /// hub.subscribe("news", live.connection().id()).await.unwrap();
+    ///
+    /// // The server was shutting down when the transport failed: the first trigger wins.
+    /// live.connection().request_close(pikku_core::channel::CloseRequest {
+    ///     code: 1001, reason: "going away".into(), flush: true, cause: DisconnectReason::Shutdown,
+    /// });
+    /// let reason = live.begin_disconnect(DisconnectReason::TransportError);
+    /// assert_eq!(reason, DisconnectReason::Shutdown);
+    /// assert_eq!(live.connection().state(), ChannelState::Closed);
+    /// assert_eq!(hub.subscriber_count("news"), 0);
+    /// live.run_disconnect(reason).await;
+    /// # });
+    /// ```
     pub fn begin_disconnect(&self, reason: DisconnectReason) -> DisconnectReason {
         let reason = self.conn.mark_closed(reason);
         self.conn.rpc.close();
@@ -422,7 +809,12 @@ where
     }
 
     /// Disconnect steps 6–7: onDisconnect inside its lifecycle middleware (errors are logged), then the socket
-    /// state is released.
+    /// state is released. Call it once, after [`begin_disconnect`](Self::begin_disconnect) and after in-flight
+    /// handlers finished or were dropped, with the reason `begin_disconnect` returned. Without a disconnection
+    /// handler the future is ready at once. Shown in the module example and under `begin_disconnect`.
+    ///
+    /// Dropping the future cancels onDisconnect, and the socket state is then not released until the connection
+    /// itself is dropped.
     pub fn run_disconnect(&self, reason: DisconnectReason) -> BoxFuture<()> {
         let conn = self.conn.clone();
         let Some((handler, chain)) = self.spec().on_disconnect.clone() else {

@@ -4,23 +4,29 @@ use std::time::Duration;
 
 /// Settings of the embedded server. Every field has the default of semantics §11.
 ///
+/// These are transport settings; the application's own (outbound queue bound, slow-consumer policy,
+/// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku_core::AppConfig`.
+///
 /// ```
 /// use std::time::Duration;
 /// let config = pikku_server::ServerConfig {
 ///     ping_interval: Duration::from_secs(10),
 ///     idle_timeout: Duration::from_secs(20),
+///     max_connections: Some(10_000),
 ///     ..Default::default()
 /// };
-/// # let _ = config;
+/// assert_eq!(config.max_frame_bytes, 1 << 20);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Largest inbound frame or reassembled message in bytes (default 1 MiB); larger closes with 1009.
+    /// Largest inbound frame or reassembled message in bytes (default 1 MiB); larger closes with 1009. It also
+    /// bounds the bytes of the messages waiting per connection: reading pauses once they reach it.
     pub max_frame_bytes: usize,
-    /// How often an idle connection is pinged (default 30 s).
+    /// How long a connection may be quiet before it is pinged (default 30 s). A connection that keeps sending is
+    /// never pinged.
     pub ping_interval: Duration,
     /// A connection with no inbound frame (pongs included) for this long is closed with 1001 `idle timeout`
-    /// (default 60 s).
+    /// (default 60 s). Keep it above the ping interval, so a live client has time to answer a ping.
     pub idle_timeout: Duration,
     /// How long a server-initiated close waits for the peer's close frame (default 5 s).
     pub close_timeout: Duration,
@@ -28,9 +34,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Longest upgrade path plus query in bytes (default 8 KiB); longer is a 400.
     pub max_path_bytes: usize,
-    /// Open connections at most; further upgrades get 503 `Connection limit reached` (default unlimited).
+    /// Connections at most, counting those still running their disconnect sequence; further upgrades get 503
+    /// `Connection limit reached` (default unlimited).
     pub max_connections: Option<usize>,
-    /// Subprotocols the application accepts; the first one the client offers is echoed (default none).
+    /// Subprotocols the application accepts (default none: none is selected); the first one the client offers
+    /// that is listed here is echoed.
     pub subprotocols: Vec<String>,
 }
 

@@ -38,6 +38,10 @@ struct Shared<S, U> {
 
 /// A channels server: serves an [`App`] standalone or as a tower service inside an axum app.
 ///
+/// Cloning is cheap and every clone is the same server: keep one to [`shutdown`](Self::shutdown) or to reach the
+/// [`hub`](Self::hub) while another serves. One heartbeat sweep task runs per server (started by the first
+/// [`service`](Self::service) or `serve` call) and ends once every clone is dropped.
+///
 /// ```no_run
 /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
 /// use pikku_server::{ChannelServer, ServerConfig};
@@ -83,7 +87,22 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    /// A server for `app` with `config`.
+    /// A server for `app` with `config`. The app is built into its runtime here (see
+    /// [`App::into_runtime`](pikku_core::App::into_runtime)); nothing listens until a `serve` method runs or the
+    /// [`service`](Self::service) is mounted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku_server::{ChannelServer, ServerConfig};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let config = ServerConfig { idle_timeout: Duration::from_secs(120), ..ServerConfig::default() };
+    /// let server = ChannelServer::new(app, config);
+    /// assert_eq!(server.active_connections(), 0);
+    /// ```
     pub fn new(app: App<S, U>, config: ServerConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -100,28 +119,85 @@ where
         }
     }
 
-    /// The event hub, for publishing from outside any connection.
+    /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
+    ///
+    /// ```
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let hub = server.hub().clone(); // e.g. for a job that publishes news every minute
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let delivered = hub.publish("news", None, &serde_json::json!({"headline": "…"})).await.unwrap();
+    /// assert_eq!(delivered, 0); // nobody is subscribed yet
+    /// # });
+    /// ```
     #[must_use]
     pub fn hub(&self) -> &EventHub {
         self.shared.rt.hub()
     }
 
-    /// The built application.
+    /// The built application: its services, configuration and channel routes.
+    ///
+    /// ```
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// for (name, route) in server.runtime().channel_routes() {
+    ///     println!("channel {name} at {route}");
+    /// }
+    /// ```
     #[must_use]
     pub fn runtime(&self) -> &Arc<AppRuntime<S, U>> {
         &self.shared.rt
     }
 
-    /// Connections currently open or finishing their disconnect sequence.
+    /// Connections currently open or finishing their disconnect sequence (what
+    /// [`ServerConfig::max_connections`] counts). For metrics and health checks; see [`shutdown`](Self::shutdown)
+    /// for an example.
     #[must_use]
     pub fn active_connections(&self) -> usize {
         self.shared.active.load(Ordering::Acquire)
     }
 
-    /// The upgrade service, for `axum::Router::fallback_service` or any tower-based HTTP server. Requests whose
-    /// path matches no channel get the JSON 404 of protocol §2.3.
+    /// The upgrade service, for `axum::Router::fallback_service` or any tower-based HTTP server.
     ///
-    /// Must be called inside a Tokio runtime: it starts the heartbeat sweep.
+    /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets the
+    /// JSON 404 of protocol §2.3, and a request that is not a well-formed upgrade (a plain `GET`, any other
+    /// method) gets 400 `Malformed upgrade request`. Mount your other routes on the router before falling back
+    /// to it. Serve the router with `into_make_service_with_connect_info::<SocketAddr>()` if upgrade middleware
+    /// needs the peer address.
+    ///
+    /// ```
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use tower_service::Service;
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let router: axum::Router = axum::Router::new()
+    ///     .route("/health", axum::routing::get(|| async { "ok" }))
+    ///     .fallback_service(server.service());
+    ///
+    /// // A plain GET to a channel is not an upgrade:
+    /// let mut service = server.service();
+    /// let response = service.call(http::Request::get("/events").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(response.status(), 400);
+    /// let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    /// let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(body["message"], "Malformed upgrade request");
+    /// # let _ = router;
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime: the first call starts the heartbeat sweep task.
     #[must_use]
     pub fn service(&self) -> ChannelService<S, U> {
         self.start_sweep();
@@ -130,15 +206,59 @@ where
         }
     }
 
-    /// An axum router that serves only the channels.
+    /// An axum router that serves only the channels: every request goes to the [`service`](Self::service). The
+    /// `serve` methods serve this router.
+    ///
+    /// ```
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use tower_service::Service;
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let mut router = server.router();
+    /// let request = http::Request::get("/anything").body(axum::body::Body::empty()).unwrap();
+    /// let response = router.call(request).await.unwrap();
+    /// assert_eq!(response.status(), 400); // not an upgrade
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as [`service`](Self::service).
     pub fn router(&self) -> axum::Router {
         axum::Router::new().fallback_service(self.service())
     }
 
     /// Serves on `listener` until [`shutdown`](Self::shutdown) (called through any clone) completes.
     ///
+    /// Keep a clone of the server to call `shutdown` from elsewhere (a signal handler, an admin route); see the
+    /// [crate example](crate#example). TCP_NODELAY is set on every accepted socket.
+    ///
+    /// ```
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let serving = tokio::spawn(server.clone().serve(listener));
+    /// // …
+    /// server.shutdown().await;
+    /// serving.await.unwrap()?;
+    /// # std::io::Result::Ok(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// The listener failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops accepting connections, without a graceful shutdown: connections already upgraded
+    /// keep running in their own tasks until they close or [`shutdown`](Self::shutdown) is called.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let shared = self.shared.clone();
         let finished = async move {
@@ -153,10 +273,33 @@ where
         serve_router(self.router(), listener, finished).await
     }
 
-    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7).
+    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
+    /// the shutdown finished. Upgrades arriving during the shutdown get 503.
+    ///
+    /// ```
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let serving = tokio::spawn(server.serve_with_shutdown(listener, async move {
+    ///     let _ = stopped.await;
+    /// }));
+    /// stop.send(()).unwrap();
+    /// serving.await.unwrap()?;
+    /// # std::io::Result::Ok(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// The listener failed.
+    ///
+    /// # Cancel safety
+    /// As [`serve`](Self::serve): dropping the future stops accepting without a graceful shutdown (or interrupts
+    /// one that has begun).
     pub async fn serve_with_shutdown(
         self,
         listener: tokio::net::TcpListener,
@@ -174,8 +317,34 @@ where
     /// [`shutdown`](Self::shutdown) first for a graceful stop. Upgrades arriving after a shutdown get 503 for as
     /// long as this runs.
     ///
+    /// Use it when you control the order yourself, as tests do: shut down, check what clients saw, then stop
+    /// listening.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let stop = Arc::new(tokio::sync::Notify::new());
+    /// let stopped = stop.clone();
+    /// let serving = tokio::spawn(server.clone().serve_until(listener, async move { stopped.notified().await }));
+    ///
+    /// server.shutdown().await; // upgrades now get 503, but the listener still answers
+    /// stop.notify_one();       // now stop listening
+    /// serving.await.unwrap()?;
+    /// # std::io::Result::Ok(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     /// The listener failed.
+    ///
+    /// # Cancel safety
+    /// As [`serve`](Self::serve): dropping the future stops accepting; upgraded connections run on.
     pub async fn serve_until(
         self,
         listener: tokio::net::TcpListener,
@@ -186,7 +355,42 @@ where
 
     /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
     /// `going away` and runs its disconnect sequence; returns when all have finished or the shutdown timeout
-    /// passed. The listener keeps answering until the serve future ends.
+    /// passed. The listener keeps answering until the serve future ends; [`serve`](Self::serve) ends on its own
+    /// once this returns. There is no way back: the server refuses upgrades from the first call on.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use tokio_tungstenite::tungstenite::Message;
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = listener.local_addr()?;
+    /// let serving = tokio::spawn(server.clone().serve(listener));
+    /// let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/events")).await.unwrap();
+    /// let _hello = ws.next().await;
+    /// assert_eq!(server.active_connections(), 1);
+    ///
+    /// // The client reads its close frame while the shutdown waits for it to finish.
+    /// let (_, ()) = tokio::join!(
+    ///     async {
+    ///         let Some(Ok(Message::Close(Some(close)))) = ws.next().await else { panic!("expected a close") };
+    ///         assert_eq!((u16::from(close.code), close.reason.as_str()), (1001, "going away"));
+    ///     },
+    ///     server.shutdown(),
+    /// );
+    /// assert_eq!(server.active_connections(), 0);
+    /// serving.await.unwrap()?;
+    /// # std::io::Result::Ok(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the waiting, not the shutdown: upgrades stay refused and the close requests are
+    /// already sent, but [`serve`](Self::serve) does not end until a later `shutdown` call completes.
     pub async fn shutdown(&self) {
         self.shared.accepting.store(false, Ordering::Release);
         for conn in self.hub().channels() {
@@ -279,7 +483,31 @@ where
     }
 }
 
-/// The tower service that answers channel upgrades (see [`ChannelServer::service`]).
+/// The tower service that answers channel upgrades (see [`ChannelServer::service`], which makes one).
+///
+/// It is always ready and never fails: a refused upgrade is a JSON response `{name, message, errorId}` with the
+/// error's status (protocol §2.3), an accepted one a 101 response whose connection then runs in its own task.
+/// Cloning is cheap.
+///
+/// ```
+/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku_server::{ChannelServer, ChannelService, ServerConfig};
+///
+/// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+///
+/// // Mount the channels under the rest of an axum app.
+/// fn routes(channels: ChannelService<(), ()>) -> axum::Router {
+///     axum::Router::new()
+///         .route("/", axum::routing::get(|| async { "the page" }))
+///         .fallback_service(channels)
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+/// let router = routes(ChannelServer::new(app, ServerConfig::default()).service());
+/// # let _ = router;
+/// # });
+/// ```
 pub struct ChannelService<S, U> {
     shared: Arc<Shared<S, U>>,
 }

@@ -38,11 +38,47 @@
 //! }
 //! ```
 //!
+//! # Where to look
+//! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`].
+//! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
+//! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
+//! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`].
+//! - Serving: [`serve`], [`serve_with_shutdown`], or [`ChannelServer`] with a [`ServerConfig`].
+//!
+//! # Serving with a handle
+//! [`ChannelServer`] keeps a handle on the running server: publish from outside any connection, and shut down
+//! gracefully when you decide.
+//!
+//! ```
+//! use pikku::prelude::*;
+//!
+//! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let app = App::new(())
+//!     .configure(|config| config.outbound_queue_bytes = 256 * 1024)
+//!     .channel(ChannelRoute::new("events", "/events").auth(false).on_connect(hello));
+//! let server = ChannelServer::new(app, ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let serving = tokio::spawn(server.clone().serve(listener));
+//!
+//! // From a job, an HTTP handler, …
+//! server.hub().publish("news", None, &serde_json::json!({"headline": "hi"})).await.unwrap();
+//!
+//! server.shutdown().await; // open connections close with 1001 `going away`
+//! serving.await.unwrap()?;
+//! # std::io::Result::Ok(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Crates
 //! - [`core`] (`pikku-core`): the channel model, wiring, pipeline and event hub.
 //! - [`server`] (`pikku-server`): the embedded WebSocket server and its axum integration.
 
+/// The channel model (`pikku-core`), for the items the facade does not re-export: the [`core::runtime`]
+/// pipeline, [`core::middleware::Invocation`], [`core::permission`], [`core::RegistrationError`], …
 pub use pikku_core as core;
+/// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum.
 pub use pikku_server as server;
 
 #[cfg(feature = "garde")]
@@ -57,7 +93,24 @@ pub use pikku_server::{serve, serve_with_shutdown, ChannelServer, ServerConfig};
 /// The payload type of binary frames, so binary handlers need no direct `bytes` dependency.
 pub use bytes::Bytes;
 
-/// The names most applications need, for `use pikku::prelude::*`.
+/// The names most applications need, for `use pikku::prelude::*`: [`App`], [`ChannelRoute`], [`Route`],
+/// [`Ctx`], [`Channel`], [`ClosedChannel`], [`Params`], [`ChannelError`], [`ChannelServer`], [`ServerConfig`] and
+/// [`Bytes`]. Everything else is at the crate root.
+///
+/// ```
+/// use pikku::prelude::*;
+///
+/// async fn upload(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Result<Vec<u8>, ChannelError> {
+///     if bytes.is_empty() {
+///         return Err(ChannelError::bad_request("Empty upload"));
+///     }
+///     Ok(bytes.to_vec())
+/// }
+///
+/// let app = App::new(()).channel(ChannelRoute::new("files", "/files").auth(false).on_binary(upload));
+/// let server = ChannelServer::new(app, ServerConfig::default());
+/// # let _ = server;
+/// ```
 pub mod prelude {
     pub use pikku_core::{
         App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route,

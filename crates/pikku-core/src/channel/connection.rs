@@ -16,9 +16,23 @@ use crate::frame::OutFrame;
 use crate::rpc::RpcRegistry;
 
 /// What to do when a frame would overflow a connection's outbound queue (semantics §5.5).
+///
+/// Set it app-wide with [`AppConfig::slow_consumer`](crate::AppConfig::slow_consumer). `Close` suits clients that
+/// must see every frame (a client that cannot keep up reconnects and resynchronises); `Drop` suits streams where
+/// a lost update is harmless (prices, cursors). Under `Drop`, replies and publications are dropped like any other
+/// frame.
+///
+/// ```
+/// use pikku_core::{App, SlowConsumerPolicy};
+///
+/// assert_eq!(SlowConsumerPolicy::default(), SlowConsumerPolicy::Close);
+/// let app: App<()> = App::new(()).configure(|c| c.slow_consumer = SlowConsumerPolicy::Drop);
+/// # let _ = app;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SlowConsumerPolicy {
-    /// Discard the queue and close the connection with 1008 `slow consumer` (the default).
+    /// Discard the queue and close the connection with 1008 `slow consumer` (the default); the overflowing send
+    /// returns [`SendError::Closed`].
     #[default]
     Close,
     /// Discard the new frame; `send` returns [`SendError::Backpressure`]; the connection stays open.
@@ -26,6 +40,24 @@ pub enum SlowConsumerPolicy {
 }
 
 /// A request to close the connection, as seen by the runner.
+///
+/// Made by [`Channel::close_with`](crate::Channel::close_with), by the slow-consumer policy, and by runners
+/// (idle timeout, shutdown) through [`Connection::request_close`]; the runner receives it from
+/// [`Connection::poll_outgoing`] as [`Outgoing::Close`].
+///
+/// ```
+/// use pikku_core::channel::CloseRequest;
+/// use pikku_core::DisconnectReason;
+///
+/// // What a server sends everyone when it shuts down.
+/// let going_away = CloseRequest {
+///     code: 1001,
+///     reason: "going away".into(),
+///     flush: true,
+///     cause: DisconnectReason::Shutdown,
+/// };
+/// # let _ = going_away;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
     /// The close code to send.
@@ -38,7 +70,7 @@ pub struct CloseRequest {
     pub cause: DisconnectReason,
 }
 
-/// What the runner should write next.
+/// What the runner should write next, as reported by [`Connection::poll_outgoing`] (see its example).
 #[derive(Debug)]
 pub enum Outgoing {
     /// Frames to write, in order.
@@ -58,6 +90,28 @@ struct Queue {
 
 /// One connection: its id, lifecycle state, bounded outbound queue, socket state, hub subscriptions and pending
 /// reverse calls. Runners own it through an `Arc`; handlers see it through [`Channel`](crate::Channel) views.
+///
+/// Applications seldom touch it; runners and tests do. The embedded server creates connections through
+/// [`Admitted::into_channel`](crate::runtime::Admitted::into_channel), opens them, and writes what
+/// [`poll_outgoing`](Self::poll_outgoing) hands it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Instant;
+/// use pikku_core::channel::ConnectionLimits;
+/// use pikku_core::{ChannelState, Connection, OutFrame, Params, SlowConsumerPolicy};
+///
+/// let limits = ConnectionLimits {
+///     outbound_queue_bytes: 1 << 20,
+///     slow_consumer: SlowConsumerPolicy::Close,
+///     max_pending_rpc: 64,
+/// };
+/// let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+/// assert_eq!(conn.state(), ChannelState::Initial);
+/// conn.mark_open();
+/// conn.push(OutFrame::text("hello!")).unwrap();
+/// assert_eq!(conn.state(), ChannelState::Open);
+/// ```
 pub struct Connection {
     id: Arc<str>,
     channel_name: Arc<str>,
@@ -84,7 +138,8 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// Limits a connection is created with.
+/// Limits a connection is created with; the pipeline takes them from the [`AppConfig`](crate::AppConfig). Build
+/// one yourself only to create a [`Connection`] by hand (see its example).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Bound of the outbound queue in payload bytes.
@@ -96,7 +151,12 @@ pub struct ConnectionLimits {
 }
 
 impl Connection {
-    /// A new connection in state `Initial`. `opening` is the channel's typed opening data.
+    /// A new connection in state `Initial`. `opening` is the channel's typed opening data (an `Arc<O>`; handler
+    /// views downcast it to the channel's `O`). `epoch` is the instant idle times are measured from: runners pass
+    /// one instant shared by all their connections. The connection counts as active at creation.
+    ///
+    /// Runners normally get connections from [`Admitted::into_channel`](crate::runtime::Admitted::into_channel),
+    /// which fills all of this in; see the type-level example for a hand-made one.
     pub fn new(
         id: Arc<str>,
         channel_name: Arc<str>,
@@ -126,31 +186,43 @@ impl Connection {
         }
     }
 
-    /// The channel id.
+    /// The channel id (what [`Channel::channel_id`](crate::Channel::channel_id) returns).
     #[must_use]
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// The channel id as a shared string.
+    /// The channel id as a shared string, to keep it as a map key without copying it.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// let key: Arc<str> = conn.id_arc().clone();
+    /// assert_eq!(&*key, conn.id());
+    /// ```
     #[must_use]
     pub fn id_arc(&self) -> &Arc<str> {
         &self.id
     }
 
-    /// The name of the channel definition.
+    /// The name of the channel definition this connection belongs to.
     #[must_use]
     pub fn channel_name(&self) -> &str {
         &self.channel_name
     }
 
-    /// The lifecycle state.
+    /// The lifecycle state (see the type-level example).
     #[must_use]
     pub fn state(&self) -> ChannelState {
         ChannelState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Marks the connection open (the 101 was written).
+    /// Marks the connection open (the 101 was written). Only an `Initial` connection becomes `Open`; a connection
+    /// already closed stays closed. Runners call it through [`LiveChannel::open`](crate::runtime::LiveChannel::open),
+    /// which also registers it with the event hub.
     pub fn mark_open(&self) {
         let _ = self.state.compare_exchange(
             ChannelState::Initial as u8,
@@ -160,20 +232,50 @@ impl Connection {
         );
     }
 
-    /// Records inbound activity for the idle timeout.
+    /// Records inbound activity for the idle timeout: runners call it whenever a frame (pongs included) arrives.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// assert!(conn.idle_ms() >= 20);
+    /// conn.touch();
+    /// assert!(conn.idle_ms() < 20);
+    /// ```
     pub fn touch(&self) {
         self.last_seen_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Milliseconds since the last inbound frame.
+    /// Milliseconds since the last inbound frame (or since creation, before the first one), with millisecond
+    /// resolution. The server's heartbeat sweep compares it with the ping interval and the idle timeout. See
+    /// [`touch`](Self::touch) for an example.
     #[must_use]
     pub fn idle_ms(&self) -> u64 {
         (self.epoch.elapsed().as_millis() as u64)
             .saturating_sub(self.last_seen_ms.load(Ordering::Relaxed))
     }
 
-    /// Queues a frame, applying the slow-consumer policy.
+    /// Queues a frame, applying the slow-consumer policy. This is what every send, reply and publication comes
+    /// down to.
+    ///
+    /// A frame that would take the queue past its bound is handled by the policy; a frame larger than the bound is
+    /// still admitted into an empty queue (semantics §5.5).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// use pikku_core::channel::ConnectionLimits;
+    /// use pikku_core::{ChannelState, Connection, OutFrame, Params, SendError, SlowConsumerPolicy};
+    ///
+    /// let limits = ConnectionLimits { outbound_queue_bytes: 8, slow_consumer: SlowConsumerPolicy::Drop, max_pending_rpc: 64 };
+    /// let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// conn.push(OutFrame::text("0123456789")).unwrap(); // over the bound, but the queue was empty
+    /// assert!(matches!(conn.push(OutFrame::text("x")), Err(SendError::Backpressure)));
+    /// assert_eq!(conn.state(), ChannelState::Initial); // `Drop` keeps the connection
+    /// ```
     ///
     /// # Errors
     /// [`SendError::Closed`] once the channel is closed (or when this frame closed it under the `Close` policy),
@@ -220,6 +322,25 @@ impl Connection {
     }
 
     /// Requests a close; the first request wins. Returns whether this call closed the channel.
+    ///
+    /// The channel is `Closed` at once (sends fail from now on). With `flush: true` the frames already queued are
+    /// written before the close frame; with `flush: false` they are discarded. Runners use it for the idle timeout
+    /// and shutdown; handlers use [`Channel::close_with`](crate::Channel::close_with).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// use pikku_core::channel::CloseRequest;
+    /// use pikku_core::{ChannelState, DisconnectReason};
+    ///
+    /// let idle = CloseRequest { code: 1001, reason: "idle timeout".into(), flush: false, cause: DisconnectReason::IdleTimeout };
+    /// assert!(conn.request_close(idle.clone()));
+    /// assert!(!conn.request_close(idle)); // already closing
+    /// assert_eq!(conn.state(), ChannelState::Closed);
+    /// ```
     pub fn request_close(&self, request: CloseRequest) -> bool {
         let waker = {
             let mut q = self.queue.lock();
@@ -242,7 +363,22 @@ impl Connection {
     }
 
     /// Marks the channel closed because the peer or the transport ended it (no close frame is to be written by
-    /// request). Returns `cause` if this was the first trigger, or the earlier trigger otherwise.
+    /// request). Returns `cause` if this was the first trigger, or the earlier trigger otherwise; the result is the
+    /// reason the disconnection handler sees. If `cause` wins, queued frames are discarded.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// use pikku_core::DisconnectReason;
+    ///
+    /// // The peer vanished; nothing asked for a close before.
+    /// assert_eq!(conn.mark_closed(DisconnectReason::TransportError), DisconnectReason::TransportError);
+    /// // A later trigger does not replace the first.
+    /// assert_eq!(conn.mark_closed(DisconnectReason::Shutdown), DisconnectReason::TransportError);
+    /// ```
     pub fn mark_closed(&self, cause: DisconnectReason) -> DisconnectReason {
         let mut q = self.queue.lock();
         self.state
@@ -264,7 +400,21 @@ impl Connection {
         }
     }
 
-    /// The close request, if the channel is closing.
+    /// The close request, if the channel is closing (also after [`mark_closed`](Self::mark_closed), which records
+    /// one with code 1000); `None` while it is open.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// use pikku_core::DisconnectReason;
+    ///
+    /// assert!(conn.close_request().is_none());
+    /// conn.mark_closed(DisconnectReason::ClientClosed(Some(1000)));
+    /// assert_eq!(conn.close_request().unwrap().cause, DisconnectReason::ClientClosed(Some(1000)));
+    /// ```
     #[must_use]
     pub fn close_request(&self) -> Option<CloseRequest> {
         self.queue.lock().close.clone()
@@ -274,7 +424,35 @@ impl Connection {
     /// queue is drained. Registers `cx` to be woken when there is something new.
     ///
     /// With `writable == false` (the runner is still flushing an earlier batch) only a close request that
-    /// discards the queue (slow consumer, idle timeout) is reported, so a stuck writer cannot delay it.
+    /// discards the queue (slow consumer, idle timeout) is reported, so a stuck writer cannot delay it. The close
+    /// request is reported once; after that, and after [`mark_closed`](Self::mark_closed), it stays `Pending`.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// use std::collections::VecDeque;
+    /// use std::task::{Context, Poll, Waker};
+    /// use pikku_core::channel::{CloseRequest, Outgoing};
+    /// use pikku_core::{DisconnectReason, OutFrame};
+    ///
+    /// let mut cx = Context::from_waker(Waker::noop()); // a runner passes its task's context
+    /// let mut batch = VecDeque::new();
+    /// assert!(conn.poll_outgoing(&mut cx, &mut batch, true).is_pending()); // nothing queued yet
+    ///
+    /// conn.push(OutFrame::text("a")).unwrap();
+    /// conn.push(OutFrame::text("b")).unwrap();
+    /// conn.request_close(CloseRequest { code: 1000, reason: "".into(), flush: true, cause: DisconnectReason::ServerClosed });
+    ///
+    /// // First the frames queued before the close…
+    /// assert!(matches!(conn.poll_outgoing(&mut cx, &mut batch, true), Poll::Ready(Outgoing::Frames)));
+    /// assert_eq!(batch.drain(..).collect::<Vec<_>>(), [OutFrame::text("a"), OutFrame::text("b")]);
+    /// // …then the close frame, once.
+    /// assert!(matches!(conn.poll_outgoing(&mut cx, &mut batch, true), Poll::Ready(Outgoing::Close(r)) if r.code == 1000));
+    /// assert!(conn.poll_outgoing(&mut cx, &mut batch, true).is_pending());
+    /// ```
     pub fn poll_outgoing(
         &self,
         cx: &mut Context<'_>,
@@ -300,7 +478,8 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Drops the socket state (after onDisconnect).
+    /// Drops the socket state (after onDisconnect), so whatever it holds is freed even while stale handles keep the
+    /// connection alive. [`LiveChannel::run_disconnect`](crate::runtime::LiveChannel::run_disconnect) calls it.
     pub fn release(&self) {
         *self.socket_state.lock() = None;
     }

@@ -25,6 +25,16 @@ use crate::error::HubError;
 use crate::frame::{encode_value, OutFrame};
 
 /// Per-connection and per-topic bounds of the hub (semantics §11).
+///
+/// Set them through [`AppConfig::hub`](crate::AppConfig::hub), before taking the app's hub.
+///
+/// ```
+/// use pikku_core::{App, HubLimits};
+///
+/// let limits = HubLimits { max_subscriptions_per_channel: 16, ..HubLimits::default() };
+/// let app: App<()> = App::new(()).configure(|c| c.hub = limits);
+/// # let _ = app;
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct HubLimits {
     /// Subscriptions one connection may hold (default 1024).
@@ -53,12 +63,47 @@ struct HubInner {
 
 /// The in-process event hub. Cloning is cheap and every clone is the same hub.
 ///
+/// Each [`App`](crate::App) owns one; handlers use it through [`Ctx::hub`](crate::Ctx::hub), other code through
+/// [`App::hub`](crate::App::hub) or the server's `hub()`. Subscriptions are by channel id, so nothing needs to
+/// hold a [`Channel`](crate::Channel); a connection's subscriptions end when it closes (H5).
+///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let hub = pikku_core::EventHub::new(Default::default());
 /// // No subscribers: publishing is a no-op that reaches nobody (H9).
 /// assert_eq!(hub.publish("news", None, &serde_json::json!({"hi": 1})).await.unwrap(), 0);
 /// # });
+/// ```
+///
+/// In handlers, a chat room in three routes:
+///
+/// ```
+/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Room { room: String }
+/// #[derive(serde::Deserialize)]
+/// struct Say { room: String, text: String }
+///
+/// async fn join(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, input: Room) -> Result<(), ChannelError> {
+///     Ok(ctx.hub().subscribe(&input.room, ch.channel_id()).await?)
+/// }
+/// async fn leave(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, input: Room) -> Result<bool, ChannelError> {
+///     Ok(ctx.hub().unsubscribe(&input.room, ch.channel_id()).await?)
+/// }
+/// async fn say(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, input: Say) -> Result<(), ChannelError> {
+///     let event = serde_json::json!({ "room": input.room, "text": input.text });
+///     // Everyone in the room but the sender.
+///     ctx.hub().publish(&input.room, Some(ch.channel_id()), &event).await?;
+///     Ok(())
+/// }
+///
+/// let chat = ChannelRoute::new("chat", "/chat")
+///     .auth(false)
+///     .route("action", "join", join)
+///     .route("action", "leave", leave)
+///     .route("action", "say", say);
+/// # let _ = chat;
 /// ```
 #[derive(Clone)]
 pub struct EventHub {
@@ -75,7 +120,15 @@ impl std::fmt::Debug for EventHub {
 }
 
 impl EventHub {
-    /// An empty hub.
+    /// An empty hub with `limits`, shared by no app. Apps create their own; make one yourself for tests or a
+    /// custom runner.
+    ///
+    /// ```
+    /// use pikku_core::{EventHub, HubLimits};
+    ///
+    /// let hub = EventHub::new(HubLimits::default());
+    /// assert_eq!(hub.channel_count(), 0);
+    /// ```
     #[must_use]
     pub fn new(limits: HubLimits) -> Self {
         Self {
@@ -87,11 +140,35 @@ impl EventHub {
         }
     }
 
-    /// Subscribes `channel_id` to `topic`. Idempotent (H1).
+    /// Subscribes `channel_id` to `topic`. Idempotent (H1): subscribing twice still delivers one copy per
+    /// publication. The subscription lasts until [`unsubscribe`](Self::unsubscribe) or the connection closes.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
+    /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
+    /// #     conn.mark_open();
+    /// #     hub.register(conn.clone());
+    /// #     conn
+    /// # }
+    /// use pikku_core::{EventHub, HubLimits};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let _conn = open(&hub, "c1"); // an open connection, registered as a runner does
+    /// hub.subscribe("news", "c1").await.unwrap();
+    /// hub.subscribe("news", "c1").await.unwrap();
+    /// assert_eq!(hub.subscriber_count("news"), 1);
+    /// # });
+    /// ```
     ///
     /// # Errors
     /// [`HubError::ChannelNotOpen`] when the id is not an open channel of this process (H11),
-    /// [`HubError::InvalidTopic`] for an empty or too long topic, [`HubError::TooManySubscriptions`].
+    /// [`HubError::InvalidTopic`] for an empty or too long topic, [`HubError::TooManySubscriptions`] when the
+    /// channel already holds the maximum number of subscriptions.
     ///
     /// # Cancel safety
     /// The in-process hub completes without awaiting; dropping the future before it is polled does nothing.
@@ -121,10 +198,37 @@ impl EventHub {
         Ok(())
     }
 
-    /// Unsubscribes `channel_id` from `topic`; true when a subscription was removed (H4).
+    /// Unsubscribes `channel_id` from `topic`; true when a subscription was removed (H4). An unknown channel id
+    /// or topic is not an error: the result is `false`.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
+    /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
+    /// #     conn.mark_open();
+    /// #     hub.register(conn.clone());
+    /// #     conn
+    /// # }
+    /// use pikku_core::{EventHub, HubLimits};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let _conn = open(&hub, "c1");
+    /// hub.subscribe("news", "c1").await.unwrap();
+    /// assert!(hub.unsubscribe("news", "c1").await.unwrap());
+    /// assert!(!hub.unsubscribe("news", "c1").await.unwrap()); // nothing left to remove
+    /// assert!(!hub.unsubscribe("news", "no-such-id").await.unwrap());
+    /// # });
+    /// ```
     ///
     /// # Errors
-    /// None for the in-process hub; distributed backends may fail.
+    /// None for the in-process hub; the `Result` leaves room for distributed backends.
+    ///
+    /// # Cancel safety
+    /// The in-process hub completes without awaiting; dropping the future before it is polled does nothing.
     pub async fn unsubscribe(&self, topic: &str, channel_id: &str) -> Result<bool, HubError> {
         let Some(conn) = self.channel(channel_id) else {
             return Ok(false);
@@ -140,8 +244,45 @@ impl EventHub {
 
     /// Publishes `value` to every subscriber of `topic` except `exclude`; returns the number of local deliveries.
     ///
+    /// The value is encoded once, like [`Channel::send`](crate::Channel::send) does (a string goes out as raw
+    /// text), and the same bytes are queued to every subscriber. A subscriber that refuses the frame (closed, or
+    /// over its outbound bound) is handled by its own slow-consumer policy and is not counted; it never makes the
+    /// publication fail (H8). Pass the publisher's channel id as `exclude` to skip it.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
+    /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
+    /// #     conn.mark_open();
+    /// #     hub.register(conn.clone());
+    /// #     conn
+    /// # }
+    /// # fn drain(conn: &Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use pikku_core::{EventHub, HubLimits, OutFrame};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let (a, b) = (open(&hub, "a"), open(&hub, "b"));
+    /// hub.subscribe("room", "a").await.unwrap();
+    /// hub.subscribe("room", "b").await.unwrap();
+    ///
+    /// // `a` publishes to the room; everyone but `a` receives it.
+    /// let delivered = hub.publish("room", Some("a"), &serde_json::json!({"text": "hi"})).await.unwrap();
+    /// assert_eq!(delivered, 1);
+    /// assert_eq!(drain(&b), [OutFrame::text(r#"{"text":"hi"}"#)]);
+    /// assert!(drain(&a).is_empty());
+    /// # });
+    /// ```
+    ///
     /// # Errors
-    /// [`HubError::Backend`] when the value does not serialize or a distributed backend fails.
+    /// [`HubError::Backend`] when the value does not serialize (nothing is sent) or a distributed backend fails.
     ///
     /// # Cancel safety
     /// Local deliveries are queued before the first await point.
@@ -155,10 +296,25 @@ impl EventHub {
         Ok(self.publish_frame(topic, exclude, frame))
     }
 
-    /// Publishes bytes as a binary frame.
+    /// Publishes bytes as a binary frame to every subscriber of `topic` except `exclude`; returns the number of
+    /// local deliveries, as [`publish`](Self::publish) does. The bytes are shared, not copied, per subscriber.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    ///
+    /// async fn share_image(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, image: Bytes) -> Result<(), ChannelError> {
+    ///     ctx.hub().publish_binary("gallery", Some(ch.channel_id()), image).await?;
+    ///     Ok(())
+    /// }
+    /// ```
     ///
     /// # Errors
-    /// As [`publish`](Self::publish).
+    /// None for the in-process hub (there is nothing to serialize); the `Result` leaves room for distributed
+    /// backends.
+    ///
+    /// # Cancel safety
+    /// Local deliveries are queued before the first await point.
     pub async fn publish_binary(
         &self,
         topic: &str,
@@ -168,7 +324,18 @@ impl EventHub {
         Ok(self.publish_frame(topic, exclude, OutFrame::Binary(bytes)))
     }
 
-    /// Queues an encoded frame to the local subscribers of `topic` except `exclude`.
+    /// Queues an encoded frame to the local subscribers of `topic` except `exclude`; returns the number of
+    /// deliveries. Not async: use it from synchronous code, or to send one pre-encoded frame to several topics.
+    ///
+    /// ```
+    /// use pikku_core::{encode_value, EventHub, HubLimits};
+    ///
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let frame = encode_value(&serde_json::json!({"alert": "maintenance at 22:00"})).unwrap();
+    /// for topic in ["room:1", "room:2"] {
+    ///     hub.publish_frame(topic, None, frame.clone()); // encoded once, shared by every topic
+    /// }
+    /// ```
     pub fn publish_frame(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
         let topics = self.inner.topics.read();
         let Some(subscribers) = topics.get(topic) else {
@@ -187,13 +354,33 @@ impl EventHub {
         delivered
     }
 
-    /// The number of local subscribers of `topic`.
+    /// The number of local subscribers of `topic` (0 for a topic nobody subscribed to); see
+    /// [`subscribe`](Self::subscribe) for an example.
     #[must_use]
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.inner.topics.read().get(topic).map_or(0, HashMap::len)
     }
 
-    /// Registers an open connection so it can subscribe and receive.
+    /// Registers an open connection so it can subscribe and receive. Runners call it once the 101 response is
+    /// written ([`LiveChannel::open`](crate::runtime::LiveChannel::open) does); a connection registered again
+    /// under the same id replaces the first.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Instant};
+    /// use pikku_core::channel::ConnectionLimits;
+    /// use pikku_core::{Connection, EventHub, HubLimits, Params, SlowConsumerPolicy};
+    ///
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// let conn = Arc::new(Connection::new(Arc::from("c1"), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
+    /// conn.mark_open();
+    /// hub.register(conn.clone());
+    /// assert_eq!(hub.channel_count(), 1);
+    /// assert!(hub.channel("c1").is_some());
+    ///
+    /// hub.unregister(&conn);
+    /// assert!(hub.channel("c1").is_none());
+    /// ```
     pub fn register(&self, conn: Arc<Connection>) {
         self.inner
             .channels
@@ -201,7 +388,9 @@ impl EventHub {
             .insert(conn.id_arc().clone(), conn);
     }
 
-    /// Removes a connection and all its subscriptions (H5). Runners call this before onDisconnect.
+    /// Removes a connection and all its subscriptions (H5). Runners call this before onDisconnect
+    /// ([`LiveChannel::begin_disconnect`](crate::runtime::LiveChannel::begin_disconnect) does). See
+    /// [`register`](Self::register) for an example.
     pub fn unregister(&self, conn: &Connection) {
         let topics = std::mem::take(&mut *conn.topics.lock());
         for topic in &topics {
@@ -210,19 +399,41 @@ impl EventHub {
         self.inner.channels.write().remove(conn.id());
     }
 
-    /// The open connection with this id, if any.
+    /// The registered connection with this id, if any (it may already be closing). Use it to reach one client
+    /// from outside its handlers, by the id you stored.
+    ///
+    /// ```
+    /// use pikku_core::{EventHub, OutFrame};
+    ///
+    /// // Sends a direct message to one client, if it is still connected.
+    /// fn notify(hub: &EventHub, channel_id: &str, text: &'static str) -> bool {
+    ///     hub.channel(channel_id).is_some_and(|conn| conn.push(OutFrame::text(text)).is_ok())
+    /// }
+    /// ```
     #[must_use]
     pub fn channel(&self, channel_id: &str) -> Option<Arc<Connection>> {
         self.inner.channels.read().get(channel_id).cloned()
     }
 
-    /// Every open connection of this process.
+    /// Every registered connection of this process, in no particular order (a snapshot). The server's heartbeat
+    /// sweep and shutdown walk this list.
+    ///
+    /// ```
+    /// use pikku_core::{EventHub, OutFrame};
+    ///
+    /// // Broadcasts to everyone, subscribed or not.
+    /// fn broadcast(hub: &EventHub, text: &'static str) {
+    ///     for conn in hub.channels() {
+    ///         let _ = conn.push(OutFrame::text(text));
+    ///     }
+    /// }
+    /// ```
     #[must_use]
     pub fn channels(&self) -> Vec<Arc<Connection>> {
         self.inner.channels.read().values().cloned().collect()
     }
 
-    /// The number of open connections.
+    /// The number of registered connections (see [`register`](Self::register) for an example).
     #[must_use]
     pub fn channel_count(&self) -> usize {
         self.inner.channels.read().len()

@@ -1,4 +1,7 @@
 //! RFC 6455 frame headers, as a client sends them to a server: pure functions, fuzzed and unit-tested.
+//!
+//! They are public for the fuzz targets and for anyone checking client frames the way the server does; the
+//! server's reader is built on them.
 
 /// Opcodes (RFC 6455 §5.2).
 pub(crate) mod opcode {
@@ -10,10 +13,18 @@ pub(crate) mod opcode {
     pub(crate) const PONG: u8 = 0xA;
 }
 
-/// Why a connection must be closed while reading, with the close code and reason to send (protocol §6).
+/// Why a connection must be closed while reading (protocol §6). Each variant stands for a close code and
+/// reason the server sends: 1002 with the variant's text, 1007 `invalid utf-8`, or 1009 `message too big`.
+///
+/// ```
+/// use pikku_server::ws::frame::{parse_header, Violation};
+///
+/// // A text frame without a mask: clients must mask every frame.
+/// assert_eq!(parse_header(&[0x81, 0x05], 1024), Err(Violation::Protocol("unmasked client frame")));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Violation {
-    /// 1002: the peer broke the framing rules.
+    /// 1002: the peer broke the framing rules; the text is the close reason sent.
     Protocol(&'static str),
     /// 1007: a text message or close reason is not UTF-8.
     InvalidUtf8,
@@ -41,12 +52,21 @@ impl Violation {
     }
 }
 
-/// A decoded frame header.
+/// A decoded frame header, as [`parse_header`] returns it.
+///
+/// ```
+/// use pikku_server::ws::frame::{parse_header, Header};
+///
+/// // FIN + text, masked, 5-byte payload, mask 1 2 3 4.
+/// let header = parse_header(&[0x81, 0x85, 1, 2, 3, 4], 1024).unwrap().unwrap();
+/// assert_eq!(header, Header { fin: true, opcode: 0x1, mask: [1, 2, 3, 4], header_len: 6, payload_len: 5 });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Final fragment of a message.
     pub fin: bool,
-    /// The opcode.
+    /// The opcode: 0x0 continuation, 0x1 text, 0x2 binary, 0x8 close, 0x9 ping, 0xA pong (no other value is
+    /// accepted).
     pub opcode: u8,
     /// The masking key (client frames are always masked).
     pub mask: [u8; 4],
@@ -58,11 +78,21 @@ pub struct Header {
 
 /// Decodes the header at the start of `buf`: `Ok(None)` when more bytes are needed.
 ///
-/// `max_payload` bounds a single frame's payload (1009 beyond it).
+/// `max_payload` bounds a single frame's payload (1009 beyond it). The payload itself is not read: it starts at
+/// `header_len` and is still masked (see [`unmask`]).
+///
+/// ```
+/// use pikku_server::ws::frame::{parse_header, Violation};
+///
+/// let frame = [0x82, 0xFE, 0x01, 0x00, 9, 9, 9, 9]; // binary, 16-bit length 256, then the mask
+/// assert_eq!(parse_header(&frame[..3], 1024), Ok(None)); // not all there yet
+/// assert_eq!(parse_header(&frame, 1024).unwrap().unwrap().payload_len, 256);
+/// assert_eq!(parse_header(&frame, 100), Err(Violation::TooBig));
+/// ```
 ///
 /// # Errors
 /// A [`Violation`] of the framing rules: reserved bits or opcodes, an unmasked frame, a fragmented or oversized
-/// control frame, a non-minimal 64-bit length, or a payload over `max_payload`.
+/// control frame, a length not in its shortest form (or with the top bit set), or a payload over `max_payload`.
 pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Violation> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
@@ -130,7 +160,19 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
     }))
 }
 
-/// Unmasks `payload` in place (RFC 6455 §5.3), eight bytes at a time.
+/// Unmasks `payload` in place (RFC 6455 §5.3), eight bytes at a time. `payload` must start at the first payload
+/// byte of the frame, since the mask is applied by position. Masking is its own inverse.
+///
+/// ```
+/// use pikku_server::ws::frame::unmask;
+///
+/// let mask = [1, 2, 3, 4];
+/// let mut payload = *b"hello";
+/// unmask(&mut payload, mask); // masks
+/// assert_ne!(&payload, b"hello");
+/// unmask(&mut payload, mask); // and unmasks again
+/// assert_eq!(&payload, b"hello");
+/// ```
 pub fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     let wide = u64::from_ne_bytes([
         mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
@@ -163,7 +205,17 @@ pub(crate) fn encode_header(opcode: u8, len: usize, out: &mut [u8; 10]) -> usize
     }
 }
 
-/// Checks a close frame's payload: empty, or a valid code followed by a UTF-8 reason. Returns the code.
+/// Checks a close frame's payload: empty, or a valid code followed by a UTF-8 reason. Returns the code (`None`
+/// for an empty payload). Valid codes are 1000–1003, 1007–1014 and 3000–4999.
+///
+/// ```
+/// use pikku_server::ws::frame::{parse_close, Violation};
+///
+/// assert_eq!(parse_close(&[]), Ok(None));
+/// assert_eq!(parse_close(&[0x03, 0xE8, b'b', b'y', b'e']), Ok(Some(1000)));
+/// assert_eq!(parse_close(&[0x03, 0xED]), Err(Violation::Protocol("invalid close code"))); // 1005 may not be sent
+/// assert_eq!(parse_close(&[0x03, 0xE8, 0xFF]), Err(Violation::InvalidUtf8));
+/// ```
 ///
 /// # Errors
 /// 1002 for a one-byte payload or a code that may not be sent; 1007 for a reason that is not UTF-8.
