@@ -164,9 +164,8 @@ where
 
     /// Replaces the whole configuration.
     ///
-    /// If the new [`AppConfig::hub`] limits differ from the current ones, the app gets a new, empty
-    /// [`EventHub`]: an `EventHub` taken earlier with [`hub`](Self::hub) then belongs to no app. Configure first,
-    /// then take the hub.
+    /// The [`AppConfig::hub`] limits apply to the app's one [`EventHub`], including handles taken earlier with
+    /// [`hub`](Self::hub).
     ///
     /// ```
     /// use pikku_core::{App, AppConfig};
@@ -175,23 +174,17 @@ where
     /// config.dev_mode = true;
     /// config.hub.max_topic_bytes = 64;
     /// let app: App<()> = App::new(()).config(config);
-    /// let hub = app.hub(); // taken after the configuration, so it is the app's hub
-    /// # let _ = hub;
+    /// # let _ = app;
     /// ```
     pub fn config(mut self, config: AppConfig) -> Self {
-        if config.hub.max_subscriptions_per_channel != self.config.hub.max_subscriptions_per_channel
-            || config.hub.max_topic_bytes != self.config.hub.max_topic_bytes
-        {
-            self.hub = EventHub::new(config.hub);
-        }
+        self.hub.set_limits(config.hub);
         self.config = config;
         self
     }
 
     /// Changes some fields of the configuration, keeping the others; the closure gets the current values.
     ///
-    /// This is the usual way to configure an app, since [`AppConfig`] is `#[non_exhaustive]`. Like
-    /// [`config`](Self::config), a change of the hub limits replaces the event hub.
+    /// This is the usual way to configure an app, since [`AppConfig`] is `#[non_exhaustive]`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -212,8 +205,7 @@ where
 
     /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
     ///
-    /// The returned handle is a cheap clone of the hub the app's connections use. Take it after the last
-    /// [`config`](Self::config) or [`configure`](Self::configure) call: changing the hub limits replaces the hub.
+    /// The returned handle is a cheap clone of the hub the app's connections use.
     ///
     /// ```
     /// use pikku_core::App;

@@ -402,6 +402,16 @@ impl fmt::Display for ChannelError {
     }
 }
 
+impl std::error::Error for ChannelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            Repr::Client(e) => Some(&**e),
+            Repr::Internal(e) => Some(&**e),
+            Repr::Builtin { .. } | Repr::Panic(_) => None,
+        }
+    }
+}
+
 impl<E: ClientError> From<E> for ChannelError {
     fn from(err: E) -> Self {
         Self {

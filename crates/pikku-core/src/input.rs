@@ -12,7 +12,7 @@ const INVALID_MESSAGE: &str = "Invalid message data";
 /// A type a message handler can take as input (the last argument of a message handler).
 ///
 /// Every `DeserializeOwned` type is one; `()` ignores whatever the message carries, and
-/// [`serde_json::Value`] takes the message as it is. Wrap a type in [`Valid`] to also check its declared
+/// [`serde_json::Value`] takes the message as it is. Wrap a type in `Valid` (feature `garde`) to also check its declared
 /// `garde` constraints. Input that does not fit is answered with an `UnprocessableContentError` frame whose
 /// `details` point at the offending member; the handler does not run.
 ///

@@ -52,8 +52,6 @@ pub enum Invocation {
     Connect,
     /// A text message (routed or default).
     Message,
-    /// A binary frame. Binary handlers are not wrapped in middleware today, so middleware never sees this value.
-    Binary,
     /// onDisconnect.
     Disconnect,
 }

@@ -73,7 +73,7 @@ struct Driver<'a, T, S, U> {
     peer_close: Option<Option<u16>>,
 }
 
-/// Runs a connection from its 101 response to the end of its disconnect sequence.
+/// Runs an open connection (registered with [`LiveChannel::open`]) to the end of its disconnect sequence.
 pub(crate) async fn run<T, S, U>(
     ws: WsStream<T>,
     live: LiveChannel<S, U>,
@@ -85,7 +85,6 @@ pub(crate) async fn run<T, S, U>(
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    live.open();
     let conn = live.connection().clone();
     let mut driver = Driver {
         ws,

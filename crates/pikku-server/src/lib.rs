@@ -36,6 +36,8 @@ mod config;
 mod driver;
 mod server;
 mod upgrade;
+// Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.
+#[doc(hidden)]
 pub mod ws;
 
 pub use config::ServerConfig;

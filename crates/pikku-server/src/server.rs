@@ -392,14 +392,9 @@ where
     /// Dropping the future stops the waiting, not the shutdown: upgrades stay refused and the close requests are
     /// already sent, but [`serve`](Self::serve) does not end until a later `shutdown` call completes.
     pub async fn shutdown(&self) {
-        self.shared.accepting.store(false, Ordering::Release);
+        self.shared.accepting.store(false, Ordering::SeqCst);
         for conn in self.hub().channels() {
-            conn.request_close(CloseRequest {
-                code: 1001,
-                reason: "going away".into(),
-                flush: true,
-                cause: DisconnectReason::Shutdown,
-            });
+            conn.request_close(going_away());
         }
         let wait_drained = async {
             loop {
@@ -608,6 +603,12 @@ where
             }
         };
         let ws = WsStream::new(TokioIo::new(upgraded), shared.config.max_frame_bytes);
+        live.open();
+        // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
+        // the registration above, or we see it stopped accepting here.
+        if !shared.accepting.load(Ordering::SeqCst) {
+            live.connection().request_close(going_away());
+        }
         let drain = shared.rt.config().drain_timeout;
         driver::run(
             ws,
@@ -619,6 +620,16 @@ where
         .await;
     });
     response
+}
+
+/// The close of a shutdown: 1001 `going away`, after the frames already queued.
+fn going_away() -> CloseRequest {
+    CloseRequest {
+        code: 1001,
+        reason: "going away".into(),
+        flush: true,
+        cause: DisconnectReason::Shutdown,
+    }
 }
 
 /// Counts a connection as active until its task ends, and wakes a waiting shutdown at zero.

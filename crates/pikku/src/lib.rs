@@ -84,9 +84,11 @@ pub use pikku_server as server;
 #[cfg(feature = "garde")]
 pub use pikku_core::Valid;
 pub use pikku_core::{
-    App, AppConfig, Capability, Channel, ChannelError, ChannelRoute, ChannelState, ClientError,
-    ClosedChannel, Ctx, DisconnectReason, ErrorDetail, EventHub, MiddlewareCtx, Next, Params,
-    PermissionCtx, Reply, Route, RpcError, SendError, SlowConsumerPolicy, UpgradeRequest,
+    permission, App, AppConfig, Capability, Channel, ChannelError, ChannelRoute, ChannelState,
+    ClientError, ClosedChannel, Ctx, DisconnectReason, ErrorClass, ErrorDetail, EventHub,
+    FromInput, HubError, IntoBinaryReply, IntoReply, MiddlewareCtx, Next, Params, PermissionCtx,
+    RegistrationError, Reply, Route, RpcError, RpcFailure, SendError, SlowConsumerPolicy,
+    UpgradeRequest,
 };
 pub use pikku_server::{serve, serve_with_shutdown, ChannelServer, ServerConfig};
 

@@ -14,6 +14,7 @@
 //! publisher fail (H8).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,7 +59,8 @@ struct HubInner {
     /// Open connections of this process, by channel id.
     channels: RwLock<HashMap<Arc<str>, Arc<Connection>>>,
     topics: RwLock<HashMap<Arc<str>, Subscribers>>,
-    limits: HubLimits,
+    max_subscriptions_per_channel: AtomicUsize,
+    max_topic_bytes: AtomicUsize,
 }
 
 /// The in-process event hub. Cloning is cheap and every clone is the same hub.
@@ -135,7 +137,10 @@ impl EventHub {
             inner: Arc::new(HubInner {
                 channels: RwLock::new(HashMap::new()),
                 topics: RwLock::new(HashMap::new()),
-                limits,
+                max_subscriptions_per_channel: AtomicUsize::new(
+                    limits.max_subscriptions_per_channel,
+                ),
+                max_topic_bytes: AtomicUsize::new(limits.max_topic_bytes),
             }),
         }
     }
@@ -182,7 +187,12 @@ impl EventHub {
         if conn_topics.iter().any(|t| &**t == topic) {
             return Ok(());
         }
-        if conn_topics.len() >= self.inner.limits.max_subscriptions_per_channel {
+        if conn_topics.len()
+            >= self
+                .inner
+                .max_subscriptions_per_channel
+                .load(Ordering::Relaxed)
+        {
             return Err(HubError::TooManySubscriptions);
         }
         let mut topics = self.inner.topics.write();
@@ -449,8 +459,18 @@ impl EventHub {
         }
     }
 
+    /// Applies new limits; existing subscriptions are kept even where they exceed them.
+    pub(crate) fn set_limits(&self, limits: HubLimits) {
+        self.inner
+            .max_subscriptions_per_channel
+            .store(limits.max_subscriptions_per_channel, Ordering::Relaxed);
+        self.inner
+            .max_topic_bytes
+            .store(limits.max_topic_bytes, Ordering::Relaxed);
+    }
+
     fn check_topic(&self, topic: &str) -> Result<(), HubError> {
-        if topic.is_empty() || topic.len() > self.inner.limits.max_topic_bytes {
+        if topic.is_empty() || topic.len() > self.inner.max_topic_bytes.load(Ordering::Relaxed) {
             Err(HubError::InvalidTopic)
         } else {
             Ok(())
