@@ -36,6 +36,7 @@ fn skip_ws(msg: &[u8], mut i: usize) -> usize {
 }
 
 /// Reads the unsigned integer value of the first `"key":` in `msg`.
+#[must_use]
 pub fn u64_field(msg: &[u8], key: &str) -> Option<u64> {
     let v = value_after(msg, key)?;
     let digits = v.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -46,6 +47,7 @@ pub fn u64_field(msg: &[u8], key: &str) -> Option<u64> {
 }
 
 /// Reads the string value (without escapes) of the first `"key":` in `msg`.
+#[must_use]
 pub fn str_field<'a>(msg: &'a [u8], key: &str) -> Option<&'a str> {
     let v = value_after(msg, key)?;
     let rest = v.strip_prefix(b"\"")?;
@@ -54,6 +56,7 @@ pub fn str_field<'a>(msg: &'a [u8], key: &str) -> Option<&'a str> {
 }
 
 /// True when `msg` is an error frame of the protocol (it carries `errorName`).
+#[must_use]
 pub fn is_error(msg: &[u8]) -> bool {
     value_after(msg, "errorName").is_some()
 }

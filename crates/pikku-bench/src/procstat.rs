@@ -23,6 +23,7 @@ pub struct Proc {
 
 impl Proc {
     /// Watches process `pid`.
+    #[must_use]
     pub fn pid(pid: u32) -> Self {
         Self {
             dir: format!("/proc/{pid}"),
@@ -30,6 +31,7 @@ impl Proc {
     }
 
     /// Watches the calling process.
+    #[must_use]
     pub fn current() -> Self {
         Self {
             dir: "/proc/self".to_owned(),
@@ -37,6 +39,7 @@ impl Proc {
     }
 
     /// Reads CPU time and RSS; `None` when the process is gone or `/proc` is unreadable.
+    #[must_use]
     pub fn sample(&self) -> Option<Sample> {
         let stat = std::fs::read_to_string(format!("{}/stat", self.dir)).ok()?;
         let status = std::fs::read_to_string(format!("{}/status", self.dir)).ok()?;
@@ -52,6 +55,7 @@ impl Proc {
 ///
 /// The command name (field 2) is in parentheses and may contain spaces, so fields are counted
 /// from the last `)`.
+#[must_use]
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let after = &stat[stat.rfind(')')? + 1..];
     // After the name: field 3 (state) is index 0, so utime (14) is index 11 and stime (15) 12.
@@ -62,6 +66,7 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// The `VmRSS` line of `/proc/<pid>/status`, in KiB.
+#[must_use]
 pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line["VmRSS:".len()..]
@@ -120,12 +125,14 @@ mod tests {
 
 /// Busy time of the whole machine (all CPUs: user, nice, system, irq, softirq, steal) from the
 /// first line of `/proc/stat`, in microseconds.
+#[must_use]
 pub fn machine_busy_us() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_machine_busy_ticks(stat.lines().next()?).map(|t| t * 1_000_000 / clock_ticks_per_sec())
 }
 
 /// Busy ticks from the `cpu ...` line of `/proc/stat` (everything but idle and iowait).
+#[must_use]
 pub fn parse_machine_busy_ticks(line: &str) -> Option<u64> {
     let mut fields = line.split_ascii_whitespace();
     if fields.next()? != "cpu" {

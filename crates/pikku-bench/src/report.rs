@@ -22,6 +22,7 @@ impl Default for Latency {
 
 impl Latency {
     /// An empty histogram.
+    #[must_use]
     pub fn new() -> Self {
         Self {
             hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds"),
@@ -39,11 +40,13 @@ impl Latency {
     }
 
     /// Number of samples.
+    #[must_use]
     pub fn len(&self) -> u64 {
         self.hist.len()
     }
 
     /// True when no sample was recorded.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.hist.is_empty()
     }
@@ -55,6 +58,7 @@ impl Latency {
     }
 
     /// The value at quantile `q` (0..=1), µs; 0 when empty.
+    #[must_use]
     pub fn quantile(&self, q: f64) -> u64 {
         if self.hist.is_empty() {
             0
@@ -72,6 +76,7 @@ pub struct Report {
 
 impl Report {
     /// A report for `scenario`.
+    #[must_use]
     pub fn new(scenario: &str) -> Self {
         let mut fields = Map::new();
         fields.insert("scenario".into(), scenario.into());
@@ -133,11 +138,13 @@ impl Report {
     }
 
     /// Reads a field back (used by tests and the table renderer).
+    #[must_use]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.fields.get(key)
     }
 
     /// The JSON object.
+    #[must_use]
     pub fn to_json(&self) -> Value {
         Value::Object(self.fields.clone())
     }

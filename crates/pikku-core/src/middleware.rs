@@ -194,6 +194,7 @@ impl<S: 'static, U: 'static> Next<S, U> {
     ///     })
     /// }
     /// ```
+    #[must_use]
     pub fn run(mut self) -> BoxFuture<Result<Reply, ChannelError>> {
         match self.chain.get(self.index).cloned() {
             None => (self.inner)(),

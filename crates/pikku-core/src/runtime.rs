@@ -287,11 +287,13 @@ where
 {
     /// Headers upgrade middleware added to the 101 response, for the runner to copy into it (see the
     /// [`UpgradeRequest`] example).
+    #[must_use]
     pub fn response_headers(&self) -> &HeaderMap {
         &self.response_headers
     }
 
     /// The name of the admitted channel (see [`AppRuntime::admit`](crate::AppRuntime::admit) for an example).
+    #[must_use]
     pub fn channel_name(&self) -> &str {
         &self.rt.channels[self.index].name
     }
@@ -315,6 +317,7 @@ where
     /// assert_eq!(live.connection().state(), ChannelState::Initial);
     /// # });
     /// ```
+    #[must_use]
     pub fn into_channel(self, channel_id: Option<String>, epoch: Instant) -> LiveChannel<S, U> {
         let spec = &self.rt.channels[self.index];
         let id: Arc<str> = match channel_id {
@@ -434,11 +437,13 @@ where
 
     /// The connection: the runner writes what its [`poll_outgoing`](Connection::poll_outgoing) hands out and
     /// [`touch`](Connection::touch)es it on every inbound frame. Shown in the module example.
+    #[must_use]
     pub fn connection(&self) -> &Arc<Connection> {
         &self.conn
     }
 
     /// The runtime this channel belongs to, for the app's configuration (queue sizes, drain timeout).
+    #[must_use]
     pub fn runtime(&self) -> &Arc<AppRuntime<S, U>> {
         &self.rt
     }
@@ -464,6 +469,7 @@ where
     /// assert_eq!(live.max_in_flight(), 8);
     /// # });
     /// ```
+    #[must_use]
     pub fn max_in_flight(&self) -> usize {
         self.spec().max_in_flight
     }
@@ -528,6 +534,7 @@ where
     /// assert_eq!(drain(live.connection()), [OutFrame::text(r#"{"error":"Room is closed","errorName":"ForbiddenError"}"#)]);
     /// # });
     /// ```
+    #[must_use]
     pub fn run_connect(&self) -> BoxFuture<()> {
         let Some((handler, chain)) = self.spec().on_connect.clone() else {
             return Box::pin(std::future::ready(()));
@@ -585,6 +592,7 @@ where
     /// assert!(matches!(live.text(r#"{"action":"ping"}"#), TextFrame::Message(v) if v == json!({"action": "ping"})));
     /// # });
     /// ```
+    #[must_use]
     pub fn text(&self, text: &str) -> TextFrame {
         if text.is_empty() {
             return TextFrame::Ignored;
@@ -634,6 +642,7 @@ where
     /// ]);
     /// # });
     /// ```
+    #[must_use]
     pub fn run_message(&self, value: Value) -> BoxFuture<()> {
         let spec = self.spec();
         let (route, value) = match select_route(spec, value) {
@@ -801,6 +810,7 @@ where
     /// live.run_disconnect(reason).await;
     /// # });
     /// ```
+    #[must_use]
     pub fn begin_disconnect(&self, reason: DisconnectReason) -> DisconnectReason {
         let reason = self.conn.mark_closed(reason);
         self.conn.rpc.close();
@@ -815,6 +825,7 @@ where
     ///
     /// Dropping the future cancels onDisconnect, and the socket state is then not released until the connection
     /// itself is dropped.
+    #[must_use]
     pub fn run_disconnect(&self, reason: DisconnectReason) -> BoxFuture<()> {
         let conn = self.conn.clone();
         let Some((handler, chain)) = self.spec().on_disconnect.clone() else {
