@@ -135,6 +135,32 @@ where
     }
 }
 
+/// Any serializable value as a handler result, for handlers that cannot fail and return their own type.
+///
+/// ```
+/// use pikku_core::{Channel, Ctx, IntoReply, Json, Params, Reply};
+///
+/// #[derive(serde::Serialize)]
+/// struct Upper { text: String }
+///
+/// async fn upper(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, text: String) -> Json<Upper> {
+///     Json(Upper { text: text.to_uppercase() })
+/// }
+///
+/// let reply = Json(Upper { text: "HI".into() }).into_reply().unwrap();
+/// assert_eq!(reply, Reply::Value(serde_json::json!({"text": "HI"})));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoReply for Json<T> {
+    fn into_reply(self) -> Result<Reply, ChannelError> {
+        serde_json::to_value(&self.0)
+            .map(Reply::Value)
+            .map_err(ChannelError::internal)
+    }
+}
+
 macro_rules! serialize_reply {
     ($($ty:ty),*) => {$(
         impl IntoReply for $ty {

@@ -71,7 +71,7 @@ pub use error::{
     ChannelError, ClientError, ErrorClass, ErrorDetail, HubError, RegistrationError, SendError,
 };
 pub use frame::{encode_json, encode_value, OutFrame};
-pub use handler::{IntoBinaryReply, IntoReply, Reply};
+pub use handler::{IntoBinaryReply, IntoReply, Json, Reply};
 pub use hub::{EventHub, HubLimits};
 pub use input::FromInput;
 #[cfg(feature = "garde")]
