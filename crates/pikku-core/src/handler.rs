@@ -74,7 +74,7 @@ pub enum Reply {
 /// `()` means "no result"; a `Result<T, E>` is a result or an error frame (`E` is anything that converts into a
 /// [`ChannelError`], and `Ok(())` is "no result"); a [`serde_json::Value`], `String`, `&'static str`, `bool`,
 /// `i32`, `i64`, `u32`, `u64`, `f64`, `Option<T>` or `Vec<T>` is a result (`None` is `null`). Return any other
-/// serializable type in `Ok(..)`. A value that fails to serialize becomes an internal error.
+/// serializable type in `Ok(..)` or wrapped in [`Json`]. A value that fails to serialize becomes an internal error.
 ///
 /// ```
 /// use pikku_core::{ChannelError, IntoReply, Reply};
