@@ -1,0 +1,259 @@
+//! Opening a connection: [`ClientBuilder`], the upgrade request and its refusals.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_websockets::WebSocketStream;
+
+use crate::rpc::{self, Exposed, RpcError, RpcRequest};
+use crate::{Client, ClientError, TransportError};
+
+/// The socket of a connection.
+pub(crate) type Socket = WebSocketStream<Tap>;
+
+/// Options for a connection: request headers, timeouts, queue sizes and functions exposed from the start.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pikku_client::ClientError> {
+/// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+/// # let url = server.url("/secure");
+/// use std::time::Duration;
+/// use pikku_client::{Client, Frame};
+///
+/// // url: "ws://127.0.0.1:4002/secure", a channel whose upgrade middleware checks the token.
+/// let client = Client::builder(&url)
+///     .header("Authorization", "Bearer good")
+///     .connect_timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// assert_eq!(client.next_frame().await?, Frame::Json(serde_json::json!({"user": "u2"})));
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `.connect()` is awaited"]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    connect_timeout: Duration,
+    frame_capacity: usize,
+    exposed: Vec<(String, Exposed)>,
+}
+
+impl ClientBuilder {
+    /// Options for a connection to `url` (`ws://host[:port]/path[?query]`), with the defaults: no extra
+    /// headers, a 10 s connect timeout, a queue of 1024 frames.
+    pub fn new(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            frame_capacity: 1024,
+            exposed: Vec::new(),
+        }
+    }
+
+    /// Adds a header to the upgrade request, e.g. `Authorization` or `Cookie`. The name and value are checked
+    /// by [`connect`](Self::connect), which fails with [`ClientError::InvalidHeader`] for an invalid one or one
+    /// the upgrade sets itself (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> ClientBuilder {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long name resolution, the TCP connect and the upgrade may take together (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many unrouted frames may wait for [`Client::next_frame`] (default 1024). When the queue is full,
+    /// further frames are dropped and counted, and `next_frame` reports [`ClientError::Lagged`]; calls and
+    /// reverse RPC keep working, since they never wait on this queue.
+    ///
+    /// # Panics
+    /// If `capacity` is 0.
+    pub fn frame_capacity(mut self, capacity: usize) -> ClientBuilder {
+        assert!(capacity > 0, "the frame queue needs room for one frame");
+        self.frame_capacity = capacity;
+        self
+    }
+
+    /// Exposes a function before the connection opens, so that requests sent by the server's onConnect
+    /// already find it. Same as [`Client::expose`].
+    pub fn expose<F, Fut, T>(mut self, name: impl Into<String>, function: F) -> ClientBuilder
+    where
+        F: Fn(RpcRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, RpcError>> + Send + 'static,
+        T: serde::Serialize,
+    {
+        self.exposed.push((name.into(), rpc::exposed(function)));
+        self
+    }
+
+    /// Opens the connection and starts its background task.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidUrl`], [`ClientError::InvalidHeader`], [`ClientError::Connect`],
+    /// [`ClientError::ConnectTimeout`], [`ClientError::Refused`] (the server answered the upgrade with an HTTP
+    /// error, e.g. 404 for an unknown path) or [`ClientError::Handshake`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops the half-open connection.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        let uri = Uri::from_str(&self.url)
+            .map_err(|err| ClientError::InvalidUrl(format!("`{}`: {err}", self.url)))?;
+        let (host, port) = match (uri.scheme_str(), uri.host()) {
+            (Some("ws"), Some(host)) => (host.trim_matches(['[', ']']).to_owned(), uri.port_u16()),
+            (Some("wss"), _) => {
+                return Err(ClientError::InvalidUrl(format!(
+                    "`{}`: wss:// (TLS) is not supported; connect with ws:// behind a TLS proxy",
+                    self.url
+                )))
+            }
+            _ => {
+                return Err(ClientError::InvalidUrl(format!(
+                    "`{}`: expected ws://host[:port]/path",
+                    self.url
+                )))
+            }
+        };
+        let mut upgrade = tokio_websockets::ClientBuilder::from_uri(uri);
+        for (name, value) in &self.headers {
+            let invalid = || ClientError::InvalidHeader(format!("`{name}: {value}`"));
+            let name = HeaderName::from_str(name).map_err(|_| invalid())?;
+            let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+            upgrade = upgrade.add_header(name, value).map_err(|_| invalid())?;
+        }
+        let opening = async {
+            let tcp = TcpStream::connect((host.as_str(), port.unwrap_or(80)))
+                .await
+                .map_err(ClientError::Connect)?;
+            tcp.set_nodelay(true).map_err(ClientError::Connect)?;
+            let (tap, head) = Tap::new(tcp);
+            match upgrade.connect_on(tap).await {
+                Ok((mut socket, _response)) => {
+                    socket.get_mut().stop_recording();
+                    Ok(socket)
+                }
+                Err(tokio_websockets::Error::Upgrade(
+                    tokio_websockets::upgrade::Error::DidNotSwitchProtocols(status),
+                )) => Err(ClientError::Refused {
+                    status,
+                    body: head.await.ok().and_then(|bytes| refusal_body(&bytes)),
+                }),
+                Err(err) => Err(ClientError::Handshake(TransportError(err))),
+            }
+        };
+        let socket = tokio::time::timeout(self.connect_timeout, opening)
+            .await
+            .map_err(|_| ClientError::ConnectTimeout(self.connect_timeout))??;
+        Ok(Client::start(socket, self.frame_capacity, self.exposed))
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let exposed: Vec<&str> = self.exposed.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("headers", &self.headers.len())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("frame_capacity", &self.frame_capacity)
+            .field("exposed", &exposed)
+            .finish()
+    }
+}
+
+/// The JSON body of a refused upgrade, from the bytes read with its head.
+fn refusal_body(response: &[u8]) -> Option<Value> {
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    serde_json::from_slice(&response[head_end + 4..]).ok()
+}
+
+/// At most this much of the upgrade response is kept for [`ClientError::Refused`].
+const RECORD_LIMIT: usize = 64 * 1024;
+
+/// The TCP stream of a connection. During the upgrade it keeps a copy of what it read, because the WebSocket
+/// library reports a refusal by status only: the copy, sent when the stream is dropped by the failed upgrade,
+/// holds the response body. [`Tap::stop_recording`] ends that once the upgrade succeeded.
+pub(crate) struct Tap {
+    inner: TcpStream,
+    record: Option<(Vec<u8>, oneshot::Sender<Vec<u8>>)>,
+}
+
+impl Tap {
+    fn new(inner: TcpStream) -> (Tap, oneshot::Receiver<Vec<u8>>) {
+        let (tx, rx) = oneshot::channel();
+        let record = Some((Vec::new(), tx));
+        (Tap { inner, record }, rx)
+    }
+
+    fn stop_recording(&mut self) {
+        self.record = None;
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        if let Some((bytes, tx)) = self.record.take() {
+            let _ = tx.send(bytes);
+        }
+    }
+}
+
+impl AsyncRead for Tap {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if let Some((bytes, _)) = &mut this.record {
+            let new = &buf.filled()[before..];
+            let room = RECORD_LIMIT.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Tap {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
