@@ -28,8 +28,13 @@ pub struct ServerConfig {
     /// A connection with no inbound frame (pongs included) for this long is closed with 1001 `idle timeout`
     /// (default 60 s). Keep it above the ping interval, so a live client has time to answer a ping.
     pub idle_timeout: Duration,
-    /// How long a server-initiated close waits for the peer's close frame (default 5 s).
+    /// How long a server-initiated close may take: writing what is queued, the close frame, and waiting for the
+    /// peer's close frame (default 5 s). A client that stopped reading is dropped after it.
     pub close_timeout: Duration,
+    /// How long a client may take to send its upgrade request head (default 10 s); a slower one is dropped.
+    /// Applies to the standalone server ([`ChannelServer::serve`](crate::ChannelServer::serve) and friends); when
+    /// the service is mounted into another HTTP server, that server's own timeouts apply.
+    pub handshake_timeout: Duration,
     /// How long shutdown waits for connections to finish their disconnect sequence (default 30 s).
     pub shutdown_timeout: Duration,
     /// Longest upgrade path plus query in bytes (default 8 KiB); longer is a 400.
@@ -49,6 +54,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             max_path_bytes: 8 * 1024,
             max_connections: None,

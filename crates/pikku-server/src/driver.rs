@@ -182,17 +182,13 @@ where
                 .poll_outgoing(cx, &mut self.batch, !self.needs_flush)
             {
                 Poll::Ready(Outgoing::Frames) => {
-                    for frame in self.batch.drain(..) {
-                        match frame {
-                            OutFrame::Text(bytes) => self.ws.queue(opcode::TEXT, bytes),
-                            OutFrame::Binary(bytes) => self.ws.queue(opcode::BINARY, bytes),
-                            OutFrame::Ping => self.ws.queue(opcode::PING, Bytes::new()),
-                        }
-                    }
+                    self.queue_batch();
                     self.needs_flush = true;
                     progress = true;
                 }
                 Poll::Ready(Outgoing::Close(request)) => {
+                    // The frames kept for this close go first; the close timeout bounds writing them all.
+                    self.queue_batch();
                     self.ws.queue_close(request.code, &request.reason);
                     return Poll::Ready(Exit::Closing(request.cause));
                 }
@@ -205,6 +201,17 @@ where
         // Budget spent: let other connections run, and come back at once.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Hands the taken batch to the codec.
+    fn queue_batch(&mut self) {
+        for frame in self.batch.drain(..) {
+            match frame {
+                OutFrame::Text(bytes) => self.ws.queue(opcode::TEXT, bytes),
+                OutFrame::Binary(bytes) => self.ws.queue(opcode::BINARY, bytes),
+                OutFrame::Ping => self.ws.queue(opcode::PING, Bytes::new()),
+            }
+        }
     }
 
     /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes (TCP pushes back).

@@ -34,6 +34,7 @@
 
 mod config;
 mod driver;
+mod listener;
 mod server;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
 use crate::ws::WsStream;
-use crate::{driver, upgrade};
+use crate::{driver, listener, upgrade};
 
 struct Shared<S, U> {
     rt: Arc<AppRuntime<S, U>>,
@@ -270,7 +270,13 @@ where
                 notified.await;
             }
         };
-        serve_router(self.router(), listener, finished).await
+        listener::serve(
+            self.router(),
+            listener,
+            finished,
+            self.shared.config.handshake_timeout,
+        )
+        .await
     }
 
     /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
@@ -350,7 +356,13 @@ where
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve_router(self.router(), listener, stop).await
+        listener::serve(
+            self.router(),
+            listener,
+            stop,
+            self.shared.config.handshake_timeout,
+        )
+        .await
     }
 
     /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
@@ -426,24 +438,6 @@ where
         let period = self.shared.config.sweep_period();
         tokio::spawn(sweep(weak, period));
     }
-}
-
-async fn serve_router(
-    router: axum::Router,
-    listener: tokio::net::TcpListener,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small frames should leave at once.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .await
 }
 
 /// The heartbeat sweep: one task per server instead of a timer per connection. Pings connections that have been

@@ -423,9 +423,11 @@ impl Connection {
     /// For the runner: moves queued frames into `out` (which must be empty) or reports the close request once the
     /// queue is drained. Registers `cx` to be woken when there is something new.
     ///
-    /// With `writable == false` (the runner is still flushing an earlier batch) only a close request that
-    /// discards the queue (slow consumer, idle timeout) is reported, so a stuck writer cannot delay it. The close
-    /// request is reported once; after that, and after [`mark_closed`](Self::mark_closed), it stays `Pending`.
+    /// With `writable == false` (the runner is still flushing an earlier batch) frames are left queued, but a close
+    /// request is reported at once, with the frames it keeps (`flush`) moved into `out` to be written before the
+    /// close frame: a client that stopped reading cannot hold the close back, so the runner's close timeout
+    /// starts now. The close request is reported once; after that, and after [`mark_closed`](Self::mark_closed),
+    /// it stays `Pending`.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
@@ -466,8 +468,12 @@ impl Connection {
             return Poll::Ready(Outgoing::Frames);
         }
         if let Some(req) = q.close.clone() {
-            if !q.close_taken && (writable || !req.flush) {
+            if !q.close_taken {
                 q.close_taken = true;
+                if req.flush {
+                    std::mem::swap(&mut q.frames, out);
+                    q.bytes = 0;
+                }
                 return Poll::Ready(Outgoing::Close(req));
             }
         }
