@@ -1,22 +1,18 @@
-//! The auth-session app served in-process on 127.0.0.1:0, driven over real sockets.
+//! The auth-session app served in-process on 127.0.0.1:0, driven over real sockets with `pikku-client`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_auth_session::app;
-use futures_util::{SinkExt, StreamExt};
+use example_auth_session::{app, Role, User};
 use pikku::{ChannelServer, ServerConfig};
+use pikku_client::{Client, ClientError, Frame};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits for something that should happen at once.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Serves the app on a free port until the test's runtime ends.
 async fn start() -> SocketAddr {
@@ -27,48 +23,69 @@ async fn start() -> SocketAddr {
     addr
 }
 
+/// `future`, which must finish within [`WAIT`].
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .expect("an answer within the timeout")
+}
+
 /// Opens `/account`, with `Authorization: <authorization>` if given.
-async fn open(addr: SocketAddr, authorization: Option<&str>) -> Result<Ws, WsError> {
-    let mut request = format!("ws://{addr}/account").into_client_request()?;
+async fn open(addr: SocketAddr, authorization: Option<&str>) -> Result<Client, ClientError> {
+    let mut builder = Client::builder(format!("ws://{addr}/account"));
     if let Some(value) = authorization {
-        let value = HeaderValue::from_str(value).unwrap();
-        request.headers_mut().insert("authorization", value);
+        builder = builder.header("Authorization", value);
     }
-    connect_async(request).await.map(|(ws, _)| ws)
+    within(builder.connect()).await
 }
 
-/// Opens `/account` and returns the socket and the `user` of its welcome frame.
-async fn connect(addr: SocketAddr, authorization: Option<&str>) -> (Ws, Value) {
-    let mut ws = open(addr, authorization).await.expect("upgrade accepted");
-    let mut welcome = next(&mut ws).await;
+/// Opens `/account` and returns the client and the `user` of its welcome frame.
+async fn connect(addr: SocketAddr, authorization: Option<&str>) -> (Client, Value) {
+    let client = open(addr, authorization).await.expect("upgrade accepted");
+    let mut welcome = next(&client).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (ws, welcome["user"].take())
+    (client, welcome["user"].take())
 }
 
-/// The next text frame as JSON (pings and pongs are skipped).
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame within the timeout")
-            .expect("the socket is open")
-            .expect("a valid frame");
-        match msg {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
+/// The next frame no call consumed, which must be JSON.
+async fn next(client: &Client) -> Value {
+    match within(client.next_frame())
+        .await
+        .expect("the socket is open")
+    {
+        Frame::Json(value) => value,
+        other => panic!("unexpected frame {other:?}"),
     }
 }
 
-/// Sends `message` and returns the reply.
-async fn call(ws: &mut Ws, message: Value) -> Value {
-    ws.send(Message::text(message.to_string())).await.unwrap();
-    next(ws).await
+/// Calls `{"action": name, …input}` and returns the whole reply frame; an error frame is an `Err`.
+async fn call(client: &Client, name: &str, input: Value) -> Result<Value, ClientError> {
+    let reply = within(client.route("action").call(name, &input)).await?;
+    Ok(Value::Object(reply.frame().clone()))
 }
 
-fn unauthorized(route: &str) -> Value {
-    json!({"action": route, "error": format!("Unauthorized for route 'action:{route}'"), "errorName": "UnauthorizedError"})
+/// Asserts that `result` is the error frame `error_name` with `message`, and no validation details.
+fn assert_remote(result: Result<Value, ClientError>, error_name: &str, error_message: &str) {
+    match result {
+        Err(ClientError::Remote {
+            name,
+            message,
+            details,
+        }) => {
+            assert_eq!(
+                (name.as_str(), message.as_str()),
+                (error_name, error_message)
+            );
+            assert!(details.is_empty(), "{details:?}");
+        }
+        other => panic!("expected the error frame {error_name}, got {other:?}"),
+    }
+}
+
+/// Asserts that `result` is the auth gate's refusal of `route`.
+fn assert_unauthorized(result: Result<Value, ClientError>, route: &str) {
+    let message = format!("Unauthorized for route 'action:{route}'");
+    assert_remote(result, "UnauthorizedError", &message);
 }
 
 fn alice() -> Value {
@@ -76,17 +93,16 @@ fn alice() -> Value {
 }
 
 /// Asserts that the upgrade was refused with 401 `Invalid token`.
-fn assert_invalid_token(result: Result<Ws, WsError>) {
+fn assert_invalid_token(result: Result<Client, ClientError>) {
     match result {
-        Err(WsError::Http(response)) => {
-            assert_eq!(response.status(), 401);
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+        Err(ClientError::Refused { status, body }) => {
+            assert_eq!(status, 401);
+            let body = body.expect("a JSON body");
             assert_eq!(body["name"], "UnauthorizedError");
             assert_eq!(body["message"], "Invalid token");
             assert!(body["errorId"].is_string(), "{body}");
         }
-        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
-        Ok(_) => panic!("expected an HTTP refusal, the upgrade was accepted"),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
     }
 }
 
@@ -99,6 +115,7 @@ async fn a_bad_bearer_token_is_refused_with_401() {
     assert_invalid_token(open(addr, Some("Bearer")).await);
 }
 
+/// The raw upgrade request and response, byte for byte: what any WebSocket client sees.
 #[tokio::test]
 async fn the_refusal_is_a_complete_json_http_response() {
     let addr = start().await;
@@ -109,10 +126,7 @@ async fn the_refusal_is_a_complete_json_http_response() {
                    Authorization: Bearer stolen\r\n\r\n";
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response))
-        .await
-        .expect("the server closes the connection")
-        .unwrap();
+    within(tcp.read_to_string(&mut response)).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
     assert!(
@@ -128,118 +142,104 @@ async fn the_refusal_is_a_complete_json_http_response() {
 #[tokio::test]
 async fn an_anonymous_connection_is_admitted_but_gated() {
     let addr = start().await;
-    let (mut ws, user) = connect(addr, None).await;
+    let (client, user) = connect(addr, None).await;
     assert_eq!(user, Value::Null);
 
+    // The whole frame: `Route::send` does not wait for the reply, which lands in the frame queue.
+    client.route("action").send("me", &()).await.unwrap();
     assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await,
+        next(&client).await,
         json!({"action": "me", "error": "Unauthorized for route 'action:me'", "errorName": "UnauthorizedError"})
     );
     // The auth gate runs before permissions: no session is 401-like, not 403-like.
-    assert_eq!(
-        call(&mut ws, json!({"action": "admin/stats"})).await,
-        unauthorized("admin/stats")
-    );
+    assert_unauthorized(call(&client, "admin/stats", json!({})).await, "admin/stats");
 }
 
 #[tokio::test]
 async fn login_sets_the_session_for_the_next_message() {
     let addr = start().await;
-    let (mut ws, _) = connect(addr, None).await;
+    let (client, _) = connect(addr, None).await;
 
+    let login = call(&client, "login", json!({"token": "nope"})).await;
+    assert_remote(login, "UnauthorizedError", "Invalid token");
+    assert_unauthorized(call(&client, "me", json!({})).await, "me");
+
+    let login = call(&client, "login", json!({"token": "alice-token"})).await;
     assert_eq!(
-        call(&mut ws, json!({"action": "login", "token": "nope"})).await,
-        json!({"action": "login", "error": "Invalid token", "errorName": "UnauthorizedError"})
-    );
-    assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await,
-        unauthorized("me")
+        login.unwrap(),
+        json!({"action": "login", "userId": "alice", "role": "member"})
     );
 
-    let mut login = call(&mut ws, json!({"action": "login", "token": "alice-token"})).await;
-    assert_eq!(login["action"], "login");
-    login.as_object_mut().unwrap().remove("action");
-    assert_eq!(login, alice());
-
-    let me = call(&mut ws, json!({"action": "me"})).await;
+    let me = call(&client, "me", json!({})).await.unwrap();
     assert_eq!(
         me,
         json!({"action": "me", "userId": "alice", "role": "member"})
     );
 
-    let frame = call(&mut ws, json!({"action": "login"})).await;
-    assert_eq!(frame["errorName"], "UnprocessableContentError");
-    assert_eq!(frame["details"][0]["path"], "/token");
+    match call(&client, "login", json!({})).await {
+        Err(ClientError::Remote { name, details, .. }) => {
+            assert_eq!(name, "UnprocessableContentError");
+            assert_eq!(details[0].path, "/token");
+        }
+        other => panic!("expected a validation error frame, got {other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn a_member_is_forbidden_the_admin_route() {
     let addr = start().await;
-    let (mut ws, user) = connect(addr, Some("Bearer alice-token")).await;
+    let (client, user) = connect(addr, Some("Bearer alice-token")).await;
     assert_eq!(user, alice());
 
-    assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await["userId"],
-        "alice"
-    );
-    assert_eq!(
-        call(&mut ws, json!({"action": "admin/stats"})).await,
-        json!({"action": "admin/stats", "error": "Permission denied", "errorName": "ForbiddenError"})
-    );
+    // `call_as` reads the reply into the app's own type.
+    let me: User = within(client.route("action").call_as("me", &()))
+        .await
+        .unwrap();
+    assert_eq!((me.user_id.as_str(), me.role), ("alice", Role::Member));
+    let stats = call(&client, "admin/stats", json!({})).await;
+    assert_remote(stats, "ForbiddenError", "Permission denied");
 }
 
 #[tokio::test]
 async fn an_admin_is_allowed_the_admin_route() {
     let addr = start().await;
-    let (mut member, _) = connect(addr, Some("Bearer alice-token")).await;
-    let (mut root, user) = connect(addr, Some("bearer root-token")).await;
+    let (member, _) = connect(addr, Some("Bearer alice-token")).await;
+    let (root, user) = connect(addr, Some("bearer root-token")).await;
     assert_eq!(user, json!({"userId": "root", "role": "admin"}));
 
     assert_eq!(
-        call(&mut root, json!({"action": "admin/stats"})).await,
+        call(&root, "admin/stats", json!({})).await.unwrap(),
         json!({"action": "admin/stats", "openConnections": 2})
     );
 
     // The session is live (D8): logging in with the admin token lifts the member's permissions at once.
-    assert_eq!(
-        call(
-            &mut member,
-            json!({"action": "login", "token": "root-token"})
-        )
-        .await["userId"],
-        "root"
-    );
-    assert_eq!(
-        call(&mut member, json!({"action": "admin/stats"})).await["openConnections"],
-        2
-    );
+    let login = call(&member, "login", json!({"token": "root-token"})).await;
+    assert_eq!(login.unwrap()["userId"], "root");
+    let stats = call(&member, "admin/stats", json!({})).await;
+    assert_eq!(stats.unwrap()["openConnections"], 2);
 }
 
 #[tokio::test]
 async fn logout_makes_the_connection_anonymous_again() {
     let addr = start().await;
-    let (mut ws, _) = connect(addr, Some("Bearer alice-token")).await;
+    let (client, _) = connect(addr, Some("Bearer alice-token")).await;
+    let actions = client.route("action");
 
+    let me: User = within(actions.call_as("me", &())).await.unwrap();
+    assert_eq!(me.user_id, "alice");
     assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await["userId"],
-        "alice"
-    );
-    assert_eq!(
-        call(&mut ws, json!({"action": "logout"})).await,
+        call(&client, "logout", json!({})).await.unwrap(),
         json!({"action": "logout"})
     );
-    assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await,
-        unauthorized("me")
-    );
+    assert_unauthorized(call(&client, "me", json!({})).await, "me");
     // Logging out twice is fine; logging in again works.
     assert_eq!(
-        call(&mut ws, json!({"action": "logout"})).await,
+        call(&client, "logout", json!({})).await.unwrap(),
         json!({"action": "logout"})
     );
-    call(&mut ws, json!({"action": "login", "token": "root-token"})).await;
-    assert_eq!(
-        call(&mut ws, json!({"action": "me"})).await["userId"],
-        "root"
-    );
+    call(&client, "login", json!({"token": "root-token"}))
+        .await
+        .unwrap();
+    let me: User = within(actions.call_as("me", &())).await.unwrap();
+    assert_eq!(me.user_id, "root");
 }

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use example_auth_session::app;
-use futures_util::{SinkExt, StreamExt};
 use pikku::{ChannelServer, ServerConfig};
-use serde_json::{json, Value};
+use pikku_client::{Client, ClientError};
+use serde_json::json;
 use tokio::net::TcpListener;
-use tokio_tungstenite::connect_async;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(5);
+/// How long the test waits for something that should happen at once.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Collects what the app logs, as text.
 #[derive(Clone, Default)]
@@ -54,26 +54,25 @@ async fn messages_and_disconnections_are_logged_with_the_user() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(server.serve_until(listener, std::future::pending()));
 
-    let (mut ws, _) = connect_async(format!("ws://{addr}/account")).await.unwrap();
-    let messages = [
-        // Refused by the auth gate, which runs before any middleware: not logged.
-        json!({"action": "me"}),
-        json!({"action": "login", "token": "alice-token"}),
-        json!({"action": "me"}),
-    ];
-    for message in messages {
-        ws.send(Message::text(message.to_string())).await.unwrap();
-    }
-    // The welcome frame, then one reply per message.
-    for _ in 0..4 {
-        let frame = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let _: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-    }
-    ws.close(None).await.unwrap();
+    let client = timeout(WAIT, Client::connect(&format!("ws://{addr}/account")))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(WAIT, client.next_frame()).await.unwrap().unwrap(); // the welcome frame
+    let actions = client.route("action");
+    // Refused by the auth gate, which runs before any middleware: not logged.
+    let me = timeout(WAIT, actions.call("me", &())).await.unwrap();
+    assert!(matches!(me, Err(ClientError::Remote { .. })), "{me:?}");
+    let token = json!({"token": "alice-token"});
+    timeout(WAIT, actions.call("login", &token))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(WAIT, actions.call("me", &()))
+        .await
+        .unwrap()
+        .unwrap();
+    client.close().await;
 
     let deadline = tokio::time::Instant::now() + WAIT;
     while !logs.text().contains("disconnected") {
