@@ -5,9 +5,15 @@
 //! and the idle timeout are handled by the server-wide sweep, so an idle connection costs only its state.
 //!
 //! # Backpressure
-//! The reader stops reading when the inbound queue holds `inbound_queue` messages, so TCP pushes back on the
-//! client. The writer takes a batch from the connection's outbound queue only once the previous batch is flushed,
-//! so the bytes held for a slow client stay within the outbound bound plus one batch.
+//! The reader stops reading when the inbound queue holds `inbound_queue` messages or about `max_frame_bytes` of
+//! them, so TCP pushes back on the client. The writer takes a batch from the connection's outbound queue only
+//! once the previous batch is flushed, so the bytes held for a slow client stay within the outbound bound plus one
+//! batch.
+//!
+//! # Closing
+//! A close request is acted on as soon as it is made, even while a slow client blocks the writer: the frames it
+//! keeps and the close frame are written, and the peer's close awaited, within one close timeout. Meanwhile the
+//! disconnect sequence runs: in-flight handlers finish (bounded by the drain timeout), then onDisconnect.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
