@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -37,6 +38,7 @@ struct Inner {
     frames: Mutex<mpsc::Receiver<Frame>>,
     closed: watch::Receiver<Option<Close>>,
     shared: Arc<Shared>,
+    call_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -70,6 +72,7 @@ impl Client {
     pub(crate) fn start(
         socket: Socket,
         frame_capacity: usize,
+        call_timeout: Option<Duration>,
         exposed: Vec<(String, Exposed)>,
     ) -> Client {
         let (commands, command_queue) = mpsc::channel(COMMAND_CAPACITY);
@@ -95,6 +98,7 @@ impl Client {
                 frames: Mutex::new(frames),
                 closed,
                 shared,
+                call_timeout,
             }),
         }
     }
@@ -430,9 +434,19 @@ impl Route {
                 reply,
             })
             .await?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(ClientError::Closed(self.client.close_info())))
+        let answer = async {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(ClientError::Closed(self.client.close_info())))
+        };
+        match self.client.inner.call_timeout {
+            // Dropping the answer on timeout leaves the call's place in the route's order, so its late reply is
+            // consumed by that place and not taken by the next call.
+            Some(limit) => tokio::time::timeout(limit, answer)
+                .await
+                .unwrap_or(Err(ClientError::CallTimeout(limit))),
+            None => answer.await,
+        }
     }
 
     /// [`call`](Route::call), deserializing the handler's result ([`Reply::value`]) into `T`.

@@ -44,6 +44,7 @@ pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
     connect_timeout: Duration,
+    call_timeout: Option<Duration>,
     frame_capacity: usize,
     exposed: Vec<(String, Exposed)>,
 }
@@ -56,6 +57,7 @@ impl ClientBuilder {
             url: url.into(),
             headers: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            call_timeout: None,
             frame_capacity: 1024,
             exposed: Vec::new(),
         }
@@ -72,6 +74,29 @@ impl ClientBuilder {
     /// How long name resolution, the TCP connect and the upgrade may take together (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a routed call waits for its reply before failing with [`ClientError::CallTimeout`] (default:
+    /// no limit). A call to a route the channel does not have, on a channel with a default handler, is
+    /// answered without the routing member and so never matches: this bounds such mistakes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// use std::time::Duration;
+    /// let client = pikku_client::Client::builder(server.url("/events"))
+    ///     .call_timeout(Duration::from_secs(5))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.call_timeout = Some(timeout);
         self
     }
 
@@ -156,7 +181,12 @@ impl ClientBuilder {
         let socket = tokio::time::timeout(self.connect_timeout, opening)
             .await
             .map_err(|_| ClientError::ConnectTimeout(self.connect_timeout))??;
-        Ok(Client::start(socket, self.frame_capacity, self.exposed))
+        Ok(Client::start(
+            socket,
+            self.frame_capacity,
+            self.call_timeout,
+            self.exposed,
+        ))
     }
 }
 
@@ -167,6 +197,7 @@ impl fmt::Debug for ClientBuilder {
             .field("url", &self.url)
             .field("headers", &self.headers.len())
             .field("connect_timeout", &self.connect_timeout)
+            .field("call_timeout", &self.call_timeout)
             .field("frame_capacity", &self.frame_capacity)
             .field("exposed", &exposed)
             .finish()

@@ -38,6 +38,10 @@ pub enum ClientError {
     Connect(std::io::Error),
     /// No accepted upgrade within the connect timeout.
     ConnectTimeout(Duration),
+    /// A routed call got no reply within the call timeout
+    /// ([`ClientBuilder::call_timeout`](crate::ClientBuilder::call_timeout)); its reply, if it comes later, is
+    /// discarded so later calls to the route still get theirs.
+    CallTimeout(Duration),
     /// The server refused the upgrade with an HTTP response (protocol §2.3).
     Refused {
         /// The HTTP status, e.g. 404 for an unknown channel path.
@@ -98,6 +102,7 @@ impl fmt::Display for ClientError {
             ClientError::ConnectTimeout(after) => {
                 write!(f, "no WebSocket upgrade within {after:?}")
             }
+            ClientError::CallTimeout(after) => write!(f, "no reply within {after:?}"),
             ClientError::Refused { status, body } => {
                 write!(f, "upgrade refused with HTTP {status}")?;
                 match body.as_ref().and_then(|b| b.get("message")?.as_str()) {

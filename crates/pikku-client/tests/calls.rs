@@ -269,3 +269,36 @@ async fn concurrent_calls_from_many_tasks_get_their_own_replies() {
     }
     sentinel(&client).await;
 }
+
+#[tokio::test]
+async fn a_call_timeout_fails_the_call_and_keeps_the_order() {
+    let server = server().await;
+    let client = pikku_client::Client::builder(server.url("/events"))
+        .call_timeout(std::time::Duration::from_millis(20))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(next(&client).await, Frame::Text("hello!".into()));
+    let actions = client.route("action");
+    actions
+        .call("auth", &json!({"token": "valid"}))
+        .await
+        .unwrap();
+    // `slow` answers after 100 ms: the call gives up first.
+    match actions.call("slow", &()).await {
+        Err(ClientError::CallTimeout(after)) => {
+            assert_eq!(after, std::time::Duration::from_millis(20))
+        }
+        other => panic!("expected a call timeout, got {other:?}"),
+    }
+    // The late reply to `slow` is consumed by the abandoned call, not by the next one.
+    assert_eq!(
+        actions
+            .call("echoIn", &json!({"n": 1}))
+            .await
+            .unwrap()
+            .value(),
+        json!({"got": {"n": 1}})
+    );
+    sentinel(&client).await;
+}
