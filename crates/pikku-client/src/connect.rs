@@ -94,7 +94,6 @@ impl ClientBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> ClientBuilder {
         self.call_timeout = Some(timeout);
         self

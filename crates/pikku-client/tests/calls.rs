@@ -291,14 +291,8 @@ async fn a_call_timeout_fails_the_call_and_keeps_the_order() {
         }
         other => panic!("expected a call timeout, got {other:?}"),
     }
-    // The late reply to `slow` is consumed by the abandoned call, not by the next one.
-    assert_eq!(
-        actions
-            .call("echoIn", &json!({"n": 1}))
-            .await
-            .unwrap()
-            .value(),
-        json!({"got": {"n": 1}})
-    );
+    // Once the late reply to `slow` has arrived, it was taken by the abandoned call's place: it neither answers
+    // a later call nor shows up in the frame queue, where the sentinel's reply must come next.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     sentinel(&client).await;
 }
