@@ -9,36 +9,16 @@ use std::collections::HashMap;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use pikku_core::{opening_from_params, parse_query, Params, RoutePattern};
+use pikku_testkit::Rng;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    /// A short string over an alphabet rich in the characters that matter to URLs.
-    fn string(&mut self, max: usize) -> String {
-        const PIECES: [&str; 24] = [
-            "a", "b", "Z", "0", "9", "_", "-", ".", "~", "/", ":", "?", "&", "=", "+", "%", "%2",
-            "%20", "%C3%A9", "%FF", " ", "é", "✓", "😀",
-        ];
-        let len = self.below(max + 1);
-        (0..len).map(|_| self.pick(&PIECES)).collect()
-    }
+/// A short string over an alphabet rich in the characters that matter to URLs.
+fn url_string(rng: &mut Rng, max: usize) -> String {
+    const PIECES: [&str; 24] = [
+        "a", "b", "Z", "0", "9", "_", "-", ".", "~", "/", ":", "?", "&", "=", "+", "%", "%2",
+        "%20", "%C3%A9", "%FF", " ", "é", "✓", "😀",
+    ];
+    let len = rng.below(max + 1);
+    (0..len).map(|_| rng.pick(&PIECES)).collect()
 }
 
 /// Everything but unreserved characters is percent-encoded, as `encodeURIComponent` would.
@@ -54,26 +34,26 @@ fn encode(s: &str) -> String {
 
 #[test]
 fn arbitrary_queries_and_paths_never_panic() {
-    let mut rng = Rng(0x0BE4_1234_5678_9ABD);
+    let mut rng = Rng::from_state(0x0BE4_1234_5678_9ABD);
     let patterns: Vec<RoutePattern> = ["/", "/events", "/rooms/:roomId", "/a/:b/c/:d", "/x/"]
         .iter()
         .map(|p| RoutePattern::parse(p).expect("valid pattern"))
         .collect();
     for _ in 0..100_000 {
-        let query = rng.string(12);
+        let query = url_string(&mut rng, 12);
         if let Ok(map) = parse_query(&query) {
             // Untyped opening data is the map as is.
             let same: Params = opening_from_params(map.clone()).expect("a string map always fits");
             assert_eq!(same, map);
         }
-        let raw = rng.string(10);
+        let raw = url_string(&mut rng, 10);
         let pattern_text = format!("{}{raw}", if rng.below(4) == 0 { "" } else { "/" });
         if let Ok(pattern) = RoutePattern::parse(&pattern_text) {
             assert_eq!(pattern.as_str(), pattern_text);
             assert!(pattern.same_shape(&pattern));
             assert_eq!(RoutePattern::parse(pattern.as_str()), Ok(pattern.clone()));
         }
-        let path = format!("/{}", rng.string(10));
+        let path = format!("/{}", url_string(&mut rng, 10));
         for pattern in &patterns {
             if let Ok(Some(params)) = pattern.matches(&path) {
                 let names: Vec<&str> = pattern
@@ -91,13 +71,13 @@ fn arbitrary_queries_and_paths_never_panic() {
 
 #[test]
 fn encoded_queries_parse_back_with_the_last_value_winning() {
-    let mut rng = Rng(0x0BE4_0000_0000_0002);
+    let mut rng = Rng::from_state(0x0BE4_0000_0000_0002);
     for _ in 0..30_000 {
         let mut expected = HashMap::new();
         let mut parts = Vec::new();
         for _ in 0..rng.below(6) {
-            let key = rng.string(4);
-            let value = rng.string(6);
+            let key = url_string(&mut rng, 4);
+            let value = url_string(&mut rng, 6);
             // `+` for spaces is the form rule; `%20` must mean the same.
             let encoded_value = if rng.below(2) == 0 {
                 encode(&value).replace("%20", "+")
@@ -125,7 +105,7 @@ fn encoded_queries_parse_back_with_the_last_value_winning() {
 
 #[test]
 fn paths_built_from_a_pattern_match_it_with_decoded_params() {
-    let mut rng = Rng(0x0BE4_0000_0000_0003);
+    let mut rng = Rng::from_state(0x0BE4_0000_0000_0003);
     for _ in 0..30_000 {
         let segments = rng.below(5);
         let mut pattern = String::new();
@@ -138,7 +118,7 @@ fn paths_built_from_a_pattern_match_it_with_decoded_params() {
                 path.push_str(&format!("/{literal}"));
             } else {
                 let name = format!("p{i}");
-                let mut value = rng.string(5);
+                let mut value = url_string(&mut rng, 5);
                 if value.is_empty() {
                     value.push('v');
                 }
@@ -180,7 +160,7 @@ struct Typed {
 
 #[test]
 fn typed_opening_data_converts_exactly_the_values_that_parse() {
-    let mut rng = Rng(0x0BE4_0000_0000_0004);
+    let mut rng = Rng::from_state(0x0BE4_0000_0000_0004);
     let samples = [
         "",
         "0",
@@ -203,7 +183,7 @@ fn typed_opening_data_converts_exactly_the_values_that_parse() {
         let map: Params = [
             ("limit".to_owned(), limit.to_owned()),
             ("flag".to_owned(), flag.to_owned()),
-            ("name".to_owned(), rng.string(4)),
+            ("name".to_owned(), url_string(&mut rng, 4)),
         ]
         .into();
         let result = opening_from_params::<Typed>(map);

@@ -14,6 +14,7 @@
 //! The same functions are fuzzed with libFuzzer by `fuzz/fuzz_targets/frame_parser.rs`.
 
 use pikku_server::ws::frame::{parse_close, parse_header, unmask, Header, Violation};
+use pikku_testkit::{frame_header, Rng};
 
 const CONTINUATION: u8 = 0x0;
 const TEXT: u8 = 0x1;
@@ -35,44 +36,6 @@ const MAXES: [usize; 9] = [
     u32::MAX as usize,
     usize::MAX,
 ];
-
-/// xorshift64* (Vigna), enough for test inputs and fully reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 56) as u8
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.byte()).collect()
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // An independent reading of RFC 6455 §5.2 for client frames
@@ -230,7 +193,7 @@ fn check_header(buf: &[u8], max: usize, rng: &mut Rng) -> Result<Option<Header>,
     if !matches!(answer, Ok(None)) {
         let mut longer = buf.to_vec();
         let extra = rng.below(16) + 1;
-        longer.extend(rng.bytes(extra));
+        longer.extend(rng.drawn_bytes(extra));
         assert_eq!(
             parse_header(&longer, max),
             answer,
@@ -278,7 +241,7 @@ fn length_bytes(rng: &mut Rng, len7: u8) -> Vec<u8> {
     let value = if rng.chance(50) {
         rng.pick(&interesting)
     } else {
-        rng.next()
+        rng.next_u64()
     };
     match len7 {
         126 => (value as u16).to_be_bytes().to_vec(),
@@ -299,7 +262,7 @@ fn random_bytes_never_panic_and_accepted_headers_are_consistent() {
         let buf = if i % 3 == 0 {
             // Uniformly random bytes.
             let len = rng.below(20);
-            rng.bytes(len)
+            rng.drawn_bytes(len)
         } else {
             // Structured: plausible header bytes, then a random cut.
             let b0 = first_byte(&mut rng);
@@ -307,7 +270,7 @@ fn random_bytes_never_panic_and_accepted_headers_are_consistent() {
             let mut buf = vec![b0, b1];
             buf.extend(length_bytes(&mut rng, b1 & 0x7F));
             let tail = rng.below(8);
-            buf.extend(rng.bytes(tail));
+            buf.extend(rng.drawn_bytes(tail));
             let cut = rng.below(buf.len() + 1);
             buf.truncate(if rng.chance(70) { buf.len() } else { cut });
             buf
@@ -353,19 +316,7 @@ fn valid_frame_with(
     };
     let fin = opcode & 0x08 != 0 || rng.chance(70);
     let mask = [rng.byte(), rng.byte(), rng.byte(), rng.byte()];
-    let mut frame = vec![(u8::from(fin) << 7) | opcode];
-    match payload_len {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
+    let mut frame = frame_header((u8::from(fin) << 7) | opcode, payload_len, Some(mask));
     let header = Header {
         fin,
         opcode,
@@ -374,7 +325,7 @@ fn valid_frame_with(
         payload_len,
     };
     let payload = if with_payload {
-        rng.bytes(payload_len)
+        rng.drawn_bytes(payload_len)
     } else {
         Vec::new()
     };
@@ -448,7 +399,7 @@ fn mutated_valid_frames_never_panic_and_stay_consistent() {
         // The header and a few payload bytes; the rest of the payload does not matter to the header.
         let (mut frame, _, _) = valid_frame_with(&mut rng, len, false);
         let tail = rng.below(10);
-        frame.extend(rng.bytes(tail.min(len)));
+        frame.extend(rng.drawn_bytes(tail.min(len)));
         for _ in 0..=rng.below(3) {
             match rng.below(6) {
                 0 | 1 => {
@@ -583,7 +534,7 @@ fn unmask_matches_the_bytewise_definition_at_every_alignment() {
             rng.below(2_000)
         };
         let offset = rng.below(8);
-        let mut buf = rng.bytes(offset + len);
+        let mut buf = rng.drawn_bytes(offset + len);
         let original = buf.clone();
         let mask = [rng.byte(), rng.byte(), rng.byte(), rng.byte()];
         unmask(&mut buf[offset..], mask);
@@ -633,18 +584,18 @@ fn close_payloads_never_panic_and_follow_the_rules() {
     for i in 0..200_000 {
         let payload = if i % 4 == 0 {
             let len = rng.below(10);
-            rng.bytes(len)
+            rng.drawn_bytes(len)
         } else {
             let code = if rng.chance(70) {
                 rng.pick(&codes)
             } else {
-                rng.next() as u16
+                rng.next_u64() as u16
             };
             let reason: Vec<u8> = if rng.chance(70) {
                 rng.pick(&reasons).to_vec()
             } else {
                 let len = rng.below(12);
-                rng.bytes(len)
+                rng.drawn_bytes(len)
             };
             [&code.to_be_bytes()[..], &reason].concat()
         };

@@ -26,9 +26,13 @@ use pikku_core::{
     SendError, SlowConsumerPolicy, Valid,
 };
 use pikku_server::{ChannelServer, ServerConfig};
+use pikku_testkit::ws::op;
+use pikku_testkit::{
+    assert_json_matches as assert_json, client_frame, json_mismatch, raw_upgrade, HttpResponse,
+    RawWs, ANY, MASK,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -40,9 +44,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long we wait for something that must happen.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// In an expected JSON value, matches any non-empty string (`errorId`, `details[].message`).
-const ANY: &str = "<any>";
 
 // ---------------------------------------------------------------------------------------------------------
 // Server
@@ -84,45 +85,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// JSON matching
-// ---------------------------------------------------------------------------------------------------------
-
-fn json_mismatch(actual: &Value, expected: &Value, path: &str) -> Option<String> {
-    match (actual, expected) {
-        (_, Value::String(e)) if e == ANY => match actual {
-            Value::String(a) if !a.is_empty() => None,
-            _ => Some(format!(
-                "at '{path}': expected a non-empty string, got {actual}"
-            )),
-        },
-        (Value::Object(a), Value::Object(e)) => {
-            if let Some(key) = e.keys().find(|k| !a.contains_key(*k)) {
-                return Some(format!("at '{path}': member '{key}' is missing"));
-            }
-            if let Some(key) = a.keys().find(|k| !e.contains_key(*k)) {
-                return Some(format!("at '{path}': unexpected member '{key}'"));
-            }
-            e.iter()
-                .find_map(|(k, ev)| json_mismatch(&a[k], ev, &format!("{path}/{k}")))
-        }
-        (Value::Array(a), Value::Array(e)) if a.len() == e.len() => a
-            .iter()
-            .zip(e)
-            .enumerate()
-            .find_map(|(i, (av, ev))| json_mismatch(av, ev, &format!("{path}/{i}"))),
-        _ if actual == expected => None,
-        _ => Some(format!("at '{path}': expected {expected}, got {actual}")),
-    }
-}
-
-#[track_caller]
-fn assert_json(actual: &Value, expected: &Value) {
-    if let Some(diff) = json_mismatch(actual, expected, "") {
-        panic!("JSON mismatch {diff}\n  expected: {expected}\n  actual:   {actual}");
     }
 }
 
@@ -278,115 +240,6 @@ async fn echo(
 // Raw HTTP and raw WebSocket
 // ---------------------------------------------------------------------------------------------------------
 
-/// The sample key of RFC 6455 §1.3 and its accept value.
-const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-async fn write_upgrade(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    target: &str,
-    extra: &[(&str, &str)],
-) {
-    let mut request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    for (name, value) in extra {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write upgrade request");
-}
-
-/// Reads a response head; returns status, lower-cased headers and the bytes read past the head.
-async fn read_head(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("response head timed out")
-            .expect("read response head");
-        assert!(n > 0, "closed before a complete response head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("UTF-8 head");
-    let rest = buf[end + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, rest)
-}
-
-/// An upgrade request over plain TCP; a refusal's body is read by its `Content-Length`.
-async fn raw_upgrade(addr: SocketAddr, target: &str, extra: &[(&str, &str)]) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    write_upgrade(&mut stream, addr, target, extra).await;
-    let (status, headers, mut body) = read_head(&mut stream).await;
-    let mut response = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if status == 101 {
-        return response;
-    }
-    let length: usize = response
-        .header("content-length")
-        .expect("a refusal has a Content-Length")
-        .parse()
-        .expect("numeric Content-Length");
-    while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("body timed out")
-            .expect("read body");
-        assert!(n > 0, "closed inside the body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    response.body = body;
-    response
-}
-
 /// Checks a refused upgrade: status, JSON content type, `Connection: close` and the body.
 #[track_caller]
 fn assert_refusal(response: &HttpResponse, status: u16, expected: &Value) {
@@ -399,124 +252,28 @@ fn assert_refusal(response: &HttpResponse, status: u16, expected: &Value) {
     assert_json(&body, expected);
 }
 
-mod op {
-    pub(crate) const CONTINUATION: u8 = 0x0;
-    pub(crate) const TEXT: u8 = 0x1;
-    pub(crate) const BINARY: u8 = 0x2;
-    pub(crate) const CLOSE: u8 = 0x8;
-    pub(crate) const PING: u8 = 0x9;
-    pub(crate) const PONG: u8 = 0xA;
+/// What this file's tests read from a raw client beyond [`RawWs`] itself.
+trait RawWsExt {
+    /// Requires an unfragmented frame with this opcode and payload next.
+    async fn expect_frame(&mut self, opcode: u8, payload: &[u8]);
+
+    /// Requires a text frame holding JSON that matches `expected` next.
+    async fn expect_json(&mut self, expected: Value);
+
+    /// Requires a close frame with `code` next; returns its reason.
+    async fn expect_close(&mut self, code: u16) -> String;
 }
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A client frame: `first` is the first header byte (FIN, RSV, opcode); masked unless `masked` is false.
-fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
-/// A hand-written client: sends arbitrary bytes after a real handshake and reads server frames one by one.
-struct RawWs {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawWs {
-    async fn connect(addr: SocketAddr, target: &str) -> RawWs {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        write_upgrade(&mut stream, addr, target, &[]).await;
-        let (status, headers, rest) = read_head(&mut stream).await;
-        assert_eq!(status, 101, "{headers:?}");
-        let accept = headers
-            .iter()
-            .find(|(n, _)| n == "sec-websocket-accept")
-            .map(|(_, v)| v.as_str());
-        assert_eq!(accept, Some(SAMPLE_ACCEPT));
-        RawWs { stream, buf: rest }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(WAIT, self.stream.write_all(bytes))
-            .await
-            .expect("raw write timed out")
-            .expect("raw write");
-    }
-
-    async fn send(&mut self, first: u8, payload: &[u8]) {
-        self.write(&client_frame(first, payload, true)).await;
-    }
-
-    /// The next server frame as `(fin, opcode, payload)`; `None` at EOF or on a reset.
-    async fn frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let read = async {
-            loop {
-                if let Some(frame) = self.parse() {
-                    return Some(frame);
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                match self.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .unwrap_or_else(|_| panic!("raw client: nothing within {WAIT:?}"))
-    }
-
-    fn parse(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        assert_eq!(b[1] & 0x80, 0, "server frames are not masked");
-        let (len, at) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => (
-                usize::try_from(u64::from_be_bytes(b[2..10].try_into().unwrap())).unwrap(),
-                10,
-            ),
-            126 | 127 => return None,
-            n => (usize::from(n), 2),
-        };
-        if b.len() < at + len {
-            return None;
-        }
-        let frame = (b[0] & 0x80 != 0, b[0] & 0x0f, b[at..at + len].to_vec());
-        self.buf.drain(..at + len);
-        Some(frame)
-    }
-
+impl RawWsExt for RawWs {
     async fn expect_frame(&mut self, opcode: u8, payload: &[u8]) {
-        match self.frame().await {
+        match self.next_frame().await {
             Some((true, o, p)) if o == opcode && p == payload => {}
             other => panic!("expected opcode {opcode:#x} with {payload:?}, got {other:?}"),
         }
     }
 
     async fn expect_json(&mut self, expected: Value) {
-        match self.frame().await {
+        match self.next_frame().await {
             Some((true, op::TEXT, p)) => {
                 let actual: Value = serde_json::from_slice(&p).expect("JSON text");
                 assert_json(&actual, &expected);
@@ -525,21 +282,13 @@ impl RawWs {
         }
     }
 
-    /// Requires a close frame with `code` next; returns its reason.
     async fn expect_close(&mut self, code: u16) -> String {
-        match self.frame().await {
+        match self.next_frame().await {
             Some((true, op::CLOSE, p)) if p.len() >= 2 => {
                 assert_eq!(u16::from_be_bytes([p[0], p[1]]), code, "close code");
                 String::from_utf8(p[2..].to_vec()).expect("UTF-8 reason")
             }
             other => panic!("expected close {code}, got {other:?}"),
-        }
-    }
-
-    /// Requires the server to end the connection with no further frame.
-    async fn expect_end(&mut self) {
-        if let Some(frame) = self.frame().await {
-            panic!("expected the end of the connection, got {frame:?}");
         }
     }
 }
@@ -950,7 +699,7 @@ async fn permissions_channel_all_route_any_group() {
     for (input, expected, handler_ran) in cases {
         client.send_json(input.clone()).await;
         let actual = client.next_json().await;
-        if let Some(diff) = json_mismatch(&actual, &expected, "") {
+        if let Some(diff) = json_mismatch(&actual, &expected) {
             panic!("{input}: {diff}\n  expected: {expected}\n  actual:   {actual}");
         }
         let entries = log.take();
@@ -1538,41 +1287,47 @@ async fn protocol_violations_close_with_1002_and_leave_others_working() {
     big_ping.extend_from_slice(&MASK);
     big_ping.extend_from_slice(&[0u8; 126]);
     let violations: Vec<(&str, Vec<Vec<u8>>)> = vec![
-        ("unmasked frame", vec![client_frame(0x81, b"hi", false)]),
-        ("reserved data opcode", vec![client_frame(0x83, b"", true)]),
+        ("unmasked frame", vec![client_frame(0x81, b"hi", None)]),
+        (
+            "reserved data opcode",
+            vec![client_frame(0x83, b"", Some(MASK))],
+        ),
         (
             "reserved control opcode",
-            vec![client_frame(0x8B, b"", true)],
+            vec![client_frame(0x8B, b"", Some(MASK))],
         ),
-        ("fragmented ping", vec![client_frame(op::PING, b"p", true)]),
+        (
+            "fragmented ping",
+            vec![client_frame(op::PING, b"p", Some(MASK))],
+        ),
         (
             "RSV1 without an extension",
-            vec![client_frame(0xC1, b"x", true)],
+            vec![client_frame(0xC1, b"x", Some(MASK))],
         ),
-        ("RSV3", vec![client_frame(0x91, b"x", true)]),
+        ("RSV3", vec![client_frame(0x91, b"x", Some(MASK))]),
         (
             "continuation with nothing to continue",
-            vec![client_frame(0x80, b"x", true)],
+            vec![client_frame(0x80, b"x", Some(MASK))],
         ),
         (
             "new message inside a fragmented one",
             vec![
-                client_frame(op::TEXT, b"a", true),
-                client_frame(0x81, b"b", true),
+                client_frame(op::TEXT, b"a", Some(MASK)),
+                client_frame(0x81, b"b", Some(MASK)),
             ],
         ),
         ("control frame over 125 bytes", vec![big_ping]),
         (
             "close frame of one byte",
-            vec![client_frame(0x88, &[3], true)],
+            vec![client_frame(0x88, &[3], Some(MASK))],
         ),
         (
             "close code 1005",
-            vec![client_frame(0x88, &[0x03, 0xED], true)],
+            vec![client_frame(0x88, &[0x03, 0xED], Some(MASK))],
         ),
         (
             "close code 999",
-            vec![client_frame(0x88, &[0x03, 0xE7], true)],
+            vec![client_frame(0x88, &[0x03, 0xE7], Some(MASK))],
         ),
     ];
     let count = violations.len();
@@ -1626,15 +1381,15 @@ async fn oversized_and_invalid_utf8_messages_close_with_1009_and_1007() {
     let cases: Vec<(&str, Vec<Vec<u8>>, u16, &str)> = vec![
         (
             "one byte over the limit",
-            vec![client_frame(0x82, &[0u8; 65], true)],
+            vec![client_frame(0x82, &[0u8; 65], Some(MASK))],
             1009,
             "message_too_big",
         ),
         (
             "reassembled message over the limit",
             vec![
-                client_frame(op::TEXT, &[b'a'; 40], true),
-                client_frame(0x80 | op::CONTINUATION, &[b'a'; 40], true),
+                client_frame(op::TEXT, &[b'a'; 40], Some(MASK)),
+                client_frame(0x80 | op::CONTINUATION, &[b'a'; 40], Some(MASK)),
             ],
             1009,
             "message_too_big",
@@ -1648,15 +1403,15 @@ async fn oversized_and_invalid_utf8_messages_close_with_1009_and_1007() {
         (
             "invalid UTF-8 split over fragments",
             vec![
-                client_frame(op::TEXT, b"ab\xC3", true),
-                client_frame(0x80 | op::CONTINUATION, b"\x28", true),
+                client_frame(op::TEXT, b"ab\xC3", Some(MASK)),
+                client_frame(0x80 | op::CONTINUATION, b"\x28", Some(MASK)),
             ],
             1007,
             "invalid_utf8",
         ),
         (
             "a close reason that is not UTF-8",
-            vec![client_frame(0x88, &[0x03, 0xE8, 0xC3, 0x28], true)],
+            vec![client_frame(0x88, &[0x03, 0xE8, 0xC3, 0x28], Some(MASK))],
             1007,
             "invalid_utf8",
         ),
@@ -1717,7 +1472,7 @@ async fn fragmented_messages_are_reassembled_and_routed() {
     for (i, chunk) in text.chunks(3).enumerate() {
         let opcode = if i == 0 { op::TEXT } else { op::CONTINUATION };
         let fin = if (i + 1) * 3 >= text.len() { 0x80 } else { 0 };
-        bytes.extend(client_frame(fin | opcode, chunk, true));
+        bytes.extend(client_frame(fin | opcode, chunk, Some(MASK)));
     }
     raw.write(&bytes).await;
     raw.expect_json(json!({"got": {"n": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}, "action": "echo"}))

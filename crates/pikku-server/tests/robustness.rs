@@ -27,6 +27,11 @@ use pikku_core::{
     App, AppConfig, Channel, ChannelError, ChannelRoute, ChannelState, ClosedChannel, Ctx, Params,
 };
 use pikku_server::{ChannelServer, ServerConfig};
+use pikku_testkit::http::SAMPLE_ACCEPT;
+use pikku_testkit::ws::op;
+use pikku_testkit::{
+    client_frame, raw_upgrade, read_head, upgrade_request, RawFrame, RawWs, Rng, MASK,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -447,82 +452,11 @@ impl Client {
 // Raw HTTP and raw WebSocket
 // ---------------------------------------------------------------------------------------------------------
 
-mod op {
-    pub(crate) const CONTINUATION: u8 = 0x0;
-    pub(crate) const TEXT: u8 = 0x1;
-    pub(crate) const BINARY: u8 = 0x2;
-    pub(crate) const CLOSE: u8 = 0x8;
-    pub(crate) const PING: u8 = 0x9;
-    pub(crate) const PONG: u8 = 0xA;
-}
-
-/// The sample key of RFC 6455 §1.3 and its accept value.
-const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-fn upgrade_request(addr: SocketAddr, target: &str) -> String {
-    format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-/// Reads a response head; returns status, lower-cased headers and the bytes read past the head.
-async fn read_head(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("response head timed out")
-            .expect("read response head");
-        assert!(n > 0, "closed before a complete response head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("UTF-8 head");
-    let rest = buf[end + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, rest)
-}
-
 /// An upgrade over plain TCP that must be refused; returns the status, the headers and the body.
 async fn refused_upgrade(addr: SocketAddr) -> (u16, Vec<(String, String)>, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(upgrade_request(addr, PATH).as_bytes())
-        .await
-        .expect("write upgrade request");
-    let (status, headers, mut body) = read_head(&mut stream).await;
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse().expect("numeric Content-Length"))
-        .unwrap_or_else(|| panic!("a refusal has a Content-Length: {status} {headers:?}"));
-    while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("body timed out")
-            .expect("read body");
-        assert!(n > 0, "closed inside the body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let body = serde_json::from_slice(&body).expect("a JSON body");
-    (status, headers, body)
+    let response = raw_upgrade(addr, PATH, &[]).await;
+    let body = serde_json::from_slice(&response.body).expect("a JSON body");
+    (response.status, response.headers, body)
 }
 
 /// Checks the 503 of an upgrade during or after a shutdown (protocol §2.3 step 2).
@@ -543,91 +477,28 @@ async fn assert_shutting_down_refusal(addr: SocketAddr) {
     assert!(body["errorId"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
-/// A client frame: `first` is the first header byte (FIN, RSV, opcode); masked with `mask` unless it is `None`.
-fn client_frame(first: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(mask_bit | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(mask) => {
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
-/// Reads server frames one by one from any byte stream.
-struct FrameReader<R> {
-    rd: R,
-    buf: Vec<u8>,
-}
-
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// The next server frame as `(fin, opcode, payload)`; `None` at EOF or on a reset.
-    async fn frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let read = async {
-            loop {
-                if let Some(frame) = self.parse() {
-                    return Some(frame);
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                match self.rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .unwrap_or_else(|_| panic!("raw client: nothing within {WAIT:?}"))
-    }
-
-    fn parse(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        assert_eq!(b[1] & 0x80, 0, "server frames are not masked");
-        let (len, at) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => (
-                usize::try_from(u64::from_be_bytes(b[2..10].try_into().unwrap())).unwrap(),
-                10,
-            ),
-            126 | 127 => return None,
-            n => (usize::from(n), 2),
-        };
-        if b.len() < at + len {
-            return None;
-        }
-        let frame = (b[0] & 0x80 != 0, b[0] & 0x0f, b[at..at + len].to_vec());
-        self.buf.drain(..at + len);
-        Some(frame)
-    }
-
+/// What this file's tests read from a raw client beyond [`RawWs`] itself.
+trait RawWsExt {
     /// The next frame, skipping pings.
-    async fn frame_skipping_pings(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+    async fn frame_skipping_pings(&mut self) -> Option<RawFrame>;
+
+    /// Requires a close frame with `code` next (pings skipped); returns its reason.
+    async fn expect_close(&mut self, code: u16) -> String;
+
+    /// Reads the onConnect frame; returns the channel id.
+    async fn hello(&mut self) -> String;
+}
+
+impl<R: AsyncRead + Unpin> RawWsExt for RawWs<R> {
+    async fn frame_skipping_pings(&mut self) -> Option<RawFrame> {
         loop {
-            match self.frame().await {
+            match self.next_frame().await {
                 Some((_, op::PING, _)) => continue,
                 other => return other,
             }
         }
     }
 
-    /// Requires a close frame with `code` next (pings skipped); returns its reason.
     async fn expect_close(&mut self, code: u16) -> String {
         match self.frame_skipping_pings().await {
             Some((true, op::CLOSE, p)) if p.len() >= 2 => {
@@ -638,16 +509,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Requires the server to end the connection with no further frame.
-    async fn expect_end(&mut self) {
-        if let Some(frame) = self.frame().await {
-            panic!("expected the end of the connection, got {frame:?}");
-        }
-    }
-
-    /// Reads the onConnect frame; returns the channel id.
     async fn hello(&mut self) -> String {
-        match self.frame().await {
+        match self.next_frame().await {
             Some((true, op::TEXT, p)) => {
                 let hello: Value = serde_json::from_slice(&p).expect("JSON hello");
                 hello["id"].as_str().expect("hello id").to_owned()
@@ -657,121 +520,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// A hand-written client: sends arbitrary bytes after a real handshake and reads server frames one by one.
-type RawWs = FrameReader<TcpStream>;
-
-impl FrameReader<TcpStream> {
-    async fn connect(addr: SocketAddr) -> RawWs {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        Self::upgrade(stream, addr).await
-    }
-
-    /// Connects with a small receive buffer, for a client that stops reading.
-    async fn connect_small_buffer(addr: SocketAddr) -> RawWs {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-        let stream = socket.connect(addr).await.expect("connect");
-        Self::upgrade(stream, addr).await
-    }
-
-    async fn upgrade(mut stream: TcpStream, addr: SocketAddr) -> RawWs {
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .write_all(upgrade_request(addr, PATH).as_bytes())
-            .await
-            .expect("write upgrade request");
-        let (status, headers, rest) = read_head(&mut stream).await;
-        assert_eq!(status, 101, "{headers:?}");
-        let accept = headers
-            .iter()
-            .find(|(n, _)| n == "sec-websocket-accept")
-            .map(|(_, v)| v.as_str());
-        assert_eq!(accept, Some(SAMPLE_ACCEPT));
-        FrameReader {
-            rd: stream,
-            buf: rest,
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(WAIT, self.rd.write_all(bytes))
-            .await
-            .expect("raw write timed out")
-            .expect("raw write");
-    }
-
-    async fn send(&mut self, first: u8, payload: &[u8]) {
-        self.write(&client_frame(first, payload, Some(MASK))).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Random numbers
-// ---------------------------------------------------------------------------------------------------------
-
-/// xorshift64* (Vigna), as in `frame_fuzz.rs`: reproducible inputs without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 56) as u8
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        if self.chance(10) {
-            return [0; 4];
-        }
-        let b = self.next().to_le_bytes();
-        [b[0], b[1], b[2], b[3]]
-    }
-
-    /// Printable ASCII, quotes and backslashes included.
-    fn ascii(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(b' ' + self.below(95) as u8))
-            .collect()
-    }
-
-    /// Valid UTF-8 of one- to four-byte characters.
-    fn unicode(&mut self, chars: usize) -> String {
-        (0..chars)
-            .map(|_| self.pick(&['a', 'Z', ' ', '"', '{', 'é', 'ß', '✓', '€', '𝄞', '😀']))
-            .collect()
-    }
+/// Connects with a small receive buffer, for a client that stops reading.
+async fn connect_small_buffer(addr: SocketAddr) -> RawWs {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connect");
+    RawWs::upgrade(stream, addr, PATH).await
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1379,7 +1133,7 @@ fn chaotic_action(rng: &mut Rng) -> (&'static str, Vec<u8>) {
                     0, 999, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 1011,
                     1012, 1013, 1014, 1015, 1016, 2999, 3000, 4000, 4999, 5000,
                 ]),
-                1 => rng.next() as u16,
+                1 => rng.next_u64() as u16,
                 _ => 1000 + rng.below(12) as u16,
             };
             let mut payload = code.to_be_bytes().to_vec();
@@ -1445,7 +1199,7 @@ struct Script {
 
 impl Script {
     fn new(seed: u64) -> Script {
-        let mut rng = Rng::new(seed);
+        let mut rng = Rng::scrambled(seed);
         let mut model = Model::new(CHAOS_MAX);
         let mut bytes = Vec::new();
         let mut actions = Vec::new();
@@ -1515,7 +1269,7 @@ impl Script {
 
     /// The bytes cut into writes of random sizes, so frames straddle reads.
     fn writes(&self, seed: u64) -> Vec<(Vec<u8>, bool)> {
-        let mut rng = Rng::new(seed ^ 0xC4A0_5EED);
+        let mut rng = Rng::scrambled(seed ^ 0xC4A0_5EED);
         let mut writes = Vec::new();
         let mut at = 0;
         while at < self.bytes.len() {
@@ -1726,11 +1480,11 @@ struct ChaosResult {
 async fn chaos_connection(addr: SocketAddr, seed: u64, hold: Arc<Hold>) -> ChaosResult {
     let script = Script::new(seed);
     let what = format!("seed {seed}: {:?} → {:?}", script.actions, script.verdict);
-    let mut raw = RawWs::connect(addr).await;
+    let mut raw = RawWs::connect(addr, PATH).await;
     let id = raw.hello().await;
-    let FrameReader { rd: stream, buf } = raw;
+    let (stream, buf) = raw.into_parts();
     let (rd, mut wr) = stream.into_split();
-    let mut reader = FrameReader { rd, buf };
+    let mut reader = RawWs::new(rd, buf);
     let open = script.verdict == Verdict::Open;
     let writes = script.writes(seed);
     // Write while reading, so replies never back up behind the script.
@@ -1755,7 +1509,7 @@ async fn chaos_connection(addr: SocketAddr, seed: u64, hold: Arc<Hold>) -> Chaos
         Verdict::Open => {
             let (mut texts, mut binaries, mut pongs) = (0, 0, 0);
             loop {
-                match reader.frame().await {
+                match reader.next_frame().await {
                     Some((true, op::TEXT, payload)) => {
                         texts += 1;
                         let reply: Value = serde_json::from_slice(&payload).expect("a JSON reply");
@@ -1797,7 +1551,7 @@ async fn chaos_connection(addr: SocketAddr, seed: u64, hold: Arc<Hold>) -> Chaos
             wr.write_all(&client_frame(0x88, &1000u16.to_be_bytes(), Some(MASK)))
                 .await
                 .expect("write close");
-            match reader.frame().await {
+            match reader.next_frame().await {
                 Some((true, op::CLOSE, payload)) => assert_eq!(payload, [0x03, 0xE8], "{what}"),
                 other => panic!("{what}: expected the close echo, got {other:?}"),
             }
@@ -1810,7 +1564,7 @@ async fn chaos_connection(addr: SocketAddr, seed: u64, hold: Arc<Hold>) -> Chaos
         }
         Verdict::Ends { closes, may_end } => {
             let close = loop {
-                match reader.frame().await {
+                match reader.next_frame().await {
                     Some((true, op::CLOSE, payload)) => break Some(payload),
                     Some((true, op::TEXT | op::BINARY | op::PONG, _)) => {}
                     Some(other) => panic!("{what}: unexpected frame {other:?}"),
@@ -2058,7 +1812,7 @@ async fn shutdown_under_load_closes_everyone_once_with_1001() {
     })
     .await;
     // A client that never answers the close: the server drops it after the close timeout.
-    let mut mute = RawWs::connect(srv.addr).await;
+    let mut mute = RawWs::connect(srv.addr, PATH).await;
     let mute_id = mute.hello().await;
     assert_eq!(srv.server.active_connections(), 101);
 
@@ -2168,7 +1922,7 @@ fn big_outbound(config: &mut AppConfig) {
 /// Connects a client with a small receive buffer that asks for 16 MiB of pushes and never reads them; returns it
 /// once the pushes are queued (the outbound bound is 64 MiB, so none is refused).
 async fn stuck_reader(srv: &Server<Arc<Rec>, ()>, rec: &Rec) -> (RawWs, String) {
-    let mut stuck = RawWs::connect_small_buffer(srv.addr).await;
+    let mut stuck = connect_small_buffer(srv.addr).await;
     let id = stuck.hello().await;
     let flood = json!({"action": "flood", "size": 16 * 1024, "count": 1024, "every_ms": 0});
     stuck.send(0x81, flood.to_string().as_bytes()).await;
@@ -2184,7 +1938,7 @@ async fn stuck_reader(srv: &Server<Arc<Rec>, ()>, rec: &Rec) -> (RawWs, String) 
 async fn drain_stuck(stuck: &mut RawWs) -> usize {
     let mut pushes = 0;
     loop {
-        match stuck.frame().await {
+        match stuck.next_frame().await {
             None => return pushes,
             Some((true, op::TEXT, payload)) => {
                 assert_eq!(payload.len(), 16 * 1024, "a push of the flood");
@@ -2347,7 +2101,7 @@ async fn stopping_does_not_wait_for_a_stalled_upgrade_request() {
     let rec = Rec::new();
     // The default handshake timeout (10 s) is longer than the stop may take: only a prompt stop passes.
     let mut srv = Server::start(app(&rec, |_| {}), ServerConfig::default()).await;
-    let request = upgrade_request(srv.addr, PATH);
+    let request = upgrade_request(srv.addr, PATH, &[]);
     let _one_byte = stalled_request(srv.addr, b"G").await;
     let _half_head = stalled_request(srv.addr, &request.as_bytes()[..request.len() / 2]).await;
     // Connections are accepted in order, so once this one works the stalled ones are being served too.
@@ -2382,7 +2136,7 @@ async fn a_stalled_upgrade_request_is_dropped_after_the_handshake_timeout() {
         ..ServerConfig::default()
     };
     let srv = Server::start(app(&rec, |_| {}), config).await;
-    let request = upgrade_request(srv.addr, PATH);
+    let request = upgrade_request(srv.addr, PATH, &[]);
     let started = Instant::now();
     let mut stalled = stalled_request(srv.addr, &request.as_bytes()[..request.len() - 3]).await;
     // One that sends nothing at all is dropped as well.
@@ -2429,7 +2183,7 @@ async fn stalled_upgrade_requests_do_not_block_other_upgrades() {
         ..ServerConfig::default()
     };
     let srv = Server::start(app(&rec, |_| {}), config).await;
-    let request = upgrade_request(srv.addr, PATH);
+    let request = upgrade_request(srv.addr, PATH, &[]);
     let request = request.as_bytes();
     let line = request
         .windows(2)
@@ -2488,13 +2242,10 @@ async fn stalled_upgrade_requests_do_not_block_other_upgrades() {
     assert!(headers
         .iter()
         .any(|(n, v)| n == "sec-websocket-accept" && v == SAMPLE_ACCEPT));
-    let mut late = FrameReader {
-        rd: late,
-        buf: rest,
-    };
+    let mut late = RawWs::new(late, rest);
     let late_id = late.hello().await;
     late.send(0x81, br#"{"action":"echo","late":true}"#).await;
-    match late.frame().await {
+    match late.next_frame().await {
         Some((true, op::TEXT, payload)) => {
             let reply: Value = serde_json::from_slice(&payload).expect("a JSON reply");
             assert_eq!(reply, json!({"got": {"late": true}, "action": "echo"}));
@@ -2533,13 +2284,16 @@ async fn stalled_upgrade_requests_do_not_block_other_upgrades() {
 
 /// Upgrades, sends `bytes` (which stop inside a frame) and waits for the idle close; returns the channel id.
 async fn stall_inside_a_frame(addr: SocketAddr, what: &'static str, bytes: Vec<u8>) -> String {
-    let mut raw = RawWs::connect(addr).await;
+    let mut raw = RawWs::connect(addr, PATH).await;
     let id = raw.hello().await;
     raw.write(&bytes).await;
     // The pings go unanswered: the client cannot send a pong in the middle of its own frame.
     assert_eq!(raw.expect_close(1001).await, "idle timeout", "{what}");
     // Nor a close frame: it ends the stream instead, and the server ends the connection.
-    raw.rd.shutdown().await.expect("shutdown the write half");
+    raw.get_mut()
+        .shutdown()
+        .await
+        .expect("shutdown the write half");
     raw.expect_end().await;
     id
 }
@@ -2680,7 +2434,7 @@ async fn binary_round_trips_return_every_byte() {
     let id = client.hello().await;
 
     // 200 round trips, one at a time.
-    let mut rng = Rng::new(0xB1_7E5);
+    let mut rng = Rng::scrambled(0xB1_7E5);
     for i in 0..200 {
         let size = binary_size(&mut rng, i);
         let sent = rng.bytes(size);
@@ -2729,9 +2483,9 @@ async fn binary_round_trips_return_every_byte() {
     client.sentinel(1).await;
 
     // 50 by hand: fragments of random sizes with pings between them, written in pieces of random sizes.
-    let mut raw = RawWs::connect(srv.addr).await;
+    let mut raw = RawWs::connect(srv.addr, PATH).await;
     let raw_id = raw.hello().await;
-    let mut rng = Rng::new(0xF2A6);
+    let mut rng = Rng::scrambled(0xF2A6);
     let mut pings = HashSet::new();
     let mut pongs = 0;
     for i in 0..50 {
@@ -2773,7 +2527,7 @@ async fn binary_round_trips_return_every_byte() {
             }
         }
         loop {
-            match raw.frame().await {
+            match raw.next_frame().await {
                 Some((true, op::BINARY, got)) => {
                     assert_same_bytes(
                         &got,
@@ -2792,7 +2546,7 @@ async fn binary_round_trips_return_every_byte() {
     }
     raw.send(0x88, &1000u16.to_be_bytes()).await;
     loop {
-        match raw.frame().await {
+        match raw.next_frame().await {
             Some((true, op::PONG, payload)) => {
                 assert!(pings.contains(&payload), "an unknown pong {payload:?}");
                 pongs += 1;

@@ -3,15 +3,22 @@
 //! Everything here is deliberately independent of the server's own codec: WebSocket traffic goes through
 //! tokio-tungstenite ([`Client`]) or through a hand-written RFC 6455 client ([`RawWs`]) for the cases a
 //! well-behaved library refuses to produce (invalid UTF-8, never answering pings, never reading). Refused
-//! upgrades are read as plain HTTP ([`raw_upgrade`]). The module depends only on tokio, tokio-tungstenite,
-//! futures-util and serde_json, so it compiles without the fixture.
+//! upgrades are read as plain HTTP ([`raw_upgrade`]). The raw pieces and the JSON matcher come from `pikku-testkit`,
+//! which depends on neither pikku-core nor pikku-server; otherwise the module depends only on tokio,
+//! tokio-tungstenite, futures-util and serde_json, so it compiles without the fixture.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use pikku_testkit::client_frame;
+use pikku_testkit::ws::op::{
+    BINARY as OP_BINARY, CLOSE as OP_CLOSE, CONTINUATION as OP_CONTINUATION, PING as OP_PING,
+    PONG as OP_PONG, TEXT as OP_TEXT,
+};
+pub(crate) use pikku_testkit::{assert_json_matches, json_mismatch, HttpResponse, ANY};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -24,10 +31,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// test for a while; a correct server answers in milliseconds, so this only bounds how long a failure takes.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-/// Wildcard for [`json_mismatch`]: in an expected value, this string matches any non-empty string
-/// (§8.2: `errorId` and `details[].message` are not fixed by the spec).
-pub(crate) const ANY: &str = "<any>";
-
 /// Serialises the tests whose assertions depend on wall-clock time (the 200 ms reverse-RPC timeout, the idle
 /// timeout) with the tests that generate heavy load (1 MiB frames, the 24 MiB flood), so that one never
 /// starves the other on a small machine. The tokio mutex works across the per-test runtimes and is released
@@ -35,64 +38,6 @@ pub(crate) const ANY: &str = "<any>";
 pub(crate) async fn timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// JSON matching
-// ---------------------------------------------------------------------------------------------------------
-
-/// Compares JSON values as the spec does (§1: member order irrelevant) and treats the string [`ANY`] in
-/// `expected` as "any non-empty string". Returns a description of the first difference, with its JSON
-/// Pointer, or `None` when the values match.
-pub(crate) fn json_mismatch(actual: &Value, expected: &Value) -> Option<String> {
-    fn walk(actual: &Value, expected: &Value, path: &str) -> Option<String> {
-        match (actual, expected) {
-            (_, Value::String(e)) if e == ANY => match actual {
-                Value::String(a) if !a.is_empty() => None,
-                _ => Some(format!(
-                    "at '{path}': expected a non-empty string, got {actual}"
-                )),
-            },
-            (Value::Object(a), Value::Object(e)) => {
-                for key in e.keys() {
-                    if !a.contains_key(key) {
-                        return Some(format!("at '{path}': member '{key}' is missing"));
-                    }
-                }
-                for key in a.keys() {
-                    if !e.contains_key(key) {
-                        return Some(format!("at '{path}': unexpected member '{key}'"));
-                    }
-                }
-                e.iter()
-                    .find_map(|(key, ev)| walk(&a[key], ev, &format!("{path}/{key}")))
-            }
-            (Value::Array(a), Value::Array(e)) => {
-                if a.len() != e.len() {
-                    return Some(format!(
-                        "at '{path}': expected {} elements, got {}",
-                        e.len(),
-                        a.len()
-                    ));
-                }
-                a.iter()
-                    .zip(e)
-                    .enumerate()
-                    .find_map(|(i, (av, ev))| walk(av, ev, &format!("{path}/{i}")))
-            }
-            _ if actual == expected => None,
-            _ => Some(format!("at '{path}': expected {expected}, got {actual}")),
-        }
-    }
-    walk(actual, expected, "")
-}
-
-/// Panics unless `actual` matches `expected` per [`json_mismatch`].
-#[track_caller]
-pub(crate) fn assert_json_matches(actual: &Value, expected: &Value) {
-    if let Some(diff) = json_mismatch(actual, expected) {
-        panic!("JSON mismatch {diff}\n  expected: {expected}\n  actual:   {actual}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -365,125 +310,28 @@ impl Client {
 // Raw HTTP upgrade
 // ---------------------------------------------------------------------------------------------------------
 
-/// The sample key of RFC 6455 §1.3, whose accept value is known, so the raw clients can check the handshake
-/// without a SHA-1 implementation.
-const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-/// An HTTP response to a raw upgrade request. Header names are lower-cased.
-#[derive(Debug)]
-pub(crate) struct HttpResponse {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The value of the first header with this (lower-case) name.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Writes the handshake of a WebSocket upgrade for `path_and_query`; `extra_headers` are added verbatim.
-async fn write_upgrade(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    path_and_query: &str,
-    extra: &[(&str, &str)],
-) {
-    let mut request = format!(
-        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    for (name, value) in extra {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write upgrade request");
-}
-
-/// Reads an HTTP response head from `stream`. Returns status, headers and the bytes read past the head
-/// (the start of the body, or WebSocket frames the server sent right after its 101).
-async fn read_head(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("HTTP response head timed out")
-            .expect("read HTTP response head");
-        assert!(
-            n > 0,
-            "connection closed before a complete HTTP response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("HTTP head is not UTF-8");
-    let rest = buf[end + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, rest)
-}
-
 /// Sends an upgrade request for `path_and_query` over a plain TCP connection and reads the complete
-/// response. A refusal must be a complete response (§2.3): its body is read by `Content-Length`, which must
-/// be present. A 101 has no body; the connection is dropped right after its head.
+/// response ([`pikku_testkit::raw_upgrade`]). A refusal must be a complete response (§2.3): its body is read by
+/// `Content-Length`, which must be present, and nothing may follow it. A 101 has no body; the connection is
+/// dropped right after its head.
 pub(crate) async fn raw_upgrade(
     addr: SocketAddr,
     path_and_query: &str,
     extra_headers: &[(&str, &str)],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    write_upgrade(&mut stream, addr, path_and_query, extra_headers).await;
-    let (status, headers, mut body) = read_head(&mut stream).await;
-    let response = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if status == 101 {
-        return response;
-    }
-    let length: usize = response
-        .header("content-length")
-        .unwrap_or_else(|| panic!("refusal {status} without Content-Length: {response:?}"))
-        .parse()
-        .expect("numeric Content-Length");
-    while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("HTTP body timed out")
-            .expect("read HTTP body");
-        assert!(
-            n > 0,
-            "connection closed after {} of {length} body bytes",
-            body.len()
+    let response = pikku_testkit::raw_upgrade(addr, path_and_query, extra_headers).await;
+    if response.status != 101 {
+        let length: usize = response
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .expect("numeric Content-Length");
+        assert_eq!(
+            response.body.len(),
+            length,
+            "bytes after the body of a refusal"
         );
-        body.extend_from_slice(&chunk[..n]);
     }
-    assert_eq!(body.len(), length, "bytes after the body of a refusal");
-    HttpResponse { body, ..response }
+    response
 }
 
 /// Checks a refused upgrade (§1 `HTTP <status> {...}`, §2.3): the status, `Content-Type: application/json`,
@@ -520,19 +368,11 @@ pub(crate) fn assert_refusal(response: &HttpResponse, status: u16, expected: &Va
 // Raw WebSocket client
 // ---------------------------------------------------------------------------------------------------------
 
-const OP_CONTINUATION: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
-
 /// A minimal RFC 6455 client over a TcpStream, for what a real library will not do: send invalid UTF-8,
 /// never answer pings (it reads them but does nothing), or stop reading altogether (it reads only when told).
 pub(crate) struct RawWs {
-    stream: TcpStream,
-    /// Bytes received but not yet parsed into frames; reads append here, so a timed-out read loses nothing.
-    buf: Vec<u8>,
+    /// The connection, with the bytes received but not yet parsed into frames.
+    ws: pikku_testkit::RawWs,
     /// A fragmented data message being reassembled: its opcode and the payload so far.
     partial: Option<(u8, Vec<u8>)>,
     /// How many pings the server sent so far (none is ever answered).
@@ -542,19 +382,9 @@ pub(crate) struct RawWs {
 impl RawWs {
     /// Connects and completes the handshake for `path_and_query`, checking the 101 and its accept key.
     pub(crate) async fn connect(addr: SocketAddr, path_and_query: &str) -> RawWs {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        write_upgrade(&mut stream, addr, path_and_query, &[]).await;
-        let (status, headers, rest) = read_head(&mut stream).await;
-        assert_eq!(status, 101, "raw upgrade of {path_and_query}: {headers:?}");
-        let accept = headers
-            .iter()
-            .find(|(n, _)| n == "sec-websocket-accept")
-            .map(|(_, v)| v.as_str());
-        assert_eq!(accept, Some(SAMPLE_ACCEPT), "Sec-WebSocket-Accept");
+        let ws = pikku_testkit::RawWs::connect(addr, path_and_query).await;
         RawWs {
-            stream,
-            buf: rest,
+            ws: ws.require_clear_rsv(),
             partial: None,
             pings_seen: 0,
         }
@@ -562,26 +392,7 @@ impl RawWs {
 
     /// Writes one unfragmented, masked frame (clients must mask, RFC 6455 §5.3).
     pub(crate) async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = Vec::with_capacity(payload.len() + 14);
-        out.push(0x80 | opcode);
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= usize::from(u16::MAX) => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        tokio::time::timeout(WAIT, self.stream.write_all(&out))
-            .await
-            .expect("raw frame write timed out")
-            .expect("raw frame write");
+        self.ws.send(0x80 | opcode, payload).await;
     }
 
     /// Sends a text frame with exactly these payload bytes (which need not be UTF-8).
@@ -597,81 +408,35 @@ impl RawWs {
     /// Sends a close frame with `code`: our half of a closing handshake the server started. A courtesy only,
     /// so a write error (the server already dropped the connection) is ignored.
     pub(crate) async fn send_close(&mut self, code: u16) {
-        let frame = [
-            0x80 | OP_CLOSE,
-            0x80 | 2,
-            0,
-            0,
-            0,
-            0,
-            (code >> 8) as u8,
-            code as u8,
-        ];
-        let _ = tokio::time::timeout(WAIT, self.stream.write_all(&frame)).await;
-    }
-
-    /// Parses one complete frame off the front of `buf`: `(fin, opcode, payload)`. Server frames must not
-    /// be masked (RFC 6455 §5.1).
-    fn parse_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return None;
-        }
-        assert_eq!(
-            b[0] & 0x70,
-            0,
-            "server frame with RSV bits set (no extension was negotiated)"
-        );
-        assert_eq!(b[1] & 0x80, 0, "server frame is masked");
-        let (len, mut at) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => {
-                let len = u64::from_be_bytes(b[2..10].try_into().expect("8 bytes"));
-                (usize::try_from(len).expect("frame length"), 10)
-            }
-            126 | 127 => return None,
-            n => (usize::from(n), 2),
-        };
-        if b.len() < at + len {
-            return None;
-        }
-        let frame = (b[0] & 0x80 != 0, b[0] & 0x0f, b[at..at + len].to_vec());
-        at += len;
-        self.buf.drain(..at);
-        Some(frame)
+        let frame = client_frame(0x80 | OP_CLOSE, &code.to_be_bytes(), Some([0; 4]));
+        let _ = tokio::time::timeout(WAIT, self.ws.get_mut().write_all(&frame)).await;
     }
 
     /// The next frame or reassembled message as `(opcode, payload)`, including pings; `None` at EOF or on a
     /// read error. Cancel-safe.
     async fn read_message(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
-            while let Some((fin, opcode, payload)) = self.parse_frame() {
-                match (opcode, self.partial.take()) {
-                    (OP_CONTINUATION, Some((op, mut data))) => {
-                        data.extend_from_slice(&payload);
-                        if fin {
-                            return Some((op, data));
-                        }
-                        self.partial = Some((op, data));
+            let (fin, opcode, payload) = self.ws.read_frame().await?;
+            match (opcode, self.partial.take()) {
+                (OP_CONTINUATION, Some((op, mut data))) => {
+                    data.extend_from_slice(&payload);
+                    if fin {
+                        return Some((op, data));
                     }
-                    (OP_CONTINUATION, None) => {
-                        panic!("server sent a continuation frame with nothing to continue")
-                    }
-                    (OP_TEXT | OP_BINARY, None) if !fin => self.partial = Some((opcode, payload)),
-                    (OP_TEXT | OP_BINARY, Some(_)) => {
-                        panic!("server started a new message inside a fragmented one")
-                    }
-                    (op, partial) => {
-                        // Control frames may interleave with a fragmented message; keep its progress.
-                        self.partial = partial;
-                        return Some((op, payload));
-                    }
+                    self.partial = Some((op, data));
                 }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                (OP_CONTINUATION, None) => {
+                    panic!("server sent a continuation frame with nothing to continue")
+                }
+                (OP_TEXT | OP_BINARY, None) if !fin => self.partial = Some((opcode, payload)),
+                (OP_TEXT | OP_BINARY, Some(_)) => {
+                    panic!("server started a new message inside a fragmented one")
+                }
+                (op, partial) => {
+                    // Control frames may interleave with a fragmented message; keep its progress.
+                    self.partial = partial;
+                    return Some((op, payload));
+                }
             }
         }
     }

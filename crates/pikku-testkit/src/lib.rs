@@ -1,0 +1,24 @@
+//! Test support shared by pikku's integration tests.
+//!
+//! Everything here is deliberately independent of the server's own codec (it depends on neither `pikku-core`
+//! nor `pikku-server`), so the tests that use it check the server against a separate reading of the specs:
+//! - [`Rng`]: a small xorshift64* generator, for reproducible random inputs without a dependency;
+//! - [`json_mismatch`] / [`assert_json_matches`]: JSON comparison with the [`ANY`] wildcard;
+//! - [`http`]: raw HTTP upgrade requests and responses over plain TCP;
+//! - [`ws`]: a hand-written RFC 6455 client, for what a well-behaved library refuses to send.
+
+use std::time::Duration;
+
+pub mod http;
+mod json;
+mod rng;
+pub mod ws;
+
+pub use http::{raw_upgrade, read_head, upgrade_request, write_upgrade, HttpResponse};
+pub use json::{assert_json_matches, json_mismatch, ANY};
+pub use rng::Rng;
+pub use ws::{client_frame, frame_header, RawFrame, RawWs, MASK};
+
+/// How long the helpers wait for something that must happen. Generous on purpose: a correct server answers in
+/// milliseconds, so this only bounds how long a failure takes.
+pub const WAIT: Duration = Duration::from_secs(10);
