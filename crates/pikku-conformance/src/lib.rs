@@ -59,7 +59,7 @@ pub struct Disconnect {
     pub channel_id: String,
     /// The channel name (`events`, `greet`, …).
     pub channel: String,
-    /// [`DisconnectReason::as_str`] of the reason.
+    /// [`pikku::DisconnectReason::as_str`] of the reason.
     pub reason: String,
 }
 
