@@ -1724,3 +1724,49 @@ async fn internal_error_text_stays_on_the_server_outside_development_mode() {
         .expect_json(json!({"action": "fails", "error": "Internal server error", "errorName": "InternalServerError"}))
         .await;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// closures as handlers
+// ---------------------------------------------------------------------------------------------------------
+
+/// Handlers may be closures as well as `async fn`s, capturing what they need.
+#[tokio::test]
+async fn closures_work_as_handlers_of_every_kind() {
+    let greeting = Arc::new(String::from("hi there"));
+    let disconnected = Arc::new(Notify::new());
+    let on_disconnect = disconnected.clone();
+    let app = App::new(()).channel(
+        ChannelRoute::new("closures", "/closures")
+            .auth(false)
+            .on_connect(move |_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>| {
+                let greeting = greeting.clone();
+                async move { json!({ "greeting": *greeting }) }
+            })
+            .route(
+                "action",
+                "add",
+                |_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: Value| async move {
+                    let sum = input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0);
+                    json!({ "sum": sum })
+                },
+            )
+            .on_binary(
+                |_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes| async move { bytes },
+            )
+            .on_disconnect(move |_ctx: Ctx<(), ()>, _ch: ClosedChannel<Params>| {
+                let on_disconnect = on_disconnect.clone();
+                async move { on_disconnect.notify_one() }
+            }),
+    );
+    let server = serve(app, ServerConfig::default()).await;
+    let mut client = Client::connect(&server.url("/closures")).await;
+    client.expect_json(json!({"greeting": "hi there"})).await;
+    client
+        .send_json(json!({"action": "add", "a": 2, "b": 3}))
+        .await;
+    client.expect_json(json!({"sum": 5, "action": "add"})).await;
+    client.close().await;
+    tokio::time::timeout(WAIT, disconnected.notified())
+        .await
+        .expect("the disconnection closure ran");
+}
