@@ -228,6 +228,21 @@ pub enum RpcFrame {
 }
 
 impl RpcFrame {
+    /// A cheap test on raw text: `false` means the text is certainly not a reverse-RPC frame, so a runner may
+    /// queue it unparsed. Every frame [`parse`](Self::parse) accepts, written without escapes in its `action`
+    /// (as clients write it), passes.
+    ///
+    /// ```
+    /// use pikku_core::rpc::RpcFrame;
+    ///
+    /// assert!(RpcFrame::may_be_reply(r#"{"action":"pikku-rpc-response","id":"1","ok":true}"#));
+    /// assert!(!RpcFrame::may_be_reply(r#"{"action":"say","text":"hello"}"#));
+    /// ```
+    #[must_use]
+    pub fn may_be_reply(text: &str) -> bool {
+        text.contains("pikku-rpc-")
+    }
+
     /// Recognises a valid envelope; anything else (including an invalid envelope) is an ordinary message.
     ///
     /// A valid envelope has an `action` of `pikku-rpc-response` or `pikku-rpc-pending` and a non-empty string

@@ -28,6 +28,16 @@ pub struct ServerConfig {
     /// A connection with no inbound frame (pongs included) for this long is closed with 1001 `idle timeout`
     /// (default 60 s). Keep it above the ping interval, so a live client has time to answer a ping.
     pub idle_timeout: Duration,
+    /// How long a frame, or a message sent in fragments, may take to arrive once its first byte is in (default
+    /// 30 s); a slower one closes the connection with 1008 `frame timeout`. Together with the idle timeout (reset
+    /// only by complete frames) this ends clients that trickle bytes to hold buffers and connections.
+    pub frame_timeout: Duration,
+    /// Bytes of inbound data all connections together may hold in their buffers: partial frames, fragmented
+    /// messages being reassembled and messages waiting for their handler (default 256 MiB). Once it is spent, a
+    /// connection that already holds inbound bytes stops reading until bytes are released, so TCP pushes back on
+    /// its client; a connection holding nothing may still read one 8 KiB chunk, so complete small messages keep
+    /// flowing. The bound is therefore this budget plus at most 8 KiB per connection.
+    pub inbound_budget_bytes: usize,
     /// How long a server-initiated close may take: writing what is queued, the close frame, and waiting for the
     /// peer's close frame (default 5 s). A client that stopped reading is dropped after it.
     pub close_timeout: Duration,
@@ -53,6 +63,8 @@ impl Default for ServerConfig {
             max_frame_bytes: 1 << 20,
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+            inbound_budget_bytes: 256 << 20,
             close_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
@@ -68,6 +80,7 @@ impl ServerConfig {
     pub(crate) fn sweep_period(&self) -> Duration {
         (self.ping_interval / 2)
             .min(self.idle_timeout / 4)
+            .min(self.frame_timeout / 4)
             .max(Duration::from_millis(10))
     }
 }

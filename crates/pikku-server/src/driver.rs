@@ -5,15 +5,24 @@
 //! and the idle timeout are handled by the server-wide sweep, so an idle connection costs only its state.
 //!
 //! # Backpressure
-//! The reader stops reading when the inbound queue holds `inbound_queue` messages or about `max_frame_bytes` of
-//! them, so TCP pushes back on the client. The writer takes a batch from the connection's outbound queue only
-//! once the previous batch is flushed, so the bytes held for a slow client stay within the outbound bound plus one
-//! batch.
+//! A message that can start at once (nothing waits before it and a handler slot is free) is parsed straight from
+//! the read buffer and started. Any other is queued as its raw text, to be parsed when its turn comes: the queue
+//! then holds exactly the bytes it counts, where parsed JSON would take many times more. The reader stops reading
+//! when the inbound queue holds `inbound_queue` messages or about `max_frame_bytes` of them, or when this
+//! connection holds inbound bytes while the server's inbound budget is spent, so TCP pushes back on the client.
+//! The writer takes a batch from the connection's outbound queue only once the previous batch is flushed, so the
+//! bytes held for a slow client stay within the outbound bound plus one batch.
+//!
+//! # Activity
+//! Only complete frames count as activity for the idle timeout. The connection is marked while a frame or a
+//! fragmented message is arriving, so the server's sweep can end one that takes longer than the frame timeout.
 //!
 //! # Closing
 //! A close request is acted on as soon as it is made, even while a slow client blocks the writer: the frames it
-//! keeps and the close frame are written, and the peer's close awaited, within one close timeout. Meanwhile the
-//! disconnect sequence runs: in-flight handlers finish (bounded by the drain timeout), then onDisconnect.
+//! keeps and the close frame are written, the peer's close awaited (unless the stream broke on a violation), the
+//! write side shut, and what the peer still sends discarded until it closes its side, all within one close
+//! timeout. Meanwhile the disconnect sequence runs: in-flight handlers finish (bounded by the drain timeout), then
+//! onDisconnect.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -26,28 +35,30 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use pikku_core::channel::Outgoing;
 use pikku_core::handler::BoxFuture;
+use pikku_core::rpc::RpcFrame;
 use pikku_core::runtime::{LiveChannel, TextFrame};
 use pikku_core::{Connection, DisconnectReason, OutFrame};
-use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::budget::InboundBudget;
 use crate::ws::frame::{opcode, Violation};
 use crate::ws::{Event, ReadError, WsStream};
 
 /// Reads handled per poll before yielding to other tasks.
 const READ_BUDGET: usize = 64;
 
+/// A message waiting for its handler, held as the bytes that arrived.
 enum Job {
-    /// A parsed text message and the size of its frame.
-    Text(Value, usize),
+    /// A text message (UTF-8 checked), parsed when it starts.
+    Text(Box<str>),
     Binary(Bytes),
 }
 
 impl Job {
-    /// Frame bytes this job stands for, counted against the inbound budget.
+    /// Bytes this job holds, counted against the queue's bound and the inbound budget.
     fn size(&self) -> usize {
         match self {
-            Self::Text(_, size) => *size,
+            Self::Text(text) => text.len(),
             Self::Binary(bytes) => bytes.len(),
         }
     }
@@ -70,10 +81,17 @@ struct Driver<'a, T, S, U> {
     max_in_flight: usize,
     inbound: VecDeque<Job>,
     inbound_limit: usize,
-    /// Frame bytes of the queued messages; reading pauses while it is at least `inbound_byte_limit`, so a
-    /// connection buffers at most about two maximal messages however fast its client sends.
+    /// Bytes of the queued messages; reading pauses while it is at least `inbound_byte_limit`, so a connection
+    /// buffers at most about two maximal messages however fast its client sends.
     inbound_bytes: usize,
     inbound_byte_limit: usize,
+    budget: Arc<InboundBudget>,
+    /// `inbound_bytes` as charged to the budget.
+    queue_charged: usize,
+    /// Generation at which this connection waits for the budget, if it does.
+    budget_wait: Option<u64>,
+    /// Whether the connection is marked as receiving a frame (see [`Connection::mark_frame_started`]).
+    mid_message: bool,
     batch: VecDeque<OutFrame>,
     needs_flush: bool,
     peer_close: Option<Option<u16>>,
@@ -84,6 +102,7 @@ pub(crate) async fn run<T, S, U>(
     ws: WsStream<T>,
     live: LiveChannel<S, U>,
     max_frame_bytes: usize,
+    budget: Arc<InboundBudget>,
     close_timeout: Duration,
     drain_timeout: Duration,
 ) where
@@ -101,6 +120,10 @@ pub(crate) async fn run<T, S, U>(
         inbound_limit: live.runtime().config().inbound_queue.max(1),
         inbound_bytes: 0,
         inbound_byte_limit: max_frame_bytes.max(1),
+        budget,
+        queue_charged: 0,
+        budget_wait: None,
+        mid_message: false,
         batch: VecDeque::new(),
         needs_flush: false,
         peer_close: None,
@@ -112,28 +135,26 @@ pub(crate) async fn run<T, S, U>(
         mut ws,
         connect,
         mut in_flight,
-        mut inbound,
+        inbound,
+        budget,
+        mut queue_charged,
+        mid_message,
         ..
     } = driver;
     let (reason, closing) = match exit {
         Exit::Peer(reason) => (reason, false),
         Exit::Closing(reason) => (reason, true),
     };
-    // Disconnect steps 1–3, then 4: queued, unstarted messages are dropped.
+    // Disconnect: the connection stops being open; queued, unstarted messages are dropped at once.
     let reason = live.begin_disconnect(reason);
-    inbound.clear();
+    drop(inbound);
+    budget.adjust(&mut queue_charged, 0);
+    if mid_message {
+        live.connection().mark_frame_finished();
+    }
     let finish_close = async {
         if closing {
-            // Flush our close frame and wait for the peer's, bounded by the close timeout.
-            let _ = tokio::time::timeout(close_timeout, async {
-                if poll_fn(|cx| ws.poll_flush(cx)).await.is_ok() {
-                    // Discard whatever arrives until the peer's close frame or the end of the stream.
-                    while poll_fn(|cx| ws.poll_read(cx, &mut |_| true)).await.is_ok() {}
-                    let _ = poll_fn(|cx| ws.poll_flush(cx)).await;
-                    let _ = poll_fn(|cx| ws.poll_shutdown(cx)).await;
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(close_timeout, linger_close(&mut ws)).await;
         }
         drop(ws);
     };
@@ -151,6 +172,26 @@ pub(crate) async fn run<T, S, U>(
         live.run_disconnect(reason).await;
     };
     tokio::join!(finish_close, disconnect);
+}
+
+/// Ends a connection we are closing: writes what is queued and the close frame, waits for the peer's close frame
+/// while the stream can still be decoded, shuts the write side, then discards what the peer still sends until it
+/// closes its side. The caller bounds it with the close timeout.
+async fn linger_close<T: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<T>) {
+    if poll_fn(|cx| ws.poll_flush(cx)).await.is_err() {
+        return;
+    }
+    if !ws.is_broken() {
+        // Skip data frames until the peer's close frame (its echo is then queued) or the end of the stream.
+        while poll_fn(|cx| ws.poll_read(cx, &mut |_| true)).await.is_ok() {}
+        if poll_fn(|cx| ws.poll_flush(cx)).await.is_err() {
+            return;
+        }
+    }
+    if poll_fn(|cx| ws.poll_shutdown(cx)).await.is_err() {
+        return;
+    }
+    while !poll_fn(|cx| ws.poll_discard(cx)).await {}
 }
 
 impl<T, S, U> Driver<'_, T, S, U>
@@ -220,15 +261,25 @@ where
         }
     }
 
-    /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes (TCP pushes back).
+    /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes, or when the inbound
+    /// budget is spent while this connection holds inbound bytes (TCP pushes back).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Exit>> {
         if self.inbound.len() >= self.inbound_limit || self.inbound_bytes >= self.inbound_byte_limit
+        {
+            return Poll::Pending;
+        }
+        if (self.ws.holds_inbound() || !self.inbound.is_empty())
+            && self.budget.exhausted()
+            && self.budget.wait(cx, &mut self.budget_wait)
         {
             return Poll::Pending;
         }
         let Self {
             ws,
             live,
+            connect,
+            in_flight,
+            max_in_flight,
             inbound,
             inbound_limit,
             inbound_bytes,
@@ -238,10 +289,24 @@ where
         } = self;
         let mut on_event = |event: Event<'_>| {
             let job = match event {
-                Event::Text(text) => match live.text(text) {
-                    TextFrame::Message(value) => Some(Job::Text(value, text.len())),
+                // Nothing waits before it and a slot is free: parse it from the read buffer and start it.
+                Event::Text(text)
+                    if inbound.is_empty()
+                        && connect.is_none()
+                        && in_flight.len() < *max_in_flight =>
+                {
+                    if let TextFrame::Message(value) = live.text(text) {
+                        in_flight.push(live.run_message(value));
+                    }
+                    None
+                }
+                Event::Text("") => None,
+                // A reverse-RPC reply must reach the handler awaiting it now, not after the queued messages.
+                Event::Text(text) if RpcFrame::may_be_reply(text) => match live.text(text) {
+                    TextFrame::Message(_) => Some(Job::Text(text.into())),
                     TextFrame::Ignored | TextFrame::Consumed => None,
                 },
+                Event::Text(text) => Some(Job::Text(text.into())),
                 Event::Binary(bytes) => Some(Job::Binary(Bytes::copy_from_slice(bytes))),
                 Event::Pong => None,
                 Event::Close(code) => {
@@ -255,17 +320,27 @@ where
             }
             inbound.len() < *inbound_limit && *inbound_bytes < *inbound_byte_limit
         };
-        match ws.poll_read(cx, &mut on_event) {
-            Poll::Ready(Ok(())) => {
-                self.conn.touch();
-                match self.peer_close {
-                    // The echo is queued; flush it and end.
-                    Some(code) => {
-                        Poll::Ready(Err(Exit::Closing(DisconnectReason::ClientClosed(code))))
-                    }
-                    None => Poll::Ready(Ok(())),
-                }
+        let read = ws.poll_read(cx, &mut on_event);
+        if self.ws.take_frame_seen() {
+            self.conn.touch();
+        }
+        let mid_message = self.ws.mid_message();
+        if mid_message != self.mid_message {
+            self.mid_message = mid_message;
+            if mid_message {
+                self.conn.mark_frame_started();
+            } else {
+                self.conn.mark_frame_finished();
             }
+        }
+        self.budget
+            .adjust(&mut self.queue_charged, self.inbound_bytes);
+        match read {
+            Poll::Ready(Ok(())) => match self.peer_close {
+                // The echo is queued; flush it and end.
+                Some(code) => Poll::Ready(Err(Exit::Closing(DisconnectReason::ClientClosed(code)))),
+                None => Poll::Ready(Ok(())),
+            },
             Poll::Ready(Err(ReadError::Violation(violation))) => {
                 tracing::debug!(
                     channel_id = self.conn.id(),
@@ -305,9 +380,14 @@ where
                 return progress;
             };
             self.inbound_bytes -= job.size();
+            self.budget
+                .adjust(&mut self.queue_charged, self.inbound_bytes);
             progress = true;
             let fut = match job {
-                Job::Text(value, _) => Some(self.live.run_message(value)),
+                Job::Text(text) => match self.live.text(&text) {
+                    TextFrame::Message(value) => Some(self.live.run_message(value)),
+                    TextFrame::Ignored | TextFrame::Consumed => None,
+                },
                 Job::Binary(bytes) => self.live.run_binary(bytes),
             };
             if let Some(fut) = fut {

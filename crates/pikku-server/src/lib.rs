@@ -32,6 +32,7 @@
 //! # }).unwrap();
 //! ```
 
+mod budget;
 mod config;
 mod driver;
 mod listener;

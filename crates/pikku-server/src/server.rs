@@ -18,6 +18,7 @@ use pikku_core::runtime::UpgradeInput;
 use pikku_core::{App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame};
 use tokio::sync::Notify;
 
+use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
 use crate::ws::WsStream;
 use crate::{driver, listener, upgrade};
@@ -34,6 +35,7 @@ struct Shared<S, U> {
     finished_flag: AtomicBool,
     finished: Notify,
     epoch: Instant,
+    budget: Arc<InboundBudget>,
 }
 
 /// A channels server: serves an [`App`] standalone or as a tower service inside an axum app.
@@ -107,7 +109,6 @@ where
         Self {
             shared: Arc::new(Shared {
                 rt: app.into_runtime(),
-                config,
                 accepting: AtomicBool::new(true),
                 active: AtomicUsize::new(0),
                 drained: Notify::new(),
@@ -115,6 +116,8 @@ where
                 finished_flag: AtomicBool::new(false),
                 finished: Notify::new(),
                 epoch: Instant::now(),
+                budget: Arc::new(InboundBudget::new(config.inbound_budget_bytes)),
+                config,
             }),
         }
     }
@@ -161,6 +164,22 @@ where
     #[must_use]
     pub fn active_connections(&self) -> usize {
         self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Inbound bytes all connections hold right now (partial frames, messages being reassembled, messages waiting
+    /// for their handler), as charged to [`ServerConfig::inbound_budget_bytes`]. For metrics and health checks.
+    ///
+    /// ```
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// assert_eq!(server.inbound_buffered_bytes(), 0);
+    /// ```
+    #[must_use]
+    pub fn inbound_buffered_bytes(&self) -> usize {
+        self.shared.budget.used()
     }
 
     /// The upgrade service, for `axum::Router::fallback_service` or any tower-based HTTP server.
@@ -441,7 +460,8 @@ where
 }
 
 /// The heartbeat sweep: one task per server instead of a timer per connection. Pings connections that have been
-/// quiet for a ping interval and closes those quiet for the idle timeout (1001 `idle timeout`, D23).
+/// quiet for a ping interval, closes those quiet for the idle timeout (1001 `idle timeout`) and those receiving a
+/// frame for longer than the frame timeout (1008 `frame timeout`).
 async fn sweep<S, U>(shared: Weak<Shared<S, U>>, period: std::time::Duration)
 where
     S: Send + Sync + 'static,
@@ -456,9 +476,17 @@ where
         };
         let ping_ms = shared.config.ping_interval.as_millis() as u64;
         let idle_ms = shared.config.idle_timeout.as_millis() as u64;
+        let frame_ms = shared.config.frame_timeout.as_millis() as u64;
         for conn in shared.rt.hub().channels() {
             let quiet = conn.idle_ms();
-            if quiet >= idle_ms {
+            if conn.frame_pending_ms().is_some_and(|ms| ms >= frame_ms) {
+                conn.request_close(CloseRequest {
+                    code: 1008,
+                    reason: "frame timeout".into(),
+                    flush: false,
+                    cause: DisconnectReason::FrameTimeout,
+                });
+            } else if quiet >= idle_ms {
                 conn.request_close(CloseRequest {
                     code: 1001,
                     reason: "idle timeout".into(),
@@ -596,7 +624,11 @@ where
                 return;
             }
         };
-        let ws = WsStream::new(TokioIo::new(upgraded), shared.config.max_frame_bytes);
+        let ws = WsStream::new(
+            TokioIo::new(upgraded),
+            shared.config.max_frame_bytes,
+            shared.budget.clone(),
+        );
         live.open();
         // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
         // the registration above, or we see it stopped accepting here.
@@ -608,6 +640,7 @@ where
             ws,
             live,
             shared.config.max_frame_bytes,
+            shared.budget.clone(),
             shared.config.close_timeout,
             drain,
         )

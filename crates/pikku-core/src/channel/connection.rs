@@ -125,6 +125,8 @@ pub struct Connection {
     pub(crate) rpc: RpcRegistry,
     /// Milliseconds since `epoch` of the last inbound frame.
     last_seen_ms: AtomicU64,
+    /// Milliseconds since `epoch`, plus one, at which the frame now arriving started; 0 when none is.
+    frame_started_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -182,6 +184,7 @@ impl Connection {
             topics: Mutex::new(Vec::new()),
             rpc: RpcRegistry::new(limits.max_pending_rpc),
             last_seen_ms: AtomicU64::new(epoch.elapsed().as_millis() as u64),
+            frame_started_ms: AtomicU64::new(0),
             epoch,
         }
     }
@@ -257,6 +260,41 @@ impl Connection {
     pub fn idle_ms(&self) -> u64 {
         (self.epoch.elapsed().as_millis() as u64)
             .saturating_sub(self.last_seen_ms.load(Ordering::Relaxed))
+    }
+
+    /// Marks that a frame (or a fragmented message) has started arriving and is not complete. Runners call it so
+    /// that a sweep can end a connection whose client sends a frame too slowly; see
+    /// [`frame_pending_ms`](Self::frame_pending_ms).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1024, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 1 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// assert_eq!(conn.frame_pending_ms(), None);
+    /// conn.mark_frame_started();
+    /// assert!(conn.frame_pending_ms().is_some());
+    /// conn.mark_frame_finished();
+    /// assert_eq!(conn.frame_pending_ms(), None);
+    /// ```
+    pub fn mark_frame_started(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.frame_started_ms.store(now + 1, Ordering::Relaxed);
+    }
+
+    /// Marks that no frame is arriving any more (see [`mark_frame_started`](Self::mark_frame_started)).
+    pub fn mark_frame_finished(&self) {
+        self.frame_started_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// For how many milliseconds the frame now arriving has been arriving, if one is (see
+    /// [`mark_frame_started`](Self::mark_frame_started)).
+    #[must_use]
+    pub fn frame_pending_ms(&self) -> Option<u64> {
+        let started = self.frame_started_ms.load(Ordering::Relaxed);
+        (started != 0)
+            .then(|| (self.epoch.elapsed().as_millis() as u64).saturating_sub(started - 1))
     }
 
     /// Queues a frame, applying the slow-consumer policy. This is what every send, reply and publication comes

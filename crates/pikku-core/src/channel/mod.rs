@@ -89,6 +89,8 @@ pub enum DisconnectReason {
     ServerClosed,
     /// No inbound frame within the idle timeout (1001 `idle timeout`).
     IdleTimeout,
+    /// A frame or fragmented message took longer than the frame timeout to arrive (1008 `frame timeout`).
+    FrameTimeout,
     /// The outbound queue overflowed under the `Close` policy (1008 `slow consumer`).
     SlowConsumer,
     /// The server is shutting down (1001 `going away`).
@@ -104,7 +106,7 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// A short stable name: `client_closed`, `server_closed`, `idle_timeout`, `slow_consumer`, `shutdown`,
+    /// A short stable name: `client_closed`, `server_closed`, `idle_timeout`, `frame_timeout`, `slow_consumer`, `shutdown`,
     /// `message_too_big`, `invalid_utf8`, `protocol_error` or `transport_error`.
     ///
     /// ```
@@ -119,6 +121,7 @@ impl DisconnectReason {
             Self::ClientClosed(_) => "client_closed",
             Self::ServerClosed => "server_closed",
             Self::IdleTimeout => "idle_timeout",
+            Self::FrameTimeout => "frame_timeout",
             Self::SlowConsumer => "slow_consumer",
             Self::Shutdown => "shutdown",
             Self::MessageTooBig => "message_too_big",

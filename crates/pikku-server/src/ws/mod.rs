@@ -3,9 +3,19 @@
 //!
 //! # Memory
 //! An idle connection holds no read or write buffer. Reads go through a buffer on the stack; only the bytes of an
-//! incomplete frame are kept on the heap, and that buffer is released once the frame completes. Outgoing frames
-//! keep their payload `Bytes` (shared between all subscribers of a publication) and a 10-byte header each, and
-//! are written with one vectored write per batch.
+//! incomplete frame are kept on the heap, and that buffer is released once the frame completes. The heap buffer
+//! grows with the bytes that actually arrived, never with the length a header declares: a large frame is read
+//! straight into the heap only once as many of its bytes are there as the read asks for, so what a connection
+//! holds is at most about twice what its client sent. Every byte held (partial frames and messages being
+//! reassembled) is charged to the server's inbound budget. Outgoing frames keep their payload `Bytes` (shared
+//! between all subscribers of a publication) and a 10-byte header each, and are written with one vectored write
+//! per batch.
+//!
+//! # Closing
+//! After a protocol violation the rest of the stream cannot be framed, so it is never decoded again: the close
+//! frame goes out, the write side is shut, and whatever the client still sends is read and discarded until it
+//! closes its side (see [`WsStream::poll_discard`]). Dropping a socket with unread input would make the kernel
+//! answer with a reset, and a client that sees the reset may lose the close frame it had not read yet.
 
 pub mod frame;
 
@@ -13,15 +23,20 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::budget::InboundBudget;
 use frame::{opcode, parse_close, parse_header, unmask, Violation};
 
 /// Bytes read per read call, through a stack buffer.
 const READ_CHUNK: usize = 8 * 1024;
+/// Bytes of a frame that must have arrived before the rest is read straight into the heap buffer; below it,
+/// reads go through the stack and only what arrived is kept.
+const DIRECT_READ_MIN: usize = 64 * 1024;
 /// Largest read into the heap buffer of an incomplete frame.
 const MAX_HEAP_READ: usize = 256 * 1024;
 /// Slices handed to one vectored write.
@@ -70,10 +85,25 @@ pub(crate) struct WsStream<T> {
     close_received: bool,
     /// A pong is queued and not yet written.
     unsent_pong: bool,
+    /// A violation was found: the stream is out of step and is never decoded again.
+    broken: bool,
+    /// A complete frame was decoded since the last [`take_frame_seen`](Self::take_frame_seen).
+    frame_seen: bool,
+    /// `pending` holds the start of a frame whose end has not arrived.
+    incomplete: bool,
+    budget: Arc<InboundBudget>,
+    /// Bytes of `pending` and `fragments` charged to the budget.
+    charged: usize,
+}
+
+impl<T> Drop for WsStream<T> {
+    fn drop(&mut self) {
+        self.budget.adjust(&mut self.charged, 0);
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
-    pub(crate) fn new(io: T, max_message: usize) -> Self {
+    pub(crate) fn new(io: T, max_message: usize, budget: Arc<InboundBudget>) -> Self {
         Self {
             io,
             max_message,
@@ -84,7 +114,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             close_sent: false,
             close_received: false,
             unsent_pong: false,
+            broken: false,
+            frame_seen: false,
+            incomplete: false,
+            budget,
+            charged: 0,
         }
+    }
+
+    /// Whether a frame or a fragmented message has started arriving and is not complete: the frame timeout runs.
+    pub(crate) fn mid_message(&self) -> bool {
+        self.incomplete || self.fragments.is_some()
+    }
+
+    /// Whether this connection holds inbound bytes (complete or not) in its buffers.
+    pub(crate) fn holds_inbound(&self) -> bool {
+        !self.pending.is_empty() || self.fragments.is_some()
+    }
+
+    /// Whether a complete frame (a message, a fragment, a ping or pong) arrived since the last call. Only these
+    /// count as activity for the idle timeout: a client dripping bytes inside a frame is not active.
+    pub(crate) fn take_frame_seen(&mut self) -> bool {
+        std::mem::take(&mut self.frame_seen)
+    }
+
+    /// Whether the stream is past a protocol violation (never decoded again).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Charges what the buffers hold now to the budget.
+    fn recharge(&mut self) {
+        let held =
+            self.pending.capacity() + self.fragments.as_ref().map_or(0, |(_, b)| b.capacity());
+        self.budget.adjust(&mut self.charged, held);
+    }
+
+    /// Notes whether `pending` ends in an incomplete frame (it is empty, or complete frames wait in it).
+    fn note_incomplete(&mut self) {
+        self.incomplete = !self.pending.is_empty()
+            && match parse_header(&self.pending, self.max_message) {
+                Ok(Some(h)) => self.pending.len() < h.header_len + h.payload_len,
+                Ok(None) => true,
+                Err(_) => false,
+            };
     }
 
     /// Queues a data or control frame. Nothing is queued after a close frame.
@@ -190,7 +263,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         cx: &mut Context<'_>,
         on_event: &mut dyn FnMut(Event<'_>) -> bool,
     ) -> Poll<Result<(), ReadError>> {
-        if self.close_received {
+        let result = self.poll_read_inner(cx, on_event);
+        self.note_incomplete();
+        self.recharge();
+        result
+    }
+
+    fn poll_read_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_event: &mut dyn FnMut(Event<'_>) -> bool,
+    ) -> Poll<Result<(), ReadError>> {
+        if self.close_received || self.broken {
             return Poll::Ready(Err(ReadError::Io));
         }
         if self.pending.is_empty() {
@@ -206,37 +290,58 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             self.keep(pending, consumed);
             return Poll::Ready(Ok(()));
         }
-        // An incomplete frame: read the rest of it into the heap buffer.
+        // An incomplete frame: read more of it. The buffer grows by what arrives, never by what the header claims.
         let needed = parse_header(&pending, self.max_message)
             .ok()
             .flatten()
             .map_or(READ_CHUNK, |h| h.header_len + h.payload_len - pending.len());
-        let chunk = needed.clamp(READ_CHUNK, MAX_HEAP_READ);
-        pending.reserve(needed.min(self.max_message + 14));
-        let start = pending.len();
-        pending.resize(start + chunk, 0);
-        let mut buf = ReadBuf::new(&mut pending[start..]);
-        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+        let read = if pending.len() >= DIRECT_READ_MIN {
+            // Many bytes of this frame have arrived already: read the next ones straight into the heap, at most as
+            // many as are there, so the buffer at most doubles what the client really sent.
+            let chunk = needed.min(pending.len()).min(MAX_HEAP_READ);
+            let start = pending.len();
+            pending.resize(start + chunk, 0);
+            let mut buf = ReadBuf::new(&mut pending[start..]);
+            let read = Pin::new(&mut self.io).poll_read(cx, &mut buf);
+            let filled = buf.filled().len();
+            pending.truncate(start + filled);
+            read.map_ok(|()| filled)
+        } else {
+            let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            let read = Pin::new(&mut self.io).poll_read(cx, &mut buf);
+            pending.extend_from_slice(buf.filled());
+            read.map_ok(|()| buf.filled().len())
+        };
+        match read {
             Poll::Pending => {
-                pending.truncate(start);
                 self.pending = pending;
                 Poll::Pending
             }
             Poll::Ready(Err(_)) => Poll::Ready(Err(ReadError::Io)),
-            Poll::Ready(Ok(())) => {
-                let filled = buf.filled().len();
-                pending.truncate(start + filled);
-                if filled == 0 {
-                    return Poll::Ready(Err(ReadError::Io));
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(ReadError::Io)),
+            Poll::Ready(Ok(_)) => match self.decode(&mut pending, on_event) {
+                Ok(consumed) => {
+                    self.keep(pending, consumed);
+                    Poll::Ready(Ok(()))
                 }
-                match self.decode(&mut pending, on_event) {
-                    Ok(consumed) => {
-                        self.keep(pending, consumed);
-                        Poll::Ready(Ok(()))
-                    }
-                    Err(v) => Poll::Ready(Err(self.violation(v))),
-                }
-            }
+                Err(v) => Poll::Ready(Err(self.violation(v))),
+            },
+        }
+    }
+
+    /// Reads and throws away whatever the peer sends, without decoding: the lingering part of a close. `Ready(Ok(true))`
+    /// once the peer closed its side (or the transport failed), `Ready(Ok(false))` after discarding some bytes.
+    pub(crate) fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.pending = BytesMut::new();
+        self.fragments = None;
+        self.recharge();
+        let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut stack);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(buf.filled().is_empty()),
+            Poll::Ready(Err(_)) => Poll::Ready(true),
         }
     }
 
@@ -271,16 +376,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         }
     }
 
-    /// Keeps the unconsumed tail of `buf`; an empty buffer is dropped so an idle connection holds nothing.
-    fn keep(&mut self, mut buf: BytesMut, consumed: usize) {
-        let _ = buf.split_to(consumed);
-        if !buf.is_empty() {
-            self.pending = buf;
-        }
+    /// Keeps the unconsumed tail of `buf`; an empty buffer is dropped so an idle connection holds nothing. A tail
+    /// behind consumed frames is copied into a buffer of its own size, so a large buffer is never kept alive by a
+    /// few bytes at its end (and the budget charges what is really held).
+    fn keep(&mut self, buf: BytesMut, consumed: usize) {
+        self.pending = if consumed == 0 {
+            buf
+        } else if consumed < buf.len() {
+            BytesMut::from(&buf[consumed..])
+        } else {
+            BytesMut::new()
+        };
     }
 
-    /// Queues the close frame for a violation and reports it.
+    /// Queues the close frame for a violation and reports it; the stream is never decoded again.
     fn violation(&mut self, violation: Violation) -> ReadError {
+        self.broken = true;
+        self.pending = BytesMut::new();
+        self.fragments = None;
         self.queue_close(violation.code(), violation.reason());
         ReadError::Violation(violation)
     }
@@ -304,6 +417,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             let payload = &mut rest[header.header_len..total];
             unmask(payload, header.mask);
             at += total;
+            self.frame_seen = true;
             if !self.on_frame(header.fin, header.opcode, payload, on_event)? || self.close_received
             {
                 return Ok(at);
