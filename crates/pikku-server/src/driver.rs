@@ -25,7 +25,7 @@
 //! onDisconnect.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,7 +37,7 @@ use pikku_core::channel::Outgoing;
 use pikku_core::handler::BoxFuture;
 use pikku_core::rpc::RpcFrame;
 use pikku_core::runtime::{LiveChannel, TextFrame};
-use pikku_core::{Connection, DisconnectReason, OutFrame};
+use pikku_core::{DisconnectReason, OutFrame};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::budget::InboundBudget;
@@ -72,10 +72,9 @@ enum Exit {
     Closing(DisconnectReason),
 }
 
-struct Driver<'a, T, S, U> {
+struct Driver<T, S, U> {
     ws: WsStream<T>,
-    live: &'a LiveChannel<S, U>,
-    conn: Arc<Connection>,
+    live: LiveChannel<S, U>,
     connect: Option<BoxFuture<()>>,
     in_flight: InFlight,
     max_in_flight: usize,
@@ -90,7 +89,7 @@ struct Driver<'a, T, S, U> {
     queue_charged: usize,
     /// Generation at which this connection waits for the budget, if it does.
     budget_wait: Option<u64>,
-    /// Whether the connection is marked as receiving a frame (see [`Connection::mark_frame_started`]).
+    /// Whether the connection is marked as receiving a frame (see `Connection::mark_frame_started`).
     mid_message: bool,
     batch: VecDeque<OutFrame>,
     needs_flush: bool,
@@ -98,19 +97,22 @@ struct Driver<'a, T, S, U> {
 }
 
 /// Runs an open connection (registered with [`LiveChannel::open`]) to the end of its disconnect sequence.
-pub(crate) async fn run<T, S, U>(
+///
+/// A plain function returning the future, so the future holds the driver once rather than the arguments it was
+/// built from as well: this is most of what an idle connection costs.
+pub(crate) fn run<T, S, U>(
     ws: WsStream<T>,
     live: LiveChannel<S, U>,
     max_frame_bytes: usize,
     budget: Arc<InboundBudget>,
     close_timeout: Duration,
     drain_timeout: Duration,
-) where
+) -> impl Future<Output = ()>
+where
     T: AsyncRead + AsyncWrite + Unpin,
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    let conn = live.connection().clone();
     let mut driver = Driver {
         ws,
         connect: Some(live.run_connect()),
@@ -127,12 +129,31 @@ pub(crate) async fn run<T, S, U>(
         batch: VecDeque::new(),
         needs_flush: false,
         peer_close: None,
-        live: &live,
-        conn,
+        live,
     };
-    let exit = poll_fn(|cx| driver.poll(cx)).await;
+    async move {
+        let exit = poll_fn(|cx| driver.poll(cx)).await;
+        // The closing sequence lives on the heap: only closing connections pay for its futures and timers, so the
+        // state an idle connection keeps is just the driver's.
+        Box::pin(finish(driver, exit, close_timeout, drain_timeout)).await;
+    }
+}
+
+/// The end of a connection: the disconnect sequence and, when we are the side closing, the lingering close, side
+/// by side.
+async fn finish<T, S, U>(
+    driver: Driver<T, S, U>,
+    exit: Exit,
+    close_timeout: Duration,
+    drain_timeout: Duration,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
     let Driver {
         mut ws,
+        live,
         connect,
         mut in_flight,
         inbound,
@@ -159,7 +180,7 @@ pub(crate) async fn run<T, S, U>(
         drop(ws);
     };
     let disconnect = async {
-        // Step 5: in-flight handlers may finish, up to the drain timeout; then they are cancelled.
+        // In-flight handlers may finish, up to the drain timeout; then they are cancelled.
         let _ = tokio::time::timeout(drain_timeout, async {
             if let Some(connect) = connect {
                 connect.await;
@@ -168,7 +189,7 @@ pub(crate) async fn run<T, S, U>(
         })
         .await;
         drop(in_flight);
-        // Steps 6–7.
+        // Then onDisconnect, and the connection is gone.
         live.run_disconnect(reason).await;
     };
     tokio::join!(finish_close, disconnect);
@@ -182,8 +203,9 @@ async fn linger_close<T: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<T>) {
         return;
     }
     if !ws.is_broken() {
-        // Skip data frames until the peer's close frame (its echo is then queued) or the end of the stream.
-        while poll_fn(|cx| ws.poll_read(cx, &mut |_| true)).await.is_ok() {}
+        // Skip data frames until the peer's close frame (its echo is then queued) or the end of the stream. A frame
+        // caught half-way is not buffered to its end: the rest of the stream is discarded instead.
+        while !ws.holds_inbound() && poll_fn(|cx| ws.poll_read(cx, &mut |_| true)).await.is_ok() {}
         if poll_fn(|cx| ws.poll_flush(cx)).await.is_err() {
             return;
         }
@@ -194,7 +216,7 @@ async fn linger_close<T: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<T>) {
     while !poll_fn(|cx| ws.poll_discard(cx)).await {}
 }
 
-impl<T, S, U> Driver<'_, T, S, U>
+impl<T, S, U> Driver<T, S, U>
 where
     T: AsyncRead + AsyncWrite + Unpin,
     S: Send + Sync + 'static,
@@ -225,7 +247,8 @@ where
             }
             // Write last, so every reply produced in this round leaves in one vectored write.
             match self
-                .conn
+                .live
+                .connection()
                 .poll_outgoing(cx, &mut self.batch, !self.needs_flush)
             {
                 Poll::Ready(Outgoing::Frames) => {
@@ -252,7 +275,8 @@ where
 
     /// Hands the taken batch to the codec.
     fn queue_batch(&mut self) {
-        for frame in self.batch.drain(..) {
+        // Taken, not drained: its allocation goes with it, so an idle connection keeps none.
+        for frame in std::mem::take(&mut self.batch) {
             match frame {
                 OutFrame::Text(bytes) => self.ws.queue(opcode::TEXT, bytes),
                 OutFrame::Binary(bytes) => self.ws.queue(opcode::BINARY, bytes),
@@ -322,15 +346,15 @@ where
         };
         let read = ws.poll_read(cx, &mut on_event);
         if self.ws.take_frame_seen() {
-            self.conn.touch();
+            self.live.connection().touch();
         }
         let mid_message = self.ws.mid_message();
         if mid_message != self.mid_message {
             self.mid_message = mid_message;
             if mid_message {
-                self.conn.mark_frame_started();
+                self.live.connection().mark_frame_started();
             } else {
-                self.conn.mark_frame_finished();
+                self.live.connection().mark_frame_finished();
             }
         }
         self.budget
@@ -343,7 +367,7 @@ where
             },
             Poll::Ready(Err(ReadError::Violation(violation))) => {
                 tracing::debug!(
-                    channel_id = self.conn.id(),
+                    channel_id = self.live.connection().id(),
                     ?violation,
                     "closing after a protocol violation"
                 );

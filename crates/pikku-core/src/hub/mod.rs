@@ -204,6 +204,10 @@ impl EventHub {
             .entry(key.clone())
             .or_default()
             .insert(conn.id_arc().clone(), conn.clone());
+        // Most connections hold one topic: the first push allocates one slot rather than Vec's usual four.
+        if conn_topics.capacity() == 0 {
+            conn_topics.reserve_exact(1);
+        }
         conn_topics.push(key);
         Ok(())
     }

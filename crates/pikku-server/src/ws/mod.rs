@@ -122,6 +122,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         }
     }
 
+    /// A stream whose first bytes were already read (by the HTTP server, past the upgrade request).
+    pub(crate) fn with_buffered(
+        io: T,
+        buffered: &[u8],
+        max_message: usize,
+        budget: Arc<InboundBudget>,
+    ) -> Self {
+        let mut ws = Self::new(io, max_message, budget);
+        if !buffered.is_empty() {
+            ws.pending = BytesMut::from(buffered);
+            ws.note_incomplete();
+            ws.recharge();
+        }
+        ws
+    }
+
     /// Whether a frame or a fragmented message has started arriving and is not complete: the frame timeout runs.
     pub(crate) fn mid_message(&self) -> bool {
         self.incomplete || self.fragments.is_some()
@@ -223,10 +239,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             };
             self.advance(n);
         }
-        if self.out.capacity() > 16 {
-            // Give a burst's queue back; an idle connection keeps nothing.
-            self.out = VecDeque::new();
-        }
+        // Give the queue's allocation back: an idle connection keeps no buffer, and a small one is cheap to make.
+        self.out = VecDeque::new();
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
