@@ -46,20 +46,22 @@ impl InboundBudget {
     }
 
     /// Moves a holder's charge from `held` to `now`; wakes waiting connections when bytes come back under the
-    /// limit.
+    /// limit. Called on every read, where the charge seldom changes: that case is a comparison.
+    #[inline]
     pub(crate) fn adjust(&self, held: &mut usize, now: usize) {
-        use std::cmp::Ordering::{Equal, Greater, Less};
-        match now.cmp(held) {
-            Greater => {
-                self.used.fetch_add(now - *held, Ordering::Relaxed);
+        if now != *held {
+            self.change(held, now);
+        }
+    }
+
+    fn change(&self, held: &mut usize, now: usize) {
+        if now > *held {
+            self.used.fetch_add(now - *held, Ordering::Relaxed);
+        } else {
+            let after = self.used.fetch_sub(*held - now, Ordering::Relaxed) - (*held - now);
+            if after < self.limit && self.has_waiters.load(Ordering::Relaxed) {
+                self.wake_all();
             }
-            Less => {
-                let after = self.used.fetch_sub(*held - now, Ordering::Relaxed) - (*held - now);
-                if after < self.limit && self.has_waiters.load(Ordering::Relaxed) {
-                    self.wake_all();
-                }
-            }
-            Equal => {}
         }
         *held = now;
     }

@@ -275,13 +275,16 @@ where
 
     /// Hands the taken batch to the codec.
     fn queue_batch(&mut self) {
-        // Taken, not drained: its allocation goes with it, so an idle connection keeps none.
-        for frame in std::mem::take(&mut self.batch) {
+        for frame in self.batch.drain(..) {
             match frame {
                 OutFrame::Text(bytes) => self.ws.queue(opcode::TEXT, bytes),
                 OutFrame::Binary(bytes) => self.ws.queue(opcode::BINARY, bytes),
                 OutFrame::Ping => self.ws.queue(opcode::PING, Bytes::new()),
             }
+        }
+        if self.batch.capacity() > 16 {
+            // Give a burst's batch back; it would otherwise circulate with the connection's queue.
+            self.batch = VecDeque::new();
         }
     }
 

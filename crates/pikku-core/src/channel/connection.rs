@@ -82,7 +82,8 @@ pub enum Outgoing {
 struct Queue {
     frames: VecDeque<OutFrame>,
     bytes: usize,
-    close: Option<CloseRequest>,
+    /// Boxed: set once in a connection's life, so it costs a pointer until then.
+    close: Option<Box<CloseRequest>>,
     /// Set once the runner has taken the close request; nothing is queued after it.
     close_taken: bool,
     waker: Option<Waker>,
@@ -332,12 +333,12 @@ impl Connection {
                     SlowConsumerPolicy::Close => {
                         q.frames = VecDeque::new();
                         q.bytes = 0;
-                        q.close = Some(CloseRequest {
+                        q.close = Some(Box::new(CloseRequest {
                             code: 1008,
                             reason: Cow::Borrowed("slow consumer"),
                             flush: false,
                             cause: DisconnectReason::SlowConsumer,
-                        });
+                        }));
                         self.state
                             .store(ChannelState::Closed as u8, Ordering::Release);
                         let waker = q.waker.take();
@@ -350,6 +351,10 @@ impl Connection {
                 }
             }
             q.bytes += len;
+            if q.frames.capacity() == 0 {
+                // One slot, not the usual four: most connections hold a frame at a time, and the slot is kept.
+                q.frames.reserve_exact(1);
+            }
             q.frames.push_back(frame);
             q.waker.take()
         };
@@ -389,7 +394,7 @@ impl Connection {
                 q.frames = VecDeque::new();
                 q.bytes = 0;
             }
-            q.close = Some(request);
+            q.close = Some(Box::new(request));
             self.state
                 .store(ChannelState::Closed as u8, Ordering::Release);
             q.waker.take()
@@ -425,12 +430,12 @@ impl Connection {
             Some(req) => req.cause.clone(),
             None => {
                 q.close_taken = true;
-                q.close = Some(CloseRequest {
+                q.close = Some(Box::new(CloseRequest {
                     code: 1000,
                     reason: Cow::Borrowed(""),
                     flush: false,
                     cause: cause.clone(),
-                });
+                }));
                 q.frames = VecDeque::new();
                 q.bytes = 0;
                 cause
@@ -455,7 +460,7 @@ impl Connection {
     /// ```
     #[must_use]
     pub fn close_request(&self) -> Option<CloseRequest> {
-        self.queue.lock().close.clone()
+        self.queue.lock().close.as_deref().cloned()
     }
 
     /// For the runner: moves queued frames into `out` (which must be empty) or reports the close request once the
@@ -505,7 +510,7 @@ impl Connection {
             q.bytes = 0;
             return Poll::Ready(Outgoing::Frames);
         }
-        if let Some(req) = q.close.clone() {
+        if let Some(req) = q.close.as_deref().cloned() {
             if !q.close_taken {
                 q.close_taken = true;
                 if req.flush {

@@ -77,7 +77,8 @@ pub(crate) struct WsStream<T> {
     /// Bytes of an incomplete frame (empty, with no allocation, between frames).
     pending: BytesMut,
     /// A fragmented message being reassembled: its opcode and bytes so far.
-    fragments: Option<(u8, BytesMut)>,
+    /// Boxed: most connections never fragment, and the slot then costs a pointer.
+    fragments: Option<Box<(u8, BytesMut)>>,
     out: VecDeque<OutFrame>,
     /// Bytes of `out[0]` already written.
     written: usize,
@@ -162,7 +163,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
     /// Charges what the buffers hold now to the budget.
     fn recharge(&mut self) {
         let held =
-            self.pending.capacity() + self.fragments.as_ref().map_or(0, |(_, b)| b.capacity());
+            self.pending.capacity() + self.fragments.as_deref().map_or(0, |(_, b)| b.capacity());
         self.budget.adjust(&mut self.charged, held);
     }
 
@@ -183,6 +184,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
         }
         let mut header = [0u8; 10];
         let header_len = frame::encode_header(opcode, payload.len(), &mut header);
+        if self.out.capacity() == 0 {
+            // One slot, not the usual four: it is kept between writes, and most writes are one frame.
+            self.out.reserve_exact(1);
+        }
         self.out.push_back(OutFrame {
             header,
             header_len,
@@ -239,8 +244,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             };
             self.advance(n);
         }
-        // Give the queue's allocation back: an idle connection keeps no buffer, and a small one is cheap to make.
-        self.out = VecDeque::new();
+        if self.out.capacity() > 16 {
+            // Give a burst's queue back; what stays is a slot or two.
+            self.out = VecDeque::new();
+        }
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
@@ -455,11 +462,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 if fin {
                     return deliver(op, payload, on_event);
                 }
-                self.fragments = Some((op, BytesMut::from(payload)));
+                self.fragments = Some(Box::new((op, BytesMut::from(payload))));
                 Ok(true)
             }
             opcode::CONTINUATION => {
-                let Some((_, buf)) = self.fragments.as_mut() else {
+                let Some((_, buf)) = self.fragments.as_deref_mut() else {
                     return Err(Violation::Protocol("unexpected continuation frame"));
                 };
                 if buf.len() + payload.len() > self.max_message {
@@ -469,7 +476,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 if !fin {
                     return Ok(true);
                 }
-                let (op, buf) = self.fragments.take().expect("checked above");
+                let (op, buf) = *self.fragments.take().expect("checked above");
                 deliver(op, &buf, on_event)
             }
             opcode::CLOSE => {
