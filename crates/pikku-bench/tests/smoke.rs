@@ -228,3 +228,62 @@ async fn contract(url: &str) {
         .unwrap();
     assert_eq!(reply(&mut a).await["errorName"], "NotFoundError");
 }
+
+/// `bench/run.sh` stops `bench-server` with SIGTERM: it closes open connections with 1001 `going away` and
+/// exits with status 0, at once when none is open.
+#[test]
+fn bench_server_exits_cleanly_on_sigterm() {
+    use futures_util::StreamExt;
+
+    for with_client in [false, true] {
+        let mut server = Server::spawn(env!("CARGO_BIN_EXE_bench-server"));
+        let url = format!("ws://127.0.0.1:{}/bench", server.port);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut client = None;
+            if with_client {
+                let connector = Connector::new(&url, 1).await.unwrap();
+                let mut ws = connector.connect().await.unwrap();
+                send_text(&mut ws, json!({"action": "echo", "seq": 1}).to_string())
+                    .await
+                    .unwrap();
+                reply(&mut ws).await;
+                client = Some(ws);
+            }
+            let status = Command::new("kill")
+                .args(["-TERM", &server.child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success());
+            if let Some(mut ws) = client {
+                let close = loop {
+                    let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                        .await
+                        .expect("a close within 5 s")
+                        .expect("a close frame, not EOF")
+                        .expect("a close frame, not an error");
+                    if message.is_close() {
+                        break message;
+                    }
+                };
+                let (code, reason) = close.as_close().expect("a close frame");
+                assert_eq!((u16::from(code), reason), (1001, "going away"));
+            }
+        });
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status}");
+    }
+}

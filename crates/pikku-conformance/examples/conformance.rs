@@ -6,7 +6,8 @@
 //!
 //! `--test-timeouts` applies the test settings of §8.1: reverse-RPC timeout 200 ms, ping 100 ms, idle timeout
 //! 300 ms and an outbound queue of 64 KiB. Each can also be set on its own: `--rpc-timeout-ms`, `--ping-ms`,
-//! `--idle-ms`, `--outbound-bytes`. Ctrl-C shuts down gracefully (1001 `going away`).
+//! `--idle-ms`, `--outbound-bytes`. SIGINT (Ctrl-C) or SIGTERM shuts down gracefully: open connections close
+//! with 1001 `going away` and run their disconnect sequence, then the process exits with status 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -82,9 +83,7 @@ fn main() -> ExitCode {
             server_config(&settings),
         );
         server
-            .serve_with_shutdown(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .serve_with_shutdown(listener, pikku::shutdown_signal())
             .await
     });
     match result {

@@ -1,8 +1,8 @@
-//! Transport limits and timeouts of the embedded server (protocol §7, semantics §11).
+//! Transport limits and timeouts of the embedded server.
 
 use std::time::Duration;
 
-/// Settings of the embedded server. Every field has the default of semantics §11.
+/// Settings of the embedded server; every field documents its default.
 ///
 /// These are transport settings; the application's own (outbound queue bound, slow-consumer policy,
 /// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku_core::AppConfig`.
@@ -16,6 +16,7 @@ use std::time::Duration;
 ///     ..Default::default()
 /// };
 /// assert_eq!(config.max_frame_bytes, 1 << 20);
+/// assert_eq!(config.max_connections_per_ip, None);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -41,17 +42,38 @@ pub struct ServerConfig {
     /// How long a server-initiated close may take: writing what is queued, the close frame, and waiting for the
     /// peer's close frame (default 5 s). A client that stopped reading is dropped after it.
     pub close_timeout: Duration,
-    /// How long a client may take to send its upgrade request head (default 10 s); a slower one is dropped.
-    /// Applies to the standalone server ([`ChannelServer::serve`](crate::ChannelServer::serve) and friends); when
-    /// the service is mounted into another HTTP server, that server's own timeouts apply.
+    /// How long a connection may go without a complete HTTP request head (default 10 s): counted from the
+    /// accept for the first request and, on a keep-alive connection, from the end of the previous response.
+    /// A connection that sends nothing, drips its head byte by byte, or sits idle between requests is closed
+    /// after it. Timeouts are logged at debug level one by one and at info level as a count, at most once
+    /// every 5 s.
+    ///
+    /// Applies to every serving method of this crate ([`ChannelServer::serve`](crate::ChannelServer::serve),
+    /// [`ChannelServer::serve_router`](crate::ChannelServer::serve_router), [`serve`](crate::serve),
+    /// [`serve_router`](crate::serve_router) and their variants). When you mount
+    /// [`ChannelServer::service`](crate::ChannelServer::service) into an HTTP server of your own, that server's
+    /// timeouts apply instead: plain `axum::serve` has none.
     pub handshake_timeout: Duration,
     /// How long shutdown waits for connections to finish their disconnect sequence (default 30 s).
     pub shutdown_timeout: Duration,
     /// Longest upgrade path plus query in bytes (default 8 KiB); longer is a 400.
     pub max_path_bytes: usize,
-    /// Connections at most, counting those still running their disconnect sequence; further upgrades get 503
-    /// `Connection limit reached` (default unlimited).
+    /// Open connections at most (default: the soft limit on open files minus a reserve of a sixteenth of it,
+    /// between 32 and 256, for listeners, files and broker sockets; unlimited where that limit cannot be read,
+    /// as outside Linux). `None` is unlimited.
+    ///
+    /// Upgrades beyond it get 503 `Connection limit reached`; channel connections count until their disconnect
+    /// sequence finished. When this crate accepts the connections (every `serve` method), connections still in
+    /// their HTTP phase count as well, and a connection accepted beyond the limit gets the same 503 at once,
+    /// so silent sockets cannot use up the descriptors. Should the process run out of descriptors all the same,
+    /// the accept loop still answers 503 with a descriptor it keeps in reserve. Refusals are logged as a
+    /// count, at most once every 5 s.
     pub max_connections: Option<usize>,
+    /// Channel connections at most from one client IP address (default `None`: no limit); upgrades beyond it
+    /// get 429 `Too many connections from this address`. The address is the TCP peer: behind a reverse proxy
+    /// every client shares the proxy's, so leave it unset there. A mounted service sees an address only when
+    /// served with `into_make_service_with_connect_info::<SocketAddr>()`; without one the limit does not apply.
+    pub max_connections_per_ip: Option<usize>,
     /// Subprotocols the application accepts (default none: none is selected); the first one the client offers
     /// that is listed here is echoed.
     pub subprotocols: Vec<String>,
@@ -69,7 +91,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             max_path_bytes: 8 * 1024,
-            max_connections: None,
+            max_connections: crate::limits::default_max_connections(),
+            max_connections_per_ip: None,
             subprotocols: Vec::new(),
         }
     }

@@ -1,9 +1,12 @@
 //! The embedded WebSocket server of pikku: HTTP upgrade with the refusal table of the protocol, opening data,
 //! inbound limits, heartbeats, bounded outbound queues, ordered processing and graceful shutdown.
 //!
-//! Serve an app standalone with [`serve`] or [`ChannelServer::serve`], or mount [`ChannelServer::service`] into
-//! an existing axum router. Transport limits and timeouts are in [`ServerConfig`]; the application's own
-//! settings (queue bounds, reverse-RPC timeout, origins) are in `pikku_core::AppConfig`.
+//! Serve an app standalone with [`serve`] or [`ChannelServer::serve`], or next to your own axum routes with
+//! [`serve_router`] or [`ChannelServer::serve_router`]. These apply every limit of [`ServerConfig`] (request-head
+//! and keep-alive timeouts, connection limits) and stop gracefully on SIGINT or SIGTERM ([`shutdown_signal`]) or
+//! a signal of your own. [`ChannelServer::service`] can also be mounted into an HTTP server you run yourself,
+//! which then owns the HTTP timeouts. The application's own settings (queue bounds, reverse-RPC timeout,
+//! origins) are in `pikku_core::AppConfig`.
 //!
 //! # Example
 //! A server on a free local port, a client that connects and reads the greeting, then a graceful shutdown:
@@ -35,6 +38,7 @@
 mod budget;
 mod config;
 mod driver;
+mod limits;
 mod listener;
 mod server;
 mod upgrade;
@@ -50,10 +54,13 @@ use std::net::SocketAddr;
 
 use pikku_core::App;
 
-/// Serves `app` on `addr` with the default [`ServerConfig`] until Ctrl-C, then shuts down gracefully.
+/// Serves `app` on `addr` with the default [`ServerConfig`] until SIGINT or SIGTERM (Ctrl-C outside unix; see
+/// [`shutdown_signal`]), then shuts down gracefully: open connections close with 1001 `going away` and run
+/// their disconnect sequence, bounded by the shutdown timeout.
 ///
-/// The one-line way to run an app from `main`. Use [`serve_with_shutdown`] for another stop signal, or
-/// [`ChannelServer`] for a custom configuration, a listener of your own, or access to the hub.
+/// The one-line way to run an app from `main`, ready for `docker stop`, Kubernetes and systemd, which stop with
+/// SIGTERM. Use [`serve_with_shutdown`] for another stop signal, [`serve_router`] to serve pages or an API
+/// too, or [`ChannelServer`] for a custom configuration, a listener of your own, or access to the hub.
 ///
 /// ```no_run
 /// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
@@ -75,13 +82,14 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    serve_with_shutdown(app, addr, ctrl_c()).await
+    serve_with_shutdown(app, addr, shutdown_signal()).await
 }
 
 /// Serves `app` on `addr` until `signal` resolves, then shuts down gracefully (see
 /// [`ChannelServer::shutdown`]) and returns.
 ///
-/// Use it when the process stops on something other than Ctrl-C (SIGTERM in a container, an admin command).
+/// Use it when the process stops on something other than SIGINT or SIGTERM (an admin command, a deploy hook),
+/// or on those and more: combine [`shutdown_signal`] with your own future in a `tokio::select!`.
 ///
 /// ```
 /// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
@@ -120,8 +128,107 @@ where
         .await
 }
 
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Serves your own axum `router` with `app` (or a [`ChannelServer`] you built) on `addr`: requests the router
+/// routes go to your handlers, every other request is a channel upgrade. Runs until SIGINT or SIGTERM (see
+/// [`shutdown_signal`]), then shuts down gracefully as [`serve`] does.
+///
+/// Prefer it to plain `axum::serve`, which has no request-head timeout: there, sockets that never send a request
+/// stay open forever and can use up the file descriptors. Here every limit of [`ServerConfig`] applies (see
+/// [`ChannelServer::serve_router`], which this calls) and handlers can extract `ConnectInfo<SocketAddr>`.
+///
+/// ```no_run
+/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+/// # async fn run() -> std::io::Result<()> {
+/// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+/// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
+/// pikku_server::serve_router(app, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// # }
+/// ```
+///
+/// With a server of your own, for its hub or a custom configuration:
+///
+/// ```no_run
+/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku_server::{ChannelServer, ServerConfig};
+/// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+/// # async fn run() -> std::io::Result<()> {
+/// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+/// let server = ChannelServer::new(app, ServerConfig { max_connections_per_ip: Some(16), ..Default::default() });
+/// let hub = server.hub().clone();
+/// let pages = axum::Router::new().route(
+///     "/announce",
+///     axum::routing::post(move || async move {
+///         let _ = hub.publish("news", None, &serde_json::json!("hi")).await;
+///     }),
+/// );
+/// pikku_server::serve_router(server, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// # }
+/// ```
+///
+/// # Errors
+/// Binding or accepting failed.
+///
+/// # Cancel safety
+/// As [`serve`]: dropping the future stops accepting without a graceful shutdown.
+pub async fn serve_router<S, U>(
+    server: impl Into<ChannelServer<S, U>>,
+    router: axum::Router,
+    addr: SocketAddr,
+) -> std::io::Result<()>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving channels and routes");
+    server
+        .into()
+        .serve_router_with_shutdown(router, listener, shutdown_signal())
+        .await
+}
+
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C) or SIGTERM on unix, Ctrl-C elsewhere. SIGTERM is
+/// what `docker stop`, Kubernetes and systemd send. Pass it to a `*_with_shutdown` method, alone or combined
+/// with a stop signal of your own. Should no handler be installable, it never resolves.
+///
+/// ```no_run
+/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+/// # async fn run() -> std::io::Result<()> {
+/// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+/// let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let signal = async move {
+///     tokio::select! {
+///         () = pikku_server::shutdown_signal() => tracing::info!("signal received, draining"),
+///         _ = stopped => tracing::info!("stop requested, draining"),
+///     }
+/// };
+/// # drop(admin_stop);
+/// pikku_server::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
+/// # }
+/// ```
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut terminate) => {
+                    terminate.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {}
+            () = terminate => {}
+        }
     }
+    #[cfg(not(unix))]
+    ctrl_c.await;
 }

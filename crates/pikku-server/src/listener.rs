@@ -1,11 +1,16 @@
-//! The accept loop of the standalone server: HTTP/1.1 with upgrades, a handshake timeout, and a prompt stop.
+//! The accept loop of every `serve` method: HTTP/1.1 with upgrades, a request-head timeout, a bound on open
+//! connections that holds even when the process runs out of file descriptors, and a prompt stop.
 //!
-//! We run hyper directly rather than `axum::serve` for two reasons: a request head that never completes must be
-//! dropped after the handshake timeout (semantics §11), and stopping must not wait for such connections. Upgraded
-//! connections are detached from hyper and are ended by the channel shutdown, not here.
+//! We run hyper directly rather than `axum::serve` because `axum::serve` sets no timer: a connection that never
+//! sends a complete request head (or sits idle between keep-alive requests) would be kept forever, and stopping
+//! would wait for it. hyper's `header_read_timeout` starts when a connection is accepted and again when it turns
+//! idle after a response, so one setting bounds both. Upgraded connections are detached from hyper and are ended
+//! by the channel shutdown, not here.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -14,25 +19,79 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use pikku_core::ChannelError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
+use crate::limits::LogThrottle;
+use crate::upgrade;
+
+/// How often at most a kind of refusal or timeout is logged; the line carries the count since the last one.
+const LOG_PERIOD: Duration = Duration::from_secs(5);
+/// How long a refused connection is kept to read the client's request, so that closing it sends a clean FIN
+/// rather than a reset that could destroy the refusal before the client reads it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Refused connections lingering at once at most; beyond it they are answered and closed at once.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
+/// What the accept loop needs from the server.
+pub(crate) struct Limits {
+    /// hyper's `header_read_timeout`: for the first request head and for the idle wait before the next one.
+    pub(crate) handshake_timeout: Duration,
+    /// Open connections at most, counting both those in their HTTP phase and upgraded ones.
+    pub(crate) max_connections: Option<usize>,
+    /// The server's count of upgraded connections (until their disconnect sequence finished).
+    pub(crate) upgraded: Arc<AtomicUsize>,
+}
+
+/// State shared by the accept loop and its connection tasks.
+struct Accepting {
+    limits: Limits,
+    /// Accepted connections still served by hyper (not upgraded, not closed).
+    in_http: AtomicUsize,
+    lingering: Arc<Semaphore>,
+    refusals_log: LogThrottle,
+    exhaustion_log: LogThrottle,
+    timeouts_log: LogThrottle,
+}
+
+impl Accepting {
+    fn open_connections(&self) -> usize {
+        self.in_http.load(Ordering::Acquire) + self.limits.upgraded.load(Ordering::Acquire)
+    }
+}
+
 /// Serves `router` on `listener` until `stop` resolves, then stops accepting and returns. Connections still in
-/// their HTTP phase finish on their own, bounded by `handshake_timeout`.
+/// their HTTP phase finish on their own, bounded by the handshake timeout.
 pub(crate) async fn serve(
     router: axum::Router,
     listener: TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
-    handshake_timeout: Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
+    let state = Arc::new(Accepting {
+        limits,
+        in_http: AtomicUsize::new(0),
+        lingering: Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS)),
+        refusals_log: LogThrottle::new(LOG_PERIOD),
+        exhaustion_log: LogThrottle::new(LOG_PERIOD),
+        timeouts_log: LogThrottle::new(LOG_PERIOD),
+    });
+    let mut reserve = ReserveDescriptor::open();
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut stop => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                Err(err) if is_descriptor_exhaustion(&err) => {
+                    refuse_while_exhausted(&listener, &mut reserve, &state).await;
+                    continue;
+                }
                 Err(err) => {
-                    // Out of file descriptors or a connection reset before accept: wait a little instead of
+                    // A connection reset before accept, or a resource shortage: wait a little instead of
                     // spinning, and keep serving the connections we have.
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -40,23 +99,35 @@ pub(crate) async fn serve(
                 }
             },
         };
+        if state
+            .limits
+            .max_connections
+            .is_some_and(|max| state.open_connections() >= max)
+        {
+            if let Some(count) = state.refusals_log.hit() {
+                tracing::warn!(
+                    refused = count,
+                    max = state.limits.max_connections,
+                    "connection limit reached: refusing connections with 503"
+                );
+            }
+            refuse(tcp, &state);
+            continue;
+        }
         // Small frames should leave at once.
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            router.clone(),
-            tcp,
-            peer,
-            handshake_timeout,
-        ));
+        state.in_http.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(serve_connection(router.clone(), tcp, peer, state.clone()));
     }
 }
 
 async fn serve_connection(
     router: axum::Router,
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
-    handshake_timeout: Duration,
+    state: Arc<Accepting>,
 ) {
+    let _counted = InHttp(state.clone());
     let service = service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         // An axum router is always ready, so calling it without `poll_ready` is fine.
@@ -64,10 +135,127 @@ async fn serve_connection(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
+        .header_read_timeout(state.limits.handshake_timeout)
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades();
-    if let Err(err) = connection.await {
-        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+    match connection.await {
+        Ok(()) => {}
+        Err(err) if err.is_timeout() => {
+            tracing::debug!(%peer, "closed a connection that sent no complete request head in time");
+            if let Some(count) = state.timeouts_log.hit() {
+                tracing::info!(
+                    closed = count,
+                    timeout_ms = state.limits.handshake_timeout.as_millis() as u64,
+                    "closed connections that sent no complete request head within the handshake timeout"
+                );
+            }
+        }
+        Err(err) => tracing::debug!(%peer, error = %err, "HTTP connection ended with an error"),
+    }
+}
+
+/// Uncounts a connection from the HTTP phase when hyper is done with it (closed, or handed over as upgraded).
+struct InHttp(Arc<Accepting>);
+
+impl Drop for InHttp {
+    fn drop(&mut self) {
+        self.0.in_http.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn limit_reached() -> Vec<u8> {
+    upgrade::raw_refusal(&ChannelError::service_unavailable(
+        "Connection limit reached",
+    ))
+}
+
+/// Answers 503 `Connection limit reached` and closes. The connection lingers briefly to read the request, so the
+/// close does not reset the answer away; when many linger already it is closed at once.
+fn refuse(tcp: TcpStream, state: &Arc<Accepting>) {
+    let Ok(permit) = state.lingering.clone().try_acquire_owned() else {
+        refuse_now(tcp);
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut tcp = tcp;
+        let answer = async {
+            tcp.write_all(&limit_reached()).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while tcp.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
+    });
+}
+
+/// Answers 503 and closes without waiting: reads what the client already sent (so the close is a clean FIN),
+/// writes the refusal if the socket buffer takes it, and drops the socket.
+fn refuse_now(tcp: TcpStream) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match tcp.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let _ = tcp.try_write(&limit_reached());
+}
+
+/// Out of file descriptors: give up the reserve descriptor, accept the waiting client with it, answer 503, close,
+/// and take the reserve back. Without this the client would wait in the backlog with no answer, and the loop
+/// would spin on the failing accept.
+async fn refuse_while_exhausted(
+    listener: &TcpListener,
+    reserve: &mut ReserveDescriptor,
+    state: &Accepting,
+) {
+    if let Some(count) = state.exhaustion_log.hit() {
+        tracing::warn!(
+            refused = count,
+            open = state.open_connections(),
+            "out of file descriptors: refusing connections with 503 (raise the open-files limit or lower \
+             ServerConfig::max_connections)"
+        );
+    }
+    reserve.release();
+    // The client that made accept fail is waiting, so this is ready at once; the bound covers one that left.
+    match tokio::time::timeout(Duration::from_millis(10), listener.accept()).await {
+        Ok(Ok((tcp, _))) => refuse_now(tcp),
+        // Still no descriptor (the whole system is out, or no reserve could be kept): back off instead of
+        // spinning on accept.
+        Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+    }
+    reserve.reopen();
+}
+
+/// EMFILE (this process is out of descriptors) or ENFILE (the system is). The numbers are the same on Linux,
+/// the BSDs and macOS; std has no stable error kind for them.
+fn is_descriptor_exhaustion(err: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    cfg!(unix) && matches!(err.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// One descriptor held back while the process runs normally, given up to answer a client when all the others
+/// are in use.
+struct ReserveDescriptor(Option<std::fs::File>);
+
+impl ReserveDescriptor {
+    const PATH: &'static str = if cfg!(windows) { "NUL" } else { "/dev/null" };
+
+    fn open() -> Self {
+        Self(std::fs::File::open(Self::PATH).ok())
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
+    }
+
+    fn reopen(&mut self) {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open(Self::PATH).ok();
+        }
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
+use crate::limits::{IpSlot, PerIpCounts};
 use crate::ws::WsStream;
 use crate::{driver, listener, upgrade};
 
@@ -28,8 +29,11 @@ struct Shared<S, U> {
     rt: Arc<AppRuntime<S, U>>,
     config: ServerConfig,
     accepting: AtomicBool,
-    /// Connections whose task is running (upgrade accepted, disconnect sequence not finished).
-    active: AtomicUsize,
+    /// Connections whose task is running (upgrade accepted, disconnect sequence not finished). Shared with the
+    /// accept loop, which bounds these plus the connections still in their HTTP phase.
+    active: Arc<AtomicUsize>,
+    /// Channel connections per client address, for `max_connections_per_ip`.
+    per_ip: Arc<PerIpCounts>,
     drained: Notify,
     sweeping: AtomicBool,
     /// Set once a shutdown completed; `serve` then stops listening.
@@ -66,6 +70,27 @@ struct Shared<S, U> {
 /// ```
 pub struct ChannelServer<S, U> {
     shared: Arc<Shared<S, U>>,
+}
+
+/// A server for the app with the default [`ServerConfig`], so that [`serve_router`](crate::serve_router) takes an
+/// app or a server.
+///
+/// ```
+/// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// # use pikku_server::ChannelServer;
+/// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+/// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+/// let server: ChannelServer<(), ()> = app.into();
+/// assert_eq!(server.active_connections(), 0);
+/// ```
+impl<S, U> From<App<S, U>> for ChannelServer<S, U>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
+    fn from(app: App<S, U>) -> Self {
+        Self::new(app, ServerConfig::default())
+    }
 }
 
 impl<S, U> Clone for ChannelServer<S, U> {
@@ -111,7 +136,8 @@ where
             shared: Arc::new(Shared {
                 rt: app.into_runtime(),
                 accepting: AtomicBool::new(true),
-                active: AtomicUsize::new(0),
+                active: Arc::new(AtomicUsize::new(0)),
+                per_ip: Arc::default(),
                 drained: Notify::new(),
                 sweeping: AtomicBool::new(false),
                 finished_flag: AtomicBool::new(false),
@@ -188,8 +214,11 @@ where
     /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets the
     /// JSON 404 of protocol §2.3, and a request that is not a well-formed upgrade (a plain `GET`, any other
     /// method) gets 400 `Malformed upgrade request`. Mount your other routes on the router before falling back
-    /// to it. Serve the router with `into_make_service_with_connect_info::<SocketAddr>()` if upgrade middleware
-    /// needs the peer address.
+    /// to it. Serve the router with [`serve_router`](Self::serve_router), which also applies the handshake
+    /// timeout and the connection limit at accept; with plain `axum::serve` no request-head timeout applies, so
+    /// silent sockets stay open until the process runs out of descriptors. There, serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` if upgrade middleware or
+    /// [`ServerConfig::max_connections_per_ip`] needs the peer address.
     ///
     /// ```
     /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -290,13 +319,8 @@ where
                 notified.await;
             }
         };
-        listener::serve(
-            self.router(),
-            listener,
-            finished,
-            self.shared.config.handshake_timeout,
-        )
-        .await
+        let router = self.router();
+        self.serve_on(router, listener, finished).await
     }
 
     /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
@@ -376,13 +400,118 @@ where
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        listener::serve(
-            self.router(),
-            listener,
-            stop,
-            self.shared.config.handshake_timeout,
-        )
-        .await
+        let router = self.router();
+        self.serve_on(router, listener, stop).await
+    }
+
+    /// Serves your own axum `router` on `listener`, with the channels answering every request it does not route,
+    /// until [`shutdown`](Self::shutdown) (called through any clone) completes.
+    ///
+    /// This is how to serve channels next to pages or an API: unlike plain `axum::serve`, it applies the
+    /// [`ServerConfig`] limits to every connection (the handshake timeout for request heads and idle keep-alive
+    /// connections, and [`ServerConfig::max_connections`] counted at accept), and handlers and middleware can
+    /// extract `ConnectInfo<SocketAddr>`. The channels become the router's fallback, replacing any fallback it
+    /// has; mount a catch-all route of your own under a path prefix instead. Bodies are not timed: put a
+    /// timeout layer on routes that read request bodies. TCP_NODELAY is set on every accepted socket.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku_server::{ChannelServer, ServerConfig};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let pages = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = listener.local_addr()?;
+    /// let serving = tokio::spawn(server.clone().serve_router(pages, listener));
+    ///
+    /// let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/events")).await.unwrap();
+    /// assert_eq!(ws.next().await.unwrap().unwrap().to_text().unwrap(), "hello!");
+    ///
+    /// server.shutdown().await; // the client gets 1001 `going away`, then `serve_router` returns
+    /// serving.await.unwrap()?;
+    /// # std::io::Result::Ok(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The listener failed.
+    ///
+    /// # Cancel safety
+    /// As [`serve`](Self::serve): dropping the future stops accepting; upgraded connections run on.
+    pub async fn serve_router(
+        self,
+        router: axum::Router,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let finished = async move {
+            loop {
+                let notified = shared.finished.notified();
+                if shared.finished_flag.load(Ordering::Acquire) {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let router = router.fallback_service(self.service());
+        self.serve_on(router, listener, finished).await
+    }
+
+    /// [`serve_router`](Self::serve_router) until `signal` resolves, then shuts down gracefully (as
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown)) and returns once the shutdown finished. Pass
+    /// [`shutdown_signal`](crate::shutdown_signal) to stop on SIGINT or SIGTERM.
+    ///
+    /// ```no_run
+    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    /// # async fn run() -> std::io::Result<()> {
+    /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
+    /// server.serve_router_with_shutdown(pages, listener, pikku_server::shutdown_signal()).await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The listener failed.
+    ///
+    /// # Cancel safety
+    /// As [`serve_with_shutdown`](Self::serve_with_shutdown).
+    pub async fn serve_router_with_shutdown(
+        self,
+        router: axum::Router,
+        listener: tokio::net::TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let this = self.clone();
+        let stop = async move {
+            signal.await;
+            this.shutdown().await;
+        };
+        let router = router.fallback_service(self.service());
+        self.serve_on(router, listener, stop).await
+    }
+
+    /// The accept loop of every `serve` method, with this server's limits.
+    async fn serve_on(
+        self,
+        router: axum::Router,
+        listener: tokio::net::TcpListener,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let limits = listener::Limits {
+            handshake_timeout: self.shared.config.handshake_timeout,
+            max_connections: self.shared.config.max_connections,
+            upgraded: self.shared.active.clone(),
+        };
+        listener::serve(router, listener, stop, limits).await
     }
 
     /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
@@ -591,12 +720,24 @@ where
             );
         }
     }
-    // Steps 3–7.
-    let headers = Arc::new(std::mem::take(req.headers_mut()));
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
+    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
+        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
+            Some(slot) => Some(slot),
+            None => {
+                return upgrade::refusal(
+                    &ChannelError::too_many_requests("Too many connections from this address"),
+                    &path,
+                )
+            }
+        },
+        _ => None,
+    };
+    // Steps 3–7.
+    let headers = Arc::new(std::mem::take(req.headers_mut()));
     let admitted = match shared
         .rt
         .admit(UpgradeInput {
@@ -617,6 +758,7 @@ where
     shared.active.fetch_add(1, Ordering::AcqRel);
     let task = async move {
         let _active = ActiveGuard(shared.clone());
+        let _ip_slot: Option<IpSlot> = ip_slot;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {

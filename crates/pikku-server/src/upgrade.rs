@@ -99,26 +99,16 @@ pub(crate) fn switching_protocols(
     response
 }
 
-/// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}` (protocol §2.3, D18).
+/// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}`, logged with its errorId.
 pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
     let error_id = uuid::Uuid::new_v4().to_string();
     if err.is_internal() {
         tracing::error!(error_id, path, error = %err.debug_text(), "upgrade failed");
     } else {
-        // The errorId goes to the log at the default level, so a client's report can be traced (protocol §2.3).
+        // The errorId goes to the log at the default level, so a client's report can be traced.
         tracing::info!(error_id, path, status = err.status(), error = %err, "upgrade refused");
     }
-    let mut body = serde_json::Map::new();
-    body.insert("name".into(), err.name().into());
-    body.insert("message".into(), err.client_message().into_owned().into());
-    body.insert("errorId".into(), error_id.into());
-    if !err.details().is_empty() {
-        body.insert(
-            "details".into(),
-            serde_json::to_value(err.details()).expect("details always serialize"),
-        );
-    }
-    let bytes = serde_json::to_vec(&body).expect("a JSON map always serializes");
+    let bytes = refusal_body(err, error_id);
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(bytes.clone()));
     *response.status_mut() = status;
@@ -132,9 +122,63 @@ pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
     response
 }
 
+/// The same refusal as [`refusal`] as the bytes of a whole HTTP/1.1 response, for the accept loop, which
+/// answers without reading the request (it has no descriptor or no room to spare). Not logged one by one: the
+/// accept loop logs a rate-limited count instead.
+pub(crate) fn raw_refusal(err: &ChannelError) -> Vec<u8> {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::debug!(error_id, status = err.status(), error = %err, "connection refused at accept");
+    let body = refusal_body(err, error_id);
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut bytes = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+fn refusal_body(err: &ChannelError, error_id: String) -> Vec<u8> {
+    let mut body = serde_json::Map::new();
+    body.insert("name".into(), err.name().into());
+    body.insert("message".into(), err.client_message().into_owned().into());
+    body.insert("errorId".into(), error_id.into());
+    if !err.details().is_empty() {
+        body.insert(
+            "details".into(),
+            serde_json::to_value(err.details()).expect("details always serialize"),
+        );
+    }
+    serde_json::to_vec(&body).expect("a JSON map always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_refusal_is_a_complete_json_response() {
+        let bytes = raw_refusal(&ChannelError::service_unavailable(
+            "Connection limit reached",
+        ));
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["name"], "ServiceUnavailableError");
+        assert_eq!(body["message"], "Connection limit reached");
+        assert!(body["errorId"].is_string());
+    }
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {

@@ -43,7 +43,8 @@
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`].
-//! - Serving: [`serve`], [`serve_with_shutdown`], or [`ChannelServer`] with a [`ServerConfig`].
+//! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
+//!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //!
 //! # Serving with a handle
 //! [`ChannelServer`] keeps a handle on the running server: publish from outside any connection, and shut down
@@ -90,7 +91,9 @@ pub use pikku_core::{
     PermissionCtx, RegistrationError, Reply, Route, RpcError, RpcFailure, SendError,
     SlowConsumerPolicy, UpgradeRequest,
 };
-pub use pikku_server::{serve, serve_with_shutdown, ChannelServer, ServerConfig};
+pub use pikku_server::{
+    serve, serve_router, serve_with_shutdown, shutdown_signal, ChannelServer, ServerConfig,
+};
 
 /// The payload type of binary frames, so binary handlers need no direct `bytes` dependency.
 pub use bytes::Bytes;

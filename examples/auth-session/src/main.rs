@@ -39,7 +39,8 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let port = port().map_err(std::io::Error::other)?;
-    // Logs the bound address; on Ctrl-C new upgrades get 503 and open sockets close with 1001 `going away`.
+    // Logs the bound address; on Ctrl-C or SIGTERM new upgrades get 503 and open sockets close with 1001
+    // `going away`.
     pikku::serve(
         example_auth_session::app(),
         SocketAddr::from((Ipv4Addr::LOCALHOST, port)),

@@ -10,7 +10,6 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use axum::serve::ListenerExt;
 use example_chat_rooms::{app, router};
 use pikku::{ChannelServer, ServerConfig};
 use tracing_subscriber::EnvFilter;
@@ -35,12 +34,6 @@ fn parse_port(mut args: impl Iterator<Item = String>) -> Result<Option<u16>, Str
             .map_err(|_| format!("invalid port '{value}'"))?;
     }
     Ok(Some(port))
-}
-
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 #[tokio::main]
@@ -70,27 +63,21 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(addr);
-    // Chat frames are small: send them at once.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
 
     let server = ChannelServer::new(app(), ServerConfig::default());
     let router = router(&server);
-    tracing::info!("chat on http://{addr}/ (Ctrl-C to stop)");
+    tracing::info!("chat on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
 
-    let shutdown = async move {
-        ctrl_c().await;
-        tracing::info!("shutting down");
+    let shutdown = async {
+        pikku::shutdown_signal().await;
         // New upgrades get 503; open chats close with 1001 and announce `left`.
-        server.shutdown().await;
+        tracing::info!("shutting down");
     };
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    // Our hyper loop, not plain `axum::serve`: it drops sockets that send no request head within the handshake
+    // timeout, counts them toward the connection limit, and sets TCP_NODELAY (chat frames are small).
+    let served = server
+        .serve_router_with_shutdown(router, listener, shutdown)
+        .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

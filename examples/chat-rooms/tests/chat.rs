@@ -20,14 +20,7 @@ async fn start() -> SocketAddr {
     let router = router(&server);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(server.serve_router(router, listener));
     addr
 }
 
@@ -233,4 +226,28 @@ async fn the_page_is_served_at_the_root() {
     // Any other plain GET falls through to the channel service: not an upgrade, so the protocol's 400.
     let response = get(addr, "/nope").await;
     assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test]
+async fn sockets_that_send_no_request_are_closed_by_the_server() {
+    let addr = start().await;
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The default handshake timeout is 10 s.
+    for stream in &mut silent {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(WAIT * 2, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent socket was kept open");
+    }
+    let (_client, _) = join(addr, "/rooms/lobby?name=ada").await;
 }
