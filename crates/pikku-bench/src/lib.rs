@@ -19,9 +19,11 @@ pub mod client;
 pub mod clock;
 pub mod json;
 pub mod procstat;
+pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod table;
+pub mod template;
 
 /// The error type of the harness: any error, with a readable message.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
