@@ -29,6 +29,12 @@ def column(rows, name, scale=1.0):
     return out
 
 
+def from_zero(ax, *series):
+    """Starts the y axis at 0 with headroom above the largest value, so flat lines stay visible."""
+    top = max((v for s in series for v in s if v is not None), default=1.0)
+    ax.set_ylim(0, top * 1.1 if top > 0 else 1.0)
+
+
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "target/bench-results/soak.csv"
     dst = sys.argv[2] if len(sys.argv) > 2 else "docs/soak.png"
@@ -46,35 +52,39 @@ def main():
     fig.suptitle(f"pikku soak: {rows[0]['conns_open']}→{rows[-1]['conns_open']} connections, {t[-1]:.1f} min")
 
     ax = axes[0]
-    ax.plot(t, column(rows, "server_rss_kib", 1024.0), label="server RSS")
-    ax.plot(t, column(rows, "client_rss_kib", 1024.0), label="load generator RSS", linestyle="--")
+    rss, client = column(rows, "server_rss_kib", 1024.0), column(rows, "client_rss_kib", 1024.0)
+    ax.plot(t, rss, label="server RSS")
+    ax.plot(t, client, label="load generator RSS", linestyle="--")
     ax.set_ylabel("MiB")
-    ax.set_ylim(bottom=0)
+    from_zero(ax, rss, client)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
 
     ax = axes[1]
-    ax.plot(t, column(rows, "server_fds"), label="server open fds")
-    ax.plot(t, column(rows, "conns_open"), label="connections open (client)", linestyle="--")
+    fds, conns = column(rows, "server_fds"), column(rows, "conns_open")
+    ax.plot(t, fds, label="server open fds")
+    ax.plot(t, conns, label="connections open (client)", linestyle="--")
     ax.set_ylabel("count")
-    ax.set_ylim(bottom=0)
+    from_zero(ax, fds, conns)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
 
     ax = axes[2]
-    ax.plot(t, column(rows, "echo_p99_us", 1000.0), label="echo p99")
-    ax.plot(t, column(rows, "delivery_p99_us", 1000.0), label="publish delivery p99")
+    echo, delivery = column(rows, "echo_p99_us", 1000.0), column(rows, "delivery_p99_us", 1000.0)
+    ax.plot(t, echo, label="echo p99")
+    ax.plot(t, delivery, label="publish delivery p99")
     ax.set_ylabel("ms (per window)")
-    ax.set_ylim(bottom=0)
+    from_zero(ax, echo, delivery)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
 
     ax = axes[3]
+    churned = column(rows, "churned")
     ax.plot(t, errors, label="errors (running total)", color="tab:red")
-    ax.plot(t, column(rows, "churned"), label="connections churned per window", color="tab:gray")
+    ax.plot(t, churned, label="connections churned per window", color="tab:gray")
     ax.set_ylabel("count")
     ax.set_xlabel("minutes")
-    ax.set_ylim(bottom=0)
+    from_zero(ax, errors, churned)
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
 
