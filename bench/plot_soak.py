@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plots the CSV of `pikku-bench soak` over time: server RSS, open fds and connections, echo and
-delivery p99 per window, and the running error count.
+delivery p99 per window (with the CPU other programs used meanwhile), and the running error count.
 
 Usage: python3 bench/plot_soak.py [CSV] [PNG]
        (defaults: target/bench-results/soak.csv, docs/soak.png)
@@ -75,6 +75,14 @@ def main():
     ax.plot(t, delivery, label="publish delivery p99")
     ax.set_ylabel("ms (per window)")
     from_zero(ax, echo, delivery)
+    if "other_cpu_pct" in rows[0]:
+        # Other work on the (shared) machine: explains latency spikes that are not the server's.
+        other = column(rows, "other_cpu_pct")
+        twin = ax.twinx()
+        twin.plot(t, other, label="other CPU % (right)", color="tab:gray", linestyle=":")
+        twin.set_ylabel("% of a core")
+        from_zero(twin, other)
+        twin.legend(loc="upper left")
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
 

@@ -308,6 +308,10 @@ async fn flood_writer(
             () = stopped(&mut stop) => break,
             _ = tick.tick() => {}
         }
+        if stats.borrow().flooder_closed.is_some() {
+            // Closed by the server: stop counting sends that cannot arrive.
+            return Ok(());
+        }
         let due = (started.elapsed().as_secs_f64() * rate) as u64;
         if sent >= due {
             continue;
@@ -326,6 +330,7 @@ async fn flood_writer(
                 .is_err()
             {
                 // The server ended the connection; the reader records how.
+                stats.borrow_mut().sent = sent;
                 return Ok(());
             }
         }

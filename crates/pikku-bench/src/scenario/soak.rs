@@ -14,7 +14,9 @@
 //! server RSS and fds, connections open, echo and delivery latency over the window, and the
 //! running error counts (unexpected closes, failed connects, echo timeouts, error replies). The run
 //! lasts `--duration-secs` (or `--duration`) after the connections are up; the client's own
-//! memory stays flat (one pair of histograms, reset every window), and its RSS is in the CSV too.
+//! memory stays bounded (one pair of histograms, reset every window), and its RSS is in the CSV
+//! too, with the CPU the server, the client and everything else used over the window (the
+//! bench machine is shared: a busy window explains a latency spike).
 //! Connections are opened and reopened at most `--concurrency` (64) at a time. The client needs a
 //! file descriptor per connection: run it under a high `ulimit -n`.
 
@@ -35,12 +37,12 @@ use crate::args::Args;
 use crate::client::{next_data, send_text, subscribe, Connector, Ws};
 use crate::clock::now_us;
 use crate::json;
-use crate::procstat::Proc;
+use crate::procstat::{Meter, Proc};
 use crate::report::{Latency, Report};
 use crate::Result;
 
 /// The CSV columns, in order.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 20] = [
     "t_s",
     "server_rss_kib",
     "server_fds",
@@ -58,6 +60,9 @@ pub const COLUMNS: [&str; 17] = [
     "echo_timeouts",
     "error_replies",
     "client_rss_kib",
+    "server_cpu_pct",
+    "client_cpu_pct",
+    "other_cpu_pct",
 ];
 
 /// How long an echo may take before it counts as a timeout.
@@ -76,6 +81,8 @@ struct Stats {
     publishes: u64,
     churned: u64,
     open: u64,
+    /// Connection tasks whose first connection is up (the setup is done when all are).
+    ready: u64,
     unexpected_closes: u64,
     failed_connects: u64,
     echo_timeouts: u64,
@@ -110,7 +117,8 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Opens a connection (subscribed to `topic`, if any) within the setup bound; counts a failure.
-    async fn open(&self, topic: Option<&str>) -> Option<Ws> {
+    /// `ready` is the calling task's flag: set, and counted, at its first successful open.
+    async fn open(&self, topic: Option<&str>, ready: &mut bool) -> Option<Ws> {
         let _permit = self.setups.acquire().await.ok()?;
         let result = async {
             let mut ws = self.connector.connect().await?;
@@ -126,6 +134,10 @@ impl Shared {
         match result {
             Ok(ws) => {
                 s.open += 1;
+                if !*ready {
+                    *ready = true;
+                    s.ready += 1;
+                }
                 Some(ws)
             }
             Err(e) => {
@@ -211,11 +223,11 @@ pub async fn run(common: &Common, mut args: Args) -> Result<Report> {
     // Wait for the connections to be up (or for the setup to stop making progress).
     let target = connections as u64;
     let mut last = (0, Instant::now());
-    while shared.stats.borrow().open < target {
+    while shared.stats.borrow().ready < target {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let open = shared.stats.borrow().open;
-        if open > last.0 {
-            last = (open, Instant::now());
+        let ready = shared.stats.borrow().ready;
+        if ready > last.0 {
+            last = (ready, Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(30) {
             break;
         }
@@ -306,6 +318,9 @@ struct Summary {
     echo_p99_max: u64,
     delivery_p99_max: u64,
     conns_min: Option<u64>,
+    /// CPU use since the previous row: the server's, this process's and everything else's (a
+    /// busy machine explains latency spikes).
+    window: Option<Meter>,
 }
 
 impl Summary {
@@ -321,12 +336,18 @@ impl Summary {
         let rss = server.and_then(Proc::sample).map(|s| s.rss_kib);
         let fds = server.and_then(Proc::fd_count);
         let client_rss = client.sample().map_or(0, |s| s.rss_kib);
+        let cpu = self.window.replace(Meter::start(server)).map(|m| m.stop());
+        let pct = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
+        let server_pct = cpu.and_then(|m| {
+            m.server_cpu_us
+                .map(|us| us as f64 / (m.elapsed_s * 1e6) * 100.0)
+        });
         let mut s = stats.borrow_mut();
         let mut line = String::with_capacity(160);
         let cell = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
         let _ = write!(
             line,
-            "{t:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{t:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             cell(rss),
             cell(fds),
             s.open,
@@ -343,6 +364,9 @@ impl Summary {
             s.echo_timeouts,
             s.error_replies,
             client_rss,
+            pct(server_pct),
+            pct(cpu.and_then(|m| m.client_cpu_pct)),
+            pct(cpu.and_then(|m| m.other_cpu_pct)),
         );
         writeln!(csv, "{line}")?;
         csv.flush()?;
@@ -384,8 +408,9 @@ async fn idle_slot(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let topic = format!("topic-{}", index % shared.topics);
+    let mut ready = false;
     while !*stop.borrow() {
-        let Some(mut ws) = shared.open(Some(&topic)).await else {
+        let Some(mut ws) = shared.open(Some(&topic), &mut ready).await else {
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 () = tokio::time::sleep(RETRY_PAUSE) => continue,
@@ -444,8 +469,9 @@ async fn echoer(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut seq = 0u64;
+    let mut ready = false;
     'connection: while !*stop.borrow() {
-        let Some(mut ws) = shared.open(None).await else {
+        let Some(mut ws) = shared.open(None, &mut ready).await else {
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 () = tokio::time::sleep(RETRY_PAUSE) => continue,
@@ -500,8 +526,9 @@ async fn echoer(
 /// errors are read on the side.
 async fn publisher(shared: Rc<Shared>, rate: f64, mut stop: watch::Receiver<bool>) -> Result<()> {
     let mut next_topic = 0usize;
+    let mut ready = false;
     while !*stop.borrow() {
-        let Some(ws) = shared.open(None).await else {
+        let Some(ws) = shared.open(None, &mut ready).await else {
             tokio::select! {
                 () = stopped(&mut stop) => break,
                 () = tokio::time::sleep(RETRY_PAUSE) => continue,
