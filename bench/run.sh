@@ -253,5 +253,7 @@ each subscribed to one of \`--topics\` topics, then has \`--sample\` of them ans
 \`connect\` opens, upgrades and closes connections from \`--concurrency\` workers. Raw output:
 \`$OUT/\`.
 EOF
+  # The hand-run scenarios (attack, flood, soak): documented once, kept across regenerations.
+  cat bench/more-scenarios.md
 } >"$DOC"
 echo "== wrote $DOC (${elapsed}s)"

@@ -86,6 +86,17 @@ impl Connector {
         &self.url
     }
 
+    /// The server's socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The request target of the URL: its path and query (`/bench`), for hand-made upgrades.
+    pub fn target(&self) -> &str {
+        let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
+        rest.find('/').map_or("/", |i| &rest[i..])
+    }
+
     /// Opens a TCP connection (`TCP_NODELAY`) and completes the WebSocket upgrade, within
     /// [`CONNECT_TIMEOUT`].
     ///
@@ -97,14 +108,22 @@ impl Connector {
     }
 
     async fn connect_unbounded(&self) -> Result<Ws> {
+        let tcp = self.open_tcp().await?;
+        let (ws, _response) = self.builder.connect_on(tcp).await?;
+        Ok(ws)
+    }
+
+    /// Opens a plain TCP connection to the server (`TCP_NODELAY`) from the next source address,
+    /// trying the others when one has run out of ports; for clients that speak the protocol by
+    /// hand (the `attack` scenario).
+    pub async fn open_tcp(&self) -> Result<TcpStream> {
         let attempts = self.sources.len().max(1);
         let mut last_err = None;
         for _ in 0..attempts {
             match self.tcp().await {
                 Ok(tcp) => {
                     tcp.set_nodelay(true)?;
-                    let (ws, _response) = self.builder.connect_on(tcp).await?;
-                    return Ok(ws);
+                    return Ok(tcp);
                 }
                 Err(e)
                     if matches!(

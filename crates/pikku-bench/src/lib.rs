@@ -5,7 +5,10 @@
 //!
 //! - `pikku-bench`, the load generator (scenarios [`scenario::echo`], [`scenario::fanout`],
 //!   [`scenario::idle`], [`scenario::connect`]), a single-threaded tokio client that reads the
-//!   server's own CPU time and RSS from `/proc/<pid>`;
+//!   server's own CPU time and RSS from `/proc/<pid>`; and the hand-run measurements
+//!   [`scenario::attack`] (hostile clients' memory cost), [`scenario::flood`] (one publisher
+//!   flooding a topic, and what bystanders see) and [`scenario::soak`] (a long mixed run sampled
+//!   into a CSV, plotted by `bench/plot_soak.py`);
 //! - `baseline-server`, the same three routes written straight on tokio-websockets with no
 //!   framework ([`baseline`]), so every run reports the framework's overhead as a ratio;
 //! - `bench-server`, the same contract built on the framework.
@@ -19,9 +22,11 @@ pub mod client;
 pub mod clock;
 pub mod json;
 pub mod procstat;
+pub mod raw;
 pub mod report;
 pub mod scenario;
 pub mod table;
+pub mod template;
 
 /// The error type of the harness: any error, with a readable message.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -13,6 +13,16 @@ scenarios:
   fanout   --subscribers 1000 --window 8 [--topic t]
   idle     --connections 15000 --topics 100 --sample 100 [--concurrency 64]
   connect  [--concurrency 32]
+  attack   --mode header|partial|drip|json-hold --connections N --hold 10 [--concurrency 64]
+           header: [--declared-bytes 1000000]   partial: [--frame-bytes 1048576 --partial-bytes N
+           --write-timeout 10]   drip: [--declared-bytes 1000000 --drip-ms 1000]
+           json-hold: [--messages 4 --payload 2097152 --message JSON --linger-ms 200]
+  flood    --subscribers 1000 --flood-rate 4500 [--flood-topic flood --flood-message JSON
+           --sub-message JSON --bystander-url URL --echo-message JSON --echo-every-ms 5
+           --connect-every-ms 100]
+  soak     --connections 15000 --duration-secs 1800 --sample-secs 10 --out FILE.csv
+           [--topics 100 --echoers 300 --echo-every-ms 100 --publish-rate 50 --churn-per-s 50]
+message templates: JSON with placeholders {t} (send time µs), {seq}, {topic}, {conn}, {payload}
 common flags:
   --url ws://127.0.0.1:8080/bench  --server-pid PID  --duration 5  --warmup 1  --source-ips 16
 

@@ -38,6 +38,14 @@ impl Proc {
         }
     }
 
+    /// Counts the process's open file descriptors (entries of `/proc/<pid>/fd`); `None` when the
+    /// process is gone or the directory is unreadable.
+    #[must_use]
+    pub fn fd_count(&self) -> Option<u64> {
+        let dir = std::fs::read_dir(format!("{}/fd", self.dir)).ok()?;
+        Some(dir.count() as u64)
+    }
+
     /// Reads CPU time and RSS; `None` when the process is gone or `/proc` is unreadable.
     #[must_use]
     pub fn sample(&self) -> Option<Sample> {
@@ -120,6 +128,8 @@ mod tests {
     fn reads_own_process() {
         let s = Proc::current().sample().expect("/proc/self readable");
         assert!(s.rss_kib > 0);
+        // stdin, stdout, stderr at least.
+        assert!(Proc::current().fd_count().expect("/proc/self/fd readable") >= 3);
     }
 }
 

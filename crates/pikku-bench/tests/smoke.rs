@@ -287,3 +287,189 @@ fn bench_server_exits_cleanly_on_sigterm() {
         assert!(status.success(), "exit status {status}");
     }
 }
+
+/// Runs a scenario against a fresh `bench-server` (the framework, whose limits the hostile-client
+/// scenarios probe) and returns its `RESULT` object; the run must complete, whatever it measured.
+fn run_framework(scenario: &str, flags: &[&str]) -> Value {
+    let server = Server::spawn(env!("CARGO_BIN_EXE_bench-server"));
+    let url = format!("ws://127.0.0.1:{}/bench", server.port);
+    let pid = server.child.id().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_pikku-bench"))
+        .args([scenario, "--url", &url, "--server-pid", &pid])
+        .args(["--source-ips", "4"])
+        .args(flags)
+        .output()
+        .expect("run pikku-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(3),
+        "pikku-bench {scenario} could not complete ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
+    let result: Value = serde_json::from_str(line).expect("RESULT is JSON");
+    assert_eq!(result["scenario"], scenario);
+    result
+}
+
+fn number(result: &Value, key: &str) -> f64 {
+    result[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} should be a number in {result}"))
+}
+
+#[test]
+fn attack_header_reports_memory_per_connection() {
+    let r = run_framework(
+        "attack",
+        &["--mode", "header", "--connections", "20", "--hold", "0.3"],
+    );
+    assert_eq!(r["mode"], "header");
+    assert_eq!(r["opened"], 20, "{r}");
+    assert_eq!(r["bytes_per_conn"], 14);
+    assert_eq!(r["bytes_written"], 20 * 14);
+    number(&r, "rss_per_conn_kib");
+    number(&r, "attack_rss_per_conn_kib");
+    // The server holds a descriptor per attacking connection.
+    assert!(number(&r, "server_fds_upgraded") >= number(&r, "server_fds_before") + 20.0);
+    assert!(r["close_codes"].is_object());
+}
+
+#[test]
+fn attack_partial_sends_all_but_the_last_byte() {
+    let r = run_framework(
+        "attack",
+        &[
+            "--mode",
+            "partial",
+            "--connections",
+            "5",
+            "--frame-bytes",
+            "65536",
+            "--hold",
+            "0.3",
+        ],
+    );
+    assert_eq!(r["partial_bytes"], 65535);
+    // 14 header bytes, then the payload but its last byte.
+    assert_eq!(r["bytes_per_conn"], 14 + 65535);
+    number(&r, "rss_growth_mib");
+    number(&r, "stalled_writes");
+}
+
+#[test]
+fn attack_drip_reports_closes() {
+    let r = run_framework(
+        "attack",
+        &[
+            "--mode",
+            "drip",
+            "--connections",
+            "3",
+            "--drip-ms",
+            "50",
+            "--hold",
+            "0.5",
+        ],
+    );
+    assert!(number(&r, "bytes_dripped") > 0.0, "{r}");
+    let closed = number(&r, "closed_by_server");
+    assert_eq!(closed + number(&r, "still_open"), 3.0, "{r}");
+}
+
+#[test]
+fn attack_json_hold_reports_peak_and_retained_memory() {
+    let r = run_framework(
+        "attack",
+        &[
+            "--mode",
+            "json-hold",
+            "--messages",
+            "2",
+            "--payload",
+            "50000",
+            "--hold",
+            "0.3",
+        ],
+    );
+    assert_eq!(r["messages_sent_total"], 2);
+    // The echo route answers both messages of this size.
+    assert_eq!(r["replies_received"], 2, "{r}");
+    assert!(number(&r, "server_rss_peak_kib") >= number(&r, "server_rss_before_kib"));
+    number(&r, "rss_retained_mib");
+}
+
+#[test]
+fn flood_reports_bystanders_and_the_flooder() {
+    let r = run_framework(
+        "flood",
+        &[
+            "--subscribers",
+            "10",
+            "--flood-rate",
+            "200",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+        ],
+    );
+    assert!(number(&r, "publishes_sent") > 0.0, "{r}");
+    assert!(number(&r, "publishes_accepted") > 0.0, "{r}");
+    assert!(number(&r, "deliveries") > 0.0, "{r}");
+    assert!(number(&r, "echo_samples") > 0.0, "{r}");
+    assert!(number(&r, "quiet_echo_samples") > 0.0, "{r}");
+    assert!(number(&r, "connect_samples") > 0.0, "{r}");
+    assert!(r["flooder_closed"].is_boolean());
+}
+
+#[test]
+fn soak_writes_one_csv_row_per_sample() {
+    let dir = std::env::temp_dir().join(format!("pikku-soak-{}", std::process::id()));
+    let csv = dir.join("soak.csv");
+    let r = run_framework(
+        "soak",
+        &[
+            "--connections",
+            "60",
+            "--echoers",
+            "5",
+            "--topics",
+            "4",
+            "--publish-rate",
+            "20",
+            "--churn-per-s",
+            "10",
+            "--duration-secs",
+            "2",
+            "--sample-secs",
+            "0.5",
+            "--out",
+            csv.to_str().expect("UTF-8 temp path"),
+        ],
+    );
+    let text = std::fs::read_to_string(&csv).expect("the CSV");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    assert_eq!(header, pikku_bench::scenario::soak::COLUMNS);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // A row at the start and one per half second after it.
+    assert!(rows.len() >= 4, "{text}");
+    for row in &rows {
+        assert_eq!(row.len(), header.len(), "{text}");
+        let rss: u64 = row[1].parse().expect("server RSS in every row");
+        assert!(rss > 0);
+    }
+    assert_eq!(r["rows"], rows.len() as u64);
+    assert!(number(&r, "server_fds_max") >= 60.0, "{r}");
+    assert!(number(&r, "server_rss_kib_max") > 0.0);
+    assert!(number(&r, "conns_open_min") > 0.0, "{r}");
+    number(&r, "echo_p99_max_us");
+    number(&r, "errors");
+}

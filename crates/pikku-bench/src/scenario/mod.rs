@@ -13,13 +13,18 @@ use crate::procstat::Proc;
 use crate::report::Report;
 use crate::Result;
 
+pub mod attack;
 pub mod connect;
 pub mod echo;
 pub mod fanout;
+pub mod flood;
 pub mod idle;
+pub mod soak;
 
 /// The scenario names, as given on the command line.
-pub const NAMES: [&str; 4] = ["echo", "fanout", "idle", "connect"];
+pub const NAMES: [&str; 7] = [
+    "echo", "fanout", "idle", "connect", "attack", "flood", "soak",
+];
 
 /// Flags every scenario takes.
 #[derive(Debug, Clone)]
@@ -52,10 +57,20 @@ impl Common {
     }
 
     /// Adds the common settings to a report.
+    ///
+    /// `attack` has no measured window (it holds for `--hold`), `soak` reports its own duration,
+    /// and only the windowed scenarios have a warmup.
     fn describe(&self, report: &mut Report) {
         report.set("url", self.url.as_str());
-        report.set_f("duration_s", self.duration.as_secs_f64(), 3);
-        if report.get("scenario").and_then(|v| v.as_str()) != Some("idle") {
+        let scenario = report
+            .get("scenario")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let windowed = !matches!(scenario, "idle" | "attack" | "soak");
+        if scenario != "attack" && report.get("duration_s").is_none() {
+            report.set_f("duration_s", self.duration.as_secs_f64(), 3);
+        }
+        if windowed {
             report.set_f("warmup_s", self.warmup.as_secs_f64(), 3);
         }
     }
@@ -74,6 +89,9 @@ pub fn run(name: &str, mut args: Args) -> Result<Report> {
             "fanout" => fanout::run(&common, args).await,
             "idle" => idle::run(&common, args).await,
             "connect" => connect::run(&common, args).await,
+            "attack" => attack::run(&common, args).await,
+            "flood" => flood::run(&common, args).await,
+            "soak" => soak::run(&common, args).await,
             other => {
                 Err(format!("unknown scenario `{other}` (one of {})", NAMES.join(", ")).into())
             }
