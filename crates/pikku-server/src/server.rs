@@ -589,6 +589,9 @@ where
     }
 }
 
+/// Connections the sweep handles between two yields to the scheduler.
+const SWEEP_CHUNK: usize = 256;
+
 /// The heartbeat sweep: one task per server instead of a timer per connection. Pings connections that have been
 /// quiet for a ping interval, closes those quiet for the idle timeout (1001 `idle timeout`) and those receiving a
 /// frame for longer than the frame timeout (1008 `frame timeout`).
@@ -607,7 +610,12 @@ where
         let ping_ms = shared.config.ping_interval.as_millis() as u64;
         let idle_ms = shared.config.idle_timeout.as_millis() as u64;
         let frame_ms = shared.config.frame_timeout.as_millis() as u64;
-        for conn in shared.rt.hub().channels() {
+        for (i, conn) in shared.rt.hub().channels().into_iter().enumerate() {
+            if i % SWEEP_CHUNK == SWEEP_CHUNK - 1 {
+                // Connections idle since the same moment all come due in one sweep: let the pinged ones write,
+                // and everything else run, between chunks instead of after tens of thousands of them.
+                tokio::task::yield_now().await;
+            }
             let quiet = conn.idle_ms();
             if conn.frame_pending_ms().is_some_and(|ms| ms >= frame_ms) {
                 conn.request_close(CloseRequest {
