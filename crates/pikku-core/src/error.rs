@@ -115,6 +115,8 @@ pub enum ErrorClass {
     NotFound,
     /// `UnprocessableContentError`, 422.
     UnprocessableContent,
+    /// `TooManyRequestsError`, 429: the connection sends faster than its rate limit allows.
+    TooManyRequests,
     /// `ServiceUnavailableError`, 503.
     ServiceUnavailable,
     /// `ChannelRPCError`, 502: a reverse call failed.
@@ -131,6 +133,7 @@ impl ErrorClass {
             Self::Forbidden => "ForbiddenError",
             Self::NotFound => "NotFoundError",
             Self::UnprocessableContent => "UnprocessableContentError",
+            Self::TooManyRequests => "TooManyRequestsError",
             Self::ServiceUnavailable => "ServiceUnavailableError",
             Self::ChannelRpc => "ChannelRPCError",
         }
@@ -145,6 +148,7 @@ impl ErrorClass {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::UnprocessableContent => 422,
+            Self::TooManyRequests => 429,
             Self::ServiceUnavailable => 503,
             Self::ChannelRpc => 502,
         }
@@ -274,6 +278,17 @@ impl ChannelError {
                 details,
             },
         }
+    }
+
+    /// `TooManyRequestsError` (429) with `message`: slow down. The pipeline sends
+    /// `Rate limit exceeded` when a connection goes over its [`RateLimit`](crate::RateLimit).
+    ///
+    /// ```
+    /// let err = pikku_core::ChannelError::too_many_requests("Rate limit exceeded");
+    /// assert_eq!((err.name(), err.status()), ("TooManyRequestsError", 429));
+    /// ```
+    pub fn too_many_requests(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorClass::TooManyRequests, message)
     }
 
     /// `ServiceUnavailableError` (503) with `message`: try again later.

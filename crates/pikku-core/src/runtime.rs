@@ -61,25 +61,32 @@
 use std::any::Any;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::HeaderMap;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use crate::app::{AppRuntime, ChannelSpec, RouteSpec};
-use crate::channel::{Connection, ConnectionLimits, DisconnectReason};
+use crate::channel::{CloseRequest, Connection, ConnectionLimits, DisconnectReason};
 use crate::ctx::{Ctx, SessionSlot};
 use crate::error::ChannelError;
 use crate::frame::{encode_json, error_frame, OutFrame};
 use crate::handler::{BoxFuture, Reply};
+use crate::log_limit::{LogLimiter, Verdict};
 use crate::middleware::{run_chain, Invocation, UpgradeRequest};
-use crate::opening::{merge_params, parse_query};
+use crate::opening::{check_path, merge_params, parse_query};
+use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
+
+/// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
+static HANDLER_ERRORS: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
+/// Rate-limit closes logged per channel per second.
+static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 
 /// The parts of an upgrade request the pipeline needs, given to [`AppRuntime::admit`](crate::AppRuntime::admit).
 ///
@@ -103,7 +110,8 @@ pub struct UpgradeInput<'a> {
     pub path: &'a str,
     /// The raw query, without `?`.
     pub query: Option<&'a str>,
-    /// The request headers (upgrade middleware reads them; `Origin` is checked against the allowlist).
+    /// The request headers (upgrade middleware reads them; `Origin` and `Host` are checked against the app's
+    /// [`OriginPolicy`](crate::OriginPolicy)).
     pub headers: Arc<HeaderMap>,
     /// The peer address, when known.
     pub peer: Option<SocketAddr>,
@@ -208,11 +216,8 @@ where
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
-        let malformed = || ChannelError::bad_request("Malformed upgrade request");
         // Step 1 (the part about decodability).
-        if percent_decode_str(input.path).decode_utf8().is_err() {
-            return Err(malformed());
-        }
+        check_path(input.path)?;
         let query = parse_query(input.query.unwrap_or(""))?;
         // Step 3.
         let mut found = None;
@@ -226,15 +231,8 @@ where
             .ok_or_else(|| ChannelError::not_found(format!("Channel not found: {}", input.path)))?;
         let spec = &self.channels[index];
         // Step 4.
-        let origins = &self.config().allowed_origins;
-        if !origins.is_empty() {
-            let origin = input
-                .headers
-                .get(http::header::ORIGIN)
-                .and_then(|v| v.to_str().ok());
-            if !origin.is_some_and(|o| origins.iter().any(|allowed| allowed == o)) {
-                return Err(ChannelError::forbidden("Origin not allowed"));
-            }
+        if !self.config().origin.allows_request(&input.headers) {
+            return Err(ChannelError::forbidden("Origin not allowed"));
         }
         // Steps 5 and 6.
         let merged = merge_params(params, query)?;
@@ -332,11 +330,15 @@ where
             epoch,
         );
         conn.rpc.set_timeout(spec.rpc_timeout);
+        // One bucket per limit slot; nothing at all for a channel without limits.
+        let limiter = (!spec.limits.is_empty())
+            .then(|| spec.limits.iter().map(|_| Bucket::default()).collect());
         LiveChannel {
             rt: self.rt,
             index: self.index,
             conn: Arc::new(conn),
             session: self.session,
+            limiter,
         }
     }
 }
@@ -361,7 +363,8 @@ where
 /// ```
 #[derive(Debug)]
 pub enum TextFrame {
-    /// A zero-length frame: ignored (D17).
+    /// Nothing to run: a zero-length frame (D17), or a message over the connection's rate limit, which is dropped
+    /// (its error frame or close request, if any, is already queued).
     Ignored,
     /// A reverse-RPC response or pending frame, handed to the call registry (never routed or answered).
     Consumed,
@@ -403,6 +406,8 @@ pub struct LiveChannel<S, U> {
     index: usize,
     conn: Arc<Connection>,
     session: Arc<SessionSlot<U>>,
+    /// The rate-limit buckets, by slot of the channel's limits; `None` when the channel has no limit.
+    limiter: Option<Box<[Bucket]>>,
 }
 
 impl<S, U> std::fmt::Debug for LiveChannel<S, U> {
@@ -603,7 +608,99 @@ where
             self.conn.rpc.deliver(frame);
             return TextFrame::Consumed;
         }
+        if let Some(buckets) = &self.limiter {
+            if !self.admit_arrival(buckets, Some(&value), text.len()) {
+                return TextFrame::Ignored;
+            }
+        }
         TextFrame::Message(value)
+    }
+
+    /// The arrival check for a binary frame of `len` bytes, for the runner to call as the frame arrives, before
+    /// queueing it: `false` means the frame is over the channel's rate limit and must be dropped (the error frame
+    /// or close request, if any, is already queued). Always `true` for a channel without a limit.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use bytes::Bytes;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit};
+    ///
+    /// async fn store(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
+    ///
+    /// let app = App::new(()).channel(
+    ///     ChannelRoute::new("files", "/files").auth(false).on_binary(store).rate_limit(RateLimit::per_second(1)),
+    /// );
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/files").await;
+    /// live.open();
+    /// assert!(live.admit_binary(3));
+    /// assert!(!live.admit_binary(3)); // a second frame within the same second
+    /// assert_eq!(drain(live.connection()), [
+    ///     OutFrame::text(r#"{"error":"Rate limit exceeded","errorName":"TooManyRequestsError"}"#),
+    /// ]);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn admit_binary(&self, len: usize) -> bool {
+        match &self.limiter {
+            None => true,
+            Some(buckets) => self.admit_arrival(buckets, None, len),
+        }
+    }
+
+    /// Counts an arriving message (`value`, or a binary frame when `None`) against its rate limit; false when it
+    /// must be dropped.
+    fn admit_arrival(&self, buckets: &[Bucket], value: Option<&Value>, len: usize) -> bool {
+        let spec = self.spec();
+        let slot = match value {
+            Some(value) if spec.route_limits => {
+                peek_route(spec, value).map_or(spec.channel_slot, |route| route.limit_slot)
+            }
+            _ => spec.channel_slot,
+        };
+        let Some(slot) = slot else {
+            return true;
+        };
+        let (first, close) = match buckets[slot].admit(&spec.limits[slot], len, now_ns()) {
+            Admission::Pass => return true,
+            Admission::Refuse => return false,
+            Admission::RefuseFirst => (true, false),
+            Admission::Close { first } => (first, true),
+        };
+        if first {
+            let routing = value.and_then(|v| routing_key(spec, v));
+            let err = ChannelError::too_many_requests("Rate limit exceeded");
+            self.push_error(&err, routing.as_ref().map(|(p, v)| (p.as_str(), v.as_str())));
+        }
+        if close {
+            if let Verdict::Log { suppressed } = RATE_LIMIT_CLOSES.check(self.conn.channel_name()) {
+                if suppressed > 0 {
+                    tracing::info!(channel = self.conn.channel_name(), "suppressed {suppressed} similar lines");
+                }
+                tracing::info!(
+                    channel = self.conn.channel_name(),
+                    channel_id = self.conn.id(),
+                    "closing a connection that kept sending over its rate limit"
+                );
+            }
+            self.conn.request_close(CloseRequest {
+                code: 1008,
+                reason: Cow::Borrowed("rate limit exceeded"),
+                flush: true,
+                cause: DisconnectReason::RateLimited,
+            });
+        }
+        false
     }
 
     /// Runs one message through the pipeline (semantics §5.2) and queues its reply.
@@ -893,6 +990,35 @@ fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_
     }
 }
 
+/// The route [`select_route`] would pick, without taking the value apart.
+fn peek_route<'a, S, U>(spec: &'a ChannelSpec<S, U>, value: &Value) -> Option<&'a RouteSpec<S, U>> {
+    if let Value::Object(map) = value {
+        for (property, routes) in &spec.properties {
+            if let Some(Value::String(name)) = map.get(&**property) {
+                if let Some(route) = routes.get(name.as_str()) {
+                    return Some(route);
+                }
+            }
+        }
+    }
+    spec.default_route.as_ref()
+}
+
+/// The routing key an error frame about `value` carries: the registered route it names, or else the first
+/// routing property holding a string, as for an unknown route.
+fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String, String)> {
+    if let Some(Some((property, name))) = peek_route(spec, value).map(|r| &r.name) {
+        return Some((property.to_string(), name.to_string()));
+    }
+    let Value::Object(map) = value else {
+        return None;
+    };
+    spec.properties.iter().find_map(|(property, _)| match map.get(&**property) {
+        Some(Value::String(name)) => Some((property.to_string(), name.clone())),
+        _ => None,
+    })
+}
+
 /// Shapes a handler result into its frame: D2 for routed messages, as is for the default route.
 fn reply_frame(
     routing: Option<(&str, &str)>,
@@ -927,8 +1053,22 @@ fn reply_frame(
     }
 }
 
+/// Logs a handler failure, at most a few lines a second for the same channel, route and error class (a client
+/// can make a handler fail as often as it likes); the count of the lines left out is logged later.
 fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelError) {
+    let suppressed = match HANDLER_ERRORS.check(&(conn.channel_name(), routing, err.name())) {
+        Verdict::Log { suppressed } => suppressed,
+        Verdict::Suppress => return,
+    };
     let route = routing.map(|(p, v)| format!("{p}:{v}"));
+    if suppressed > 0 {
+        tracing::warn!(
+            channel = conn.channel_name(),
+            route = route.as_deref(),
+            error_name = err.name(),
+            "suppressed {suppressed} similar errors"
+        );
+    }
     if err.is_internal() {
         tracing::error!(
             channel = conn.channel_name(),

@@ -662,6 +662,7 @@ async fn topic_and_subscription_limits() {
     let hub = EventHub::new(HubLimits {
         max_subscriptions_per_channel: 2,
         max_topic_bytes: 8,
+        ..HubLimits::default()
     });
     let a = open(&hub, "a");
     assert_eq!(hub.subscribe("", "a").await, Err(HubError::InvalidTopic));

@@ -242,7 +242,10 @@ where
                     TextFrame::Message(value) => Some(Job::Text(value, text.len())),
                     TextFrame::Ignored | TextFrame::Consumed => None,
                 },
-                Event::Binary(bytes) => Some(Job::Binary(Bytes::copy_from_slice(bytes))),
+                // The rate-limit check runs at arrival, so a flood never fills the queue.
+                Event::Binary(bytes) => live
+                    .admit_binary(bytes.len())
+                    .then(|| Job::Binary(Bytes::copy_from_slice(bytes))),
                 Event::Pong => None,
                 Event::Close(code) => {
                     *peer_close = Some(code);
