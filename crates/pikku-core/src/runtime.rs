@@ -1056,22 +1056,23 @@ fn reply_frame(
 /// Logs a handler failure, at most a few lines a second for the same channel, route and error class (a client
 /// can make a handler fail as often as it likes); the count of the lines left out is logged later.
 fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelError) {
+    let internal = err.is_internal();
+    // Client errors are debug lines: when nobody listens, skip the limiter's clock read as well.
+    if !internal && !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let suppressed = match HANDLER_ERRORS.check(&(conn.channel_name(), routing, err.name())) {
         Verdict::Log { suppressed } => suppressed,
         Verdict::Suppress => return,
     };
     let route = routing.map(|(p, v)| format!("{p}:{v}"));
-    if suppressed > 0 {
-        tracing::warn!(
-            channel = conn.channel_name(),
-            route = route.as_deref(),
-            error_name = err.name(),
-            "suppressed {suppressed} similar errors"
-        );
-    }
-    if err.is_internal() {
+    let channel = conn.channel_name();
+    if internal {
+        if suppressed > 0 {
+            tracing::warn!(channel, route = route.as_deref(), "suppressed {suppressed} similar errors");
+        }
         tracing::error!(
-            channel = conn.channel_name(),
+            channel,
             channel_id = conn.id(),
             route = route.as_deref(),
             state = ?conn.state(),
@@ -1079,8 +1080,11 @@ fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelErro
             "handler failed"
         );
     } else {
+        if suppressed > 0 {
+            tracing::debug!(channel, route = route.as_deref(), "suppressed {suppressed} similar errors");
+        }
         tracing::debug!(
-            channel = conn.channel_name(),
+            channel,
             channel_id = conn.id(),
             route = route.as_deref(),
             error = %err,
