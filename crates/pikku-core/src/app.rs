@@ -535,10 +535,13 @@ impl<S, U> ErasedChannel<S, U> {
         let channel_perms = self.permissions;
         // Rate limits: the channel's (or the app's) in one slot, each route override in a slot of its own.
         let mut limits = Vec::new();
-        let channel_slot = self.rate_limit.unwrap_or(app.config.rate_limit).map(|limit| {
-            limits.push(limit);
-            0
-        });
+        let channel_slot = self
+            .rate_limit
+            .unwrap_or(app.config.rate_limit)
+            .map(|limit| {
+                limits.push(limit);
+                0
+            });
         let mut route_limits = false;
         let mut make_route = |prop: Option<(Arc<str>, Arc<str>)>, r: ErasedRoute<S, U>| RouteSpec {
             limit_slot: match r.rate_limit {

@@ -454,7 +454,13 @@ mod tests {
     #[test]
     fn malformed_escapes_are_refused() {
         let p = RoutePattern::parse("/rooms/:id").unwrap();
-        for bad in ["/rooms/%zz", "/rooms/a%", "/rooms/a%4", "/rooms/%00", "/rooms/a%00b"] {
+        for bad in [
+            "/rooms/%zz",
+            "/rooms/a%",
+            "/rooms/a%4",
+            "/rooms/%00",
+            "/rooms/a%00b",
+        ] {
             assert_eq!(p.matches(bad).unwrap_err().status(), 400, "{bad}");
         }
         assert_eq!(p.matches("/rooms/100%25").unwrap().unwrap()[0].1, "100%");

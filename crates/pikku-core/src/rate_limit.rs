@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(bucket.admit(&limit, 1, t), Admission::Pass);
         assert_eq!(bucket.admit(&limit, 1, t), Admission::RefuseFirst);
         assert_eq!(bucket.admit(&limit, 1, t), Admission::Refuse);
-        assert_eq!(bucket.admit(&limit, 1, t), Admission::Close { first: false });
+        assert_eq!(
+            bucket.admit(&limit, 1, t),
+            Admission::Close { first: false }
+        );
         assert_eq!(bucket.admit(&limit, 1, t), Admission::Refuse);
 
         let bucket = Bucket::default();
@@ -278,7 +281,10 @@ mod tests {
         assert_eq!(bucket.admit(&limit, 1, t), Admission::RefuseFirst);
         // Two seconds later the bucket is full again: the count starts afresh.
         assert_eq!(bucket.admit(&limit, 1, t + 2_000 * MS), Admission::Pass);
-        assert_eq!(bucket.admit(&limit, 1, t + 2_000 * MS), Admission::RefuseFirst);
+        assert_eq!(
+            bucket.admit(&limit, 1, t + 2_000 * MS),
+            Admission::RefuseFirst
+        );
     }
 
     #[test]
@@ -291,7 +297,10 @@ mod tests {
         assert_eq!(bucket.admit(&limit, 40, t), Admission::Pass);
         // 500 bytes: bigger than the burst, passes once the bucket is full, then owes 5 s.
         assert_eq!(bucket.admit(&limit, 500, t + 1_000 * MS), Admission::Pass);
-        assert_eq!(bucket.admit(&limit, 1, t + 4_000 * MS), Admission::RefuseFirst);
+        assert_eq!(
+            bucket.admit(&limit, 1, t + 4_000 * MS),
+            Admission::RefuseFirst
+        );
         assert_eq!(bucket.admit(&limit, 1, t + 6_000 * MS), Admission::Pass);
     }
 }

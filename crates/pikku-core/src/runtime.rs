@@ -59,9 +59,9 @@
 //! ```
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -680,12 +680,18 @@ where
         if first {
             let routing = value.and_then(|v| routing_key(spec, v));
             let err = ChannelError::too_many_requests("Rate limit exceeded");
-            self.push_error(&err, routing.as_ref().map(|(p, v)| (p.as_str(), v.as_str())));
+            self.push_error(
+                &err,
+                routing.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+            );
         }
         if close {
             if let Verdict::Log { suppressed } = RATE_LIMIT_CLOSES.check(self.conn.channel_name()) {
                 if suppressed > 0 {
-                    tracing::info!(channel = self.conn.channel_name(), "suppressed {suppressed} similar lines");
+                    tracing::info!(
+                        channel = self.conn.channel_name(),
+                        "suppressed {suppressed} similar lines"
+                    );
                 }
                 tracing::info!(
                     channel = self.conn.channel_name(),
@@ -1013,10 +1019,12 @@ fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String,
     let Value::Object(map) = value else {
         return None;
     };
-    spec.properties.iter().find_map(|(property, _)| match map.get(&**property) {
-        Some(Value::String(name)) => Some((property.to_string(), name.clone())),
-        _ => None,
-    })
+    spec.properties
+        .iter()
+        .find_map(|(property, _)| match map.get(&**property) {
+            Some(Value::String(name)) => Some((property.to_string(), name.clone())),
+            _ => None,
+        })
 }
 
 /// Shapes a handler result into its frame: D2 for routed messages, as is for the default route.
@@ -1069,7 +1077,11 @@ fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelErro
     let channel = conn.channel_name();
     if internal {
         if suppressed > 0 {
-            tracing::warn!(channel, route = route.as_deref(), "suppressed {suppressed} similar errors");
+            tracing::warn!(
+                channel,
+                route = route.as_deref(),
+                "suppressed {suppressed} similar errors"
+            );
         }
         tracing::error!(
             channel,
@@ -1081,7 +1093,11 @@ fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelErro
         );
     } else {
         if suppressed > 0 {
-            tracing::debug!(channel, route = route.as_deref(), "suppressed {suppressed} similar errors");
+            tracing::debug!(
+                channel,
+                route = route.as_deref(),
+                "suppressed {suppressed} similar errors"
+            );
         }
         tracing::debug!(
             channel,

@@ -92,8 +92,7 @@ async fn a_thousand_handler_panics_log_a_bounded_number_of_lines() {
         .flat_map(|_| client_frame(0x80 | op::TEXT, br#"{"action":"boom"}"#, Some(MASK)))
         .collect();
     ws.write(&frames).await;
-    let internal =
-        json!({"action": "boom", "error": "Internal server error", "errorName": "InternalServerError"});
+    let internal = json!({"action": "boom", "error": "Internal server error", "errorName": "InternalServerError"});
     for _ in 0..1000 {
         let (_, _, payload) = ws.next_frame().await.expect("an error frame");
         assert_eq!(serde_json::from_slice::<Value>(&payload).unwrap(), internal);
@@ -112,7 +111,11 @@ async fn a_thousand_handler_panics_log_a_bounded_number_of_lines() {
     let logged = logs.lines_containing("handler failed").len();
     let suppressed: u64 = suppressed_counts(&logs, "similar errors").iter().sum();
     assert!(suppressed > 0, "no summary line");
-    assert_eq!(logged as u64 + suppressed, 1001, "every failure is logged or counted");
+    assert_eq!(
+        logged as u64 + suppressed,
+        1001,
+        "every failure is logged or counted"
+    );
     let _ = std::panic::take_hook();
 
     // Refused upgrades are bounded the same way.

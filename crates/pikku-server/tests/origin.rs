@@ -67,7 +67,10 @@ async fn by_default_only_the_same_host_or_no_origin_may_upgrade() {
     // The raw client sends `Host: 127.0.0.1:<port>`.
     let same_host = format!("http://{}", srv.addr);
     let same_host_tls = format!("https://{}", srv.addr);
-    let other_port = format!("http://127.0.0.1:{}", srv.addr.port().wrapping_add(1).max(1));
+    let other_port = format!(
+        "http://127.0.0.1:{}",
+        srv.addr.port().wrapping_add(1).max(1)
+    );
     for origin in [
         "https://evil.example",
         "null",

@@ -262,8 +262,12 @@ async fn bytes_per_second_are_limited_too() {
     let thirty = format!(r#"{{"p":"{}"}}"#, "b".repeat(22));
     assert_eq!((sixty.len(), thirty.len()), (60, 30));
     // 60 bytes pass, the next 60 would exceed the 100-byte burst, 30 more still fit.
-    ws.write(&text_frames([sixty.as_str(), sixty.as_str(), thirty.as_str()]))
-        .await;
+    ws.write(&text_frames([
+        sixty.as_str(),
+        sixty.as_str(),
+        thirty.as_str(),
+    ]))
+    .await;
     expect_unordered(
         &mut ws,
         vec![
