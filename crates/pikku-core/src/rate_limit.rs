@@ -1,7 +1,9 @@
 //! Inbound rate limits: how many messages (and bytes) one connection may send per second.
 //!
-//! A limit is a token bucket with a burst, checked as each frame arrives, before it is queued for a handler, so
-//! a flood never fills the inbound queue or reaches the handlers. The bucket is refilled lazily from a clock read
+//! A limit is a token bucket with a burst, checked as each frame arrives, before it is queued for a handler
+//! (runners call [`LiveChannel::admit_text`](crate::runtime::LiveChannel::admit_text) and
+//! [`admit_binary`](crate::runtime::LiveChannel::admit_binary)), so a flood never fills the inbound queue or
+//! reaches the handlers. The bucket is refilled lazily from a clock read
 //! when a frame arrives (no timers). Its state is one "theoretical arrival time" per bucket (the generic cell rate
 //! algorithm): a connection with a limit holds a few words; a connection without one holds nothing.
 //!

@@ -10,6 +10,8 @@
 //! turns the [`Admitted`] upgrade into a [`LiveChannel`], and then, for that connection: [`open`](LiveChannel::open),
 //! [`run_connect`](LiveChannel::run_connect), each text frame through [`text`](LiveChannel::text) and
 //! [`run_message`](LiveChannel::run_message), each binary frame through [`run_binary`](LiveChannel::run_binary),
+//! having passed each frame, as it arrives, through the rate-limit check ([`admit_text`](LiveChannel::admit_text)
+//! or [`admit_binary`](LiveChannel::admit_binary); a frame that fails it is dropped),
 //! and finally [`begin_disconnect`](LiveChannel::begin_disconnect) and
 //! [`run_disconnect`](LiveChannel::run_disconnect). Whatever is to be written comes out of
 //! [`Connection::poll_outgoing`](crate::Connection::poll_outgoing). The same sequence drives the pipeline in
@@ -363,8 +365,7 @@ where
 /// ```
 #[derive(Debug)]
 pub enum TextFrame {
-    /// Nothing to run: a zero-length frame (D17), or a message over the connection's rate limit, which is dropped
-    /// (its error frame or close request, if any, is already queued).
+    /// A zero-length frame: ignored (D17).
     Ignored,
     /// A reverse-RPC response or pending frame, handed to the call registry (never routed or answered).
     Consumed,
@@ -602,18 +603,79 @@ where
         if text.is_empty() {
             return TextFrame::Ignored;
         }
-        // Text that is not JSON is the JSON string with the same characters (D12).
-        let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        let value = parse_text(text);
         if let Some(frame) = RpcFrame::parse(&value) {
             self.conn.rpc.deliver(frame);
             return TextFrame::Consumed;
         }
-        if let Some(buckets) = &self.limiter {
-            if !self.admit_arrival(buckets, Some(&value), text.len()) {
-                return TextFrame::Ignored;
-            }
-        }
         TextFrame::Message(value)
+    }
+
+    /// The rate-limit check for an arriving text frame, for the runner to call as each frame arrives, before it
+    /// classifies or queues it, so a flood never fills the inbound queue: `false` means the frame is over the
+    /// connection's limit and must be dropped (its error frame or close request, if any, is already queued).
+    ///
+    /// Always `true` without a limit, for empty frames and for reverse-RPC replies. When only the channel-wide
+    /// limit applies the frame is not parsed; with per-route limits it is parsed here to find its route.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit, Route};
+    ///
+    /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: serde_json::Value) {}
+    ///
+    /// let app = App::new(()).channel(
+    ///     ChannelRoute::new("chat", "/chat")
+    ///         .auth(false)
+    ///         .route("action", "say", Route::new(say).rate_limit(RateLimit::per_second(1))),
+    /// );
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/chat").await;
+    /// live.open();
+    /// let say = r#"{"action":"say","text":"hi"}"#;
+    /// assert!(live.admit_text(say));
+    /// assert!(!live.admit_text(say)); // a second `say` within the same second
+    /// assert!(live.admit_text(r#"{"action":"other"}"#)); // no limit outside `say`
+    /// assert_eq!(drain(live.connection()), [
+    ///     OutFrame::text(r#"{"action":"say","error":"Rate limit exceeded","errorName":"TooManyRequestsError"}"#),
+    /// ]);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn admit_text(&self, text: &str) -> bool {
+        let Some(buckets) = &self.limiter else {
+            return true;
+        };
+        if text.is_empty() {
+            return true;
+        }
+        let spec = self.spec();
+        // Every reverse-RPC envelope names a `pikku-rpc-` action; only such frames need parsing to exempt them.
+        let rpc_like = text.contains("pikku-rpc-");
+        let value = (spec.route_limits || rpc_like).then(|| parse_text(text));
+        if rpc_like && value.as_ref().and_then(RpcFrame::parse).is_some() {
+            // Replies to the server's own calls, already bounded by the pending-call limit.
+            return true;
+        }
+        let slot = match &value {
+            Some(value) if spec.route_limits => {
+                peek_route(spec, value).map_or(spec.channel_slot, |route| route.limit_slot)
+            }
+            _ => spec.channel_slot,
+        };
+        self.admit_arrival(buckets, slot, text.len(), || {
+            routing_key(spec, &value.unwrap_or_else(|| parse_text(text)))
+        })
     }
 
     /// The arrival check for a binary frame of `len` bytes, for the runner to call as the frame arrives, before
@@ -654,23 +716,23 @@ where
     pub fn admit_binary(&self, len: usize) -> bool {
         match &self.limiter {
             None => true,
-            Some(buckets) => self.admit_arrival(buckets, None, len),
+            Some(buckets) => self.admit_arrival(buckets, self.spec().channel_slot, len, || None),
         }
     }
 
-    /// Counts an arriving message (`value`, or a binary frame when `None`) against its rate limit; false when it
-    /// must be dropped.
-    fn admit_arrival(&self, buckets: &[Bucket], value: Option<&Value>, len: usize) -> bool {
-        let spec = self.spec();
-        let slot = match value {
-            Some(value) if spec.route_limits => {
-                peek_route(spec, value).map_or(spec.channel_slot, |route| route.limit_slot)
-            }
-            _ => spec.channel_slot,
-        };
+    /// Counts an arriving frame of `len` bytes against the limit in `slot` (none: unlimited); false when it must
+    /// be dropped. `routing` gives the routing key of the first refusal's error frame.
+    fn admit_arrival(
+        &self,
+        buckets: &[Bucket],
+        slot: Option<usize>,
+        len: usize,
+        routing: impl FnOnce() -> Option<(String, String)>,
+    ) -> bool {
         let Some(slot) = slot else {
             return true;
         };
+        let spec = self.spec();
         let (first, close) = match buckets[slot].admit(&spec.limits[slot], len, now_ns()) {
             Admission::Pass => return true,
             Admission::Refuse => return false,
@@ -678,7 +740,7 @@ where
             Admission::Close { first } => (first, true),
         };
         if first {
-            let routing = value.and_then(|v| routing_key(spec, v));
+            let routing = routing();
             let err = ChannelError::too_many_requests("Rate limit exceeded");
             self.push_error(
                 &err,
@@ -994,6 +1056,11 @@ fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_
         (None, Some((property, name))) => Selected::Unknown(property, name),
         (None, None) => Selected::NoDefault,
     }
+}
+
+/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters (D12).
+fn parse_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// The route [`select_route`] would pick, without taking the value apart.

@@ -238,11 +238,12 @@ where
         } = self;
         let mut on_event = |event: Event<'_>| {
             let job = match event {
+                // The rate-limit checks run at arrival, so a flood never fills the queue.
+                Event::Text(text) if !live.admit_text(text) => None,
                 Event::Text(text) => match live.text(text) {
                     TextFrame::Message(value) => Some(Job::Text(value, text.len())),
                     TextFrame::Ignored | TextFrame::Consumed => None,
                 },
-                // The rate-limit check runs at arrival, so a flood never fills the queue.
                 Event::Binary(bytes) => live
                     .admit_binary(bytes.len())
                     .then(|| Job::Binary(Bytes::copy_from_slice(bytes))),
