@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use pikku::core::middleware::UpgradeRequest;
 use pikku::core::SlowConsumerPolicy;
 use pikku::prelude::*;
-use pikku::AppConfig;
+use pikku::{AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -486,6 +486,9 @@ pub fn fixture_app(settings: &FixtureSettings, recorder: Recorder) -> App<Servic
             config.rpc_timeout = Some(settings.rpc_timeout);
             config.outbound_queue_bytes = settings.outbound_queue_bytes;
             config.slow_consumer = SlowConsumerPolicy::Close;
+            // The protocol checks `Origin` only against an allowlist, and conformance clients may run as a web
+            // page of another origin.
+            config.origin = OriginPolicy::Any;
         })
         .channel(events())
         .channel(greet())

@@ -14,6 +14,8 @@ use crate::middleware::{
     ErasedMiddleware, ErasedPermission, ErasedUpgrade, Middleware, UpgradeMiddleware,
 };
 use crate::opening::RoutePattern;
+use crate::origin::OriginPolicy;
+use crate::rate_limit::RateLimit;
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
 /// Behaviour and limits shared by every channel of an app (semantics §11).
@@ -25,13 +27,16 @@ use crate::wiring::{ChannelRoute, OpeningParser, Route};
 ///
 /// ```
 /// use std::time::Duration;
-/// use pikku_core::{App, AppConfig, SlowConsumerPolicy};
+/// use pikku_core::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
 ///
 /// let mut config = AppConfig::default();
 /// assert_eq!(config.outbound_queue_bytes, 1 << 20);
+/// assert_eq!(config.origin, OriginPolicy::SameHost);
+/// assert_eq!(config.rate_limit, None);
 /// config.slow_consumer = SlowConsumerPolicy::Drop;
 /// config.rpc_timeout = Some(Duration::from_secs(5));
-/// config.allowed_origins = vec!["https://example.com".into()];
+/// config.origin = OriginPolicy::allow(["https://example.com"]);
+/// config.rate_limit = Some(RateLimit::per_second(100).burst(200));
 ///
 /// let app: App<()> = App::new(()).config(config);
 /// # let _ = app;
@@ -59,9 +64,13 @@ pub struct AppConfig {
     /// How long in-flight handlers may run on after a close before they are cancelled and onDisconnect runs
     /// (default 10 s).
     pub drain_timeout: Duration,
-    /// Allowed `Origin` values (default empty: every origin is allowed). When not empty, an upgrade whose
-    /// `Origin` is missing or not listed is refused with 403 `Origin not allowed`.
-    pub allowed_origins: Vec<String>,
+    /// Which `Origin` headers an upgrade may carry (default [`OriginPolicy::SameHost`]: a browser page of
+    /// another host cannot open a channel); a refused upgrade gets 403 `Origin not allowed`.
+    pub origin: OriginPolicy,
+    /// The inbound rate limit of every connection (default `None`: no limit, since only the application knows
+    /// how fast its clients legitimately send). A channel or a message route may set its own with
+    /// [`ChannelRoute::rate_limit`] and [`Route::rate_limit`](crate::Route::rate_limit).
+    pub rate_limit: Option<RateLimit>,
     /// Event-hub bounds (default [`HubLimits::default`]).
     pub hub: HubLimits,
 }
@@ -76,7 +85,8 @@ impl Default for AppConfig {
             max_pending_rpc: 64,
             inbound_queue: 64,
             drain_timeout: Duration::from_secs(10),
-            allowed_origins: Vec::new(),
+            origin: OriginPolicy::SameHost,
+            rate_limit: None,
             hub: HubLimits::default(),
         }
     }
@@ -452,6 +462,7 @@ struct ErasedChannel<S, U> {
     permissions: Vec<ErasedPermission<S, U>>,
     max_in_flight: usize,
     rpc_timeout: Option<Option<Duration>>,
+    rate_limit: Option<Option<RateLimit>>,
 }
 
 struct ErasedRoute<S, U> {
@@ -459,6 +470,7 @@ struct ErasedRoute<S, U> {
     auth: Option<bool>,
     middleware: Vec<ErasedMiddleware<S, U>>,
     permission_groups: Vec<Vec<ErasedPermission<S, U>>>,
+    rate_limit: Option<Option<RateLimit>>,
 }
 
 impl<S, U, O, SS> From<Route<S, U, O, SS>> for ErasedRoute<S, U> {
@@ -468,6 +480,7 @@ impl<S, U, O, SS> From<Route<S, U, O, SS>> for ErasedRoute<S, U> {
             auth: route.auth,
             middleware: route.middleware,
             permission_groups: route.permission_groups,
+            rate_limit: route.rate_limit,
         }
     }
 }
@@ -508,6 +521,7 @@ impl<S, U, O, SS> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
             permissions: c.permissions,
             max_in_flight: c.max_in_flight,
             rpc_timeout: c.rpc_timeout,
+            rate_limit: c.rate_limit,
         }
     }
 }
@@ -519,7 +533,27 @@ impl<S, U> ErasedChannel<S, U> {
         };
         let channel_auth = self.auth;
         let channel_perms = self.permissions;
-        let make_route = |prop: Option<(Arc<str>, Arc<str>)>, r: ErasedRoute<S, U>| RouteSpec {
+        // Rate limits: the channel's (or the app's) in one slot, each route override in a slot of its own.
+        let mut limits = Vec::new();
+        let channel_slot = self
+            .rate_limit
+            .unwrap_or(app.config.rate_limit)
+            .map(|limit| {
+                limits.push(limit);
+                0
+            });
+        let mut route_limits = false;
+        let mut make_route = |prop: Option<(Arc<str>, Arc<str>)>, r: ErasedRoute<S, U>| RouteSpec {
+            limit_slot: match r.rate_limit {
+                None => channel_slot,
+                Some(own) => {
+                    route_limits = true;
+                    own.map(|limit| {
+                        limits.push(limit);
+                        limits.len() - 1
+                    })
+                }
+            },
             name: prop,
             handler: r.handler,
             auth: r.auth.unwrap_or(channel_auth),
@@ -554,6 +588,9 @@ impl<S, U> ErasedChannel<S, U> {
             })
             .collect();
         ChannelSpec {
+            limits: limits.into_boxed_slice(),
+            channel_slot,
+            route_limits,
             name: Arc::from(self.name),
             pattern,
             opening: self.opening,
@@ -590,6 +627,8 @@ pub struct PermissionPlan<S, U> {
 }
 
 pub(crate) struct RouteSpec<S, U> {
+    /// The rate-limit slot its messages count against (see [`ChannelSpec::limits`]); `None`: no limit.
+    pub(crate) limit_slot: Option<usize>,
     /// (routing property, value); `None` for the default route.
     pub(crate) name: Option<(Arc<str>, Arc<str>)>,
     pub(crate) handler: ErasedMessage<S, U>,
@@ -599,6 +638,12 @@ pub(crate) struct RouteSpec<S, U> {
 }
 
 pub(crate) struct ChannelSpec<S, U> {
+    /// The rate limits of the channel, by slot; each connection keeps one bucket per slot.
+    pub(crate) limits: Box<[RateLimit]>,
+    /// The slot of the channel-wide limit (binary frames, unknown routes, routes without their own).
+    pub(crate) channel_slot: Option<usize>,
+    /// Whether some route has a limit other than the channel's, so arrivals must look up their route.
+    pub(crate) route_limits: bool,
     pub(crate) name: Arc<str>,
     pub(crate) pattern: RoutePattern,
     pub(crate) opening: OpeningParser,

@@ -280,11 +280,12 @@ impl ChannelError {
         }
     }
 
-    /// `TooManyRequestsError` (429) with `message`: this client is over a limit (too many connections from its
-    /// address, too many requests).
+    /// `TooManyRequestsError` (429) with `message`: this client is over a limit. The pipeline sends
+    /// `Rate limit exceeded` when a connection goes over its [`RateLimit`](crate::RateLimit); the server refuses
+    /// upgrades beyond `max_connections_per_ip` with it.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::too_many_requests("Too many connections from this address");
+    /// let err = pikku_core::ChannelError::too_many_requests("Rate limit exceeded");
     /// assert_eq!((err.name(), err.status()), ("TooManyRequestsError", 429));
     /// ```
     pub fn too_many_requests(message: impl Into<Cow<'static, str>>) -> Self {

@@ -170,7 +170,8 @@ impl RoutePattern {
     /// ```
     ///
     /// # Errors
-    /// `BadRequestError` `Malformed upgrade request` when a matched param does not percent-decode to UTF-8.
+    /// `BadRequestError` `Malformed upgrade request` when a matched param has a malformed escape (`%zz`, a
+    /// trailing `%`), an encoded NUL (`%00`), or does not percent-decode to UTF-8.
     pub fn matches(&self, path: &str) -> Result<Option<Vec<(String, String)>>, ChannelError> {
         let Some(rest) = path.strip_prefix('/') else {
             return Ok(None);
@@ -218,6 +219,7 @@ fn malformed() -> ChannelError {
 }
 
 fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
+    check_escapes(raw)?;
     let owned;
     let raw = if plus_is_space && raw.contains('+') {
         owned = raw.replace('+', " ");
@@ -228,6 +230,49 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
     percent_decode_str(raw)
         .decode_utf8()
         .map(|s| s.into_owned())
+        .map_err(|_| malformed())
+}
+
+/// Refuses what a lenient decoder would let through as literal text: a `%` not followed by two hex digits
+/// (`%zz`, a trailing `%`) and an encoded NUL (`%00`), which no route param or query value needs and which
+/// confuses whatever later treats the value as a C string or a file name.
+fn check_escapes(raw: &str) -> Result<(), ChannelError> {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'%') {
+        let at = i + offset;
+        match (bytes.get(at + 1), bytes.get(at + 2)) {
+            (Some(hi), Some(lo)) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                if *hi == b'0' && *lo == b'0' {
+                    return Err(malformed());
+                }
+            }
+            _ => return Err(malformed()),
+        }
+        i = at + 3;
+    }
+    Ok(())
+}
+
+/// Checks that a whole raw path decodes cleanly: well-formed escapes, no encoded NUL, UTF-8 once decoded. The
+/// refusal is the first upgrade check, `BadRequestError` `Malformed upgrade request` (400).
+///
+/// ```
+/// use pikku_core::opening::check_path;
+///
+/// assert!(check_path("/rooms/caf%C3%A9").is_ok());
+/// for bad in ["/rooms/%zz", "/rooms/a%", "/rooms/a%0", "/rooms/%00", "/rooms/%FF"] {
+///     assert_eq!(check_path(bad).unwrap_err().status(), 400, "{bad}");
+/// }
+/// ```
+///
+/// # Errors
+/// `BadRequestError` `Malformed upgrade request`.
+pub fn check_path(path: &str) -> Result<(), ChannelError> {
+    check_escapes(path)?;
+    percent_decode_str(path)
+        .decode_utf8()
+        .map(|_| ())
         .map_err(|_| malformed())
 }
 
@@ -243,7 +288,8 @@ fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
 /// ```
 ///
 /// # Errors
-/// `BadRequestError` when a part does not percent-decode to UTF-8.
+/// `BadRequestError` `Malformed upgrade request` when a part has a malformed escape (`%zz`, a trailing `%`), an
+/// encoded NUL (`%00`), or does not percent-decode to UTF-8.
 pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
     let mut map = Params::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -403,6 +449,25 @@ mod tests {
         let root = RoutePattern::parse("/").unwrap();
         assert!(root.matches("/").unwrap().is_some());
         assert!(root.matches("/x").unwrap().is_none());
+    }
+
+    #[test]
+    fn malformed_escapes_are_refused() {
+        let p = RoutePattern::parse("/rooms/:id").unwrap();
+        for bad in [
+            "/rooms/%zz",
+            "/rooms/a%",
+            "/rooms/a%4",
+            "/rooms/%00",
+            "/rooms/a%00b",
+        ] {
+            assert_eq!(p.matches(bad).unwrap_err().status(), 400, "{bad}");
+        }
+        assert_eq!(p.matches("/rooms/100%25").unwrap().unwrap()[0].1, "100%");
+        for bad in ["a=%zz", "a=1%", "%00=x", "a=%00", "a=%G1"] {
+            assert!(parse_query(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_query("a=%41%2b").unwrap()["a"], "A+");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! turns the [`Admitted`] upgrade into a [`LiveChannel`], and then, for that connection: [`open`](LiveChannel::open),
 //! [`run_connect`](LiveChannel::run_connect), each text frame through [`text`](LiveChannel::text) and
 //! [`run_message`](LiveChannel::run_message), each binary frame through [`run_binary`](LiveChannel::run_binary),
+//! having passed each frame, as it arrives, through the rate-limit check ([`admit_text`](LiveChannel::admit_text)
+//! or [`admit_binary`](LiveChannel::admit_binary); a frame that fails it is dropped),
 //! and finally [`begin_disconnect`](LiveChannel::begin_disconnect) and
 //! [`run_disconnect`](LiveChannel::run_disconnect). Whatever is to be written comes out of
 //! [`Connection::poll_outgoing`](crate::Connection::poll_outgoing). The same sequence drives the pipeline in
@@ -59,27 +61,34 @@
 //! ```
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::HeaderMap;
 use parking_lot::Mutex;
-use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use crate::app::{AppRuntime, ChannelSpec, RouteSpec};
-use crate::channel::{Connection, ConnectionLimits, DisconnectReason};
+use crate::channel::{CloseRequest, Connection, ConnectionLimits, DisconnectReason};
 use crate::ctx::{Ctx, SessionSlot};
 use crate::error::ChannelError;
 use crate::frame::{encode_json, error_frame, OutFrame};
 use crate::handler::{BoxFuture, Reply};
+use crate::log_limit::{LogLimiter, Verdict};
 use crate::middleware::{run_chain, Invocation, UpgradeRequest};
-use crate::opening::{merge_params, parse_query};
+use crate::opening::{check_path, merge_params, parse_query};
+use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
+
+/// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
+static HANDLER_ERRORS: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
+/// Rate-limit closes logged per channel per second.
+static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 
 /// The parts of an upgrade request the pipeline needs, given to [`AppRuntime::admit`](crate::AppRuntime::admit).
 ///
@@ -103,7 +112,8 @@ pub struct UpgradeInput<'a> {
     pub path: &'a str,
     /// The raw query, without `?`.
     pub query: Option<&'a str>,
-    /// The request headers (upgrade middleware reads them; `Origin` is checked against the allowlist).
+    /// The request headers (upgrade middleware reads them; `Origin` and `Host` are checked against the app's
+    /// [`OriginPolicy`](crate::OriginPolicy)).
     pub headers: Arc<HeaderMap>,
     /// The peer address, when known.
     pub peer: Option<SocketAddr>,
@@ -208,11 +218,8 @@ where
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
-        let malformed = || ChannelError::bad_request("Malformed upgrade request");
         // Step 1 (the part about decodability).
-        if percent_decode_str(input.path).decode_utf8().is_err() {
-            return Err(malformed());
-        }
+        check_path(input.path)?;
         let query = parse_query(input.query.unwrap_or(""))?;
         // Step 3.
         let mut found = None;
@@ -226,15 +233,8 @@ where
             .ok_or_else(|| ChannelError::not_found(format!("Channel not found: {}", input.path)))?;
         let spec = &self.channels[index];
         // Step 4.
-        let origins = &self.config().allowed_origins;
-        if !origins.is_empty() {
-            let origin = input
-                .headers
-                .get(http::header::ORIGIN)
-                .and_then(|v| v.to_str().ok());
-            if !origin.is_some_and(|o| origins.iter().any(|allowed| allowed == o)) {
-                return Err(ChannelError::forbidden("Origin not allowed"));
-            }
+        if !self.config().origin.allows_request(&input.headers) {
+            return Err(ChannelError::forbidden("Origin not allowed"));
         }
         // Steps 5 and 6.
         let merged = merge_params(params, query)?;
@@ -332,11 +332,15 @@ where
             epoch,
         );
         conn.rpc.set_timeout(spec.rpc_timeout);
+        // One bucket per limit slot; nothing at all for a channel without limits.
+        let limiter = (!spec.limits.is_empty())
+            .then(|| spec.limits.iter().map(|_| Bucket::default()).collect());
         LiveChannel {
             rt: self.rt,
             index: self.index,
             conn: Arc::new(conn),
             session: self.session,
+            limiter,
         }
     }
 }
@@ -403,6 +407,8 @@ pub struct LiveChannel<S, U> {
     index: usize,
     conn: Arc<Connection>,
     session: Arc<SessionSlot<U>>,
+    /// The rate-limit buckets, by slot of the channel's limits; `None` when the channel has no limit.
+    limiter: Option<Box<[Bucket]>>,
 }
 
 impl<S, U> std::fmt::Debug for LiveChannel<S, U> {
@@ -597,13 +603,172 @@ where
         if text.is_empty() {
             return TextFrame::Ignored;
         }
-        // Text that is not JSON is the JSON string with the same characters (D12).
-        let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        let value = parse_text(text);
         if let Some(frame) = RpcFrame::parse(&value) {
             self.conn.rpc.deliver(frame);
             return TextFrame::Consumed;
         }
         TextFrame::Message(value)
+    }
+
+    /// The rate-limit check for an arriving text frame, for the runner to call as each frame arrives, before it
+    /// classifies or queues it, so a flood never fills the inbound queue: `false` means the frame is over the
+    /// connection's limit and must be dropped (its error frame or close request, if any, is already queued).
+    ///
+    /// Always `true` without a limit, for empty frames and for reverse-RPC replies. When only the channel-wide
+    /// limit applies the frame is not parsed; with per-route limits it is parsed here to find its route.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit, Route};
+    ///
+    /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: serde_json::Value) {}
+    ///
+    /// let app = App::new(()).channel(
+    ///     ChannelRoute::new("chat", "/chat")
+    ///         .auth(false)
+    ///         .route("action", "say", Route::new(say).rate_limit(RateLimit::per_second(1))),
+    /// );
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/chat").await;
+    /// live.open();
+    /// let say = r#"{"action":"say","text":"hi"}"#;
+    /// assert!(live.admit_text(say));
+    /// assert!(!live.admit_text(say)); // a second `say` within the same second
+    /// assert!(live.admit_text(r#"{"action":"other"}"#)); // no limit outside `say`
+    /// assert_eq!(drain(live.connection()), [
+    ///     OutFrame::text(r#"{"action":"say","error":"Rate limit exceeded","errorName":"TooManyRequestsError"}"#),
+    /// ]);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn admit_text(&self, text: &str) -> bool {
+        let Some(buckets) = &self.limiter else {
+            return true;
+        };
+        if text.is_empty() {
+            return true;
+        }
+        let spec = self.spec();
+        // Every reverse-RPC envelope names a `pikku-rpc-` action; only such frames need parsing to exempt them.
+        let rpc_like = text.contains("pikku-rpc-");
+        let value = (spec.route_limits || rpc_like).then(|| parse_text(text));
+        if rpc_like && value.as_ref().and_then(RpcFrame::parse).is_some() {
+            // Replies to the server's own calls, already bounded by the pending-call limit.
+            return true;
+        }
+        let slot = match &value {
+            Some(value) if spec.route_limits => {
+                peek_route(spec, value).map_or(spec.channel_slot, |route| route.limit_slot)
+            }
+            _ => spec.channel_slot,
+        };
+        self.admit_arrival(buckets, slot, text.len(), || {
+            routing_key(spec, &value.unwrap_or_else(|| parse_text(text)))
+        })
+    }
+
+    /// The arrival check for a binary frame of `len` bytes, for the runner to call as the frame arrives, before
+    /// queueing it: `false` means the frame is over the channel's rate limit and must be dropped (the error frame
+    /// or close request, if any, is already queued). Always `true` for a channel without a limit.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
+    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
+    /// # }
+    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// #     let mut out = std::collections::VecDeque::new();
+    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
+    /// #     out.into()
+    /// # }
+    /// use bytes::Bytes;
+    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit};
+    ///
+    /// async fn store(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
+    ///
+    /// let app = App::new(()).channel(
+    ///     ChannelRoute::new("files", "/files").auth(false).on_binary(store).rate_limit(RateLimit::per_second(1)),
+    /// );
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let live = live_for(app, "/files").await;
+    /// live.open();
+    /// assert!(live.admit_binary(3));
+    /// assert!(!live.admit_binary(3)); // a second frame within the same second
+    /// assert_eq!(drain(live.connection()), [
+    ///     OutFrame::text(r#"{"error":"Rate limit exceeded","errorName":"TooManyRequestsError"}"#),
+    /// ]);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn admit_binary(&self, len: usize) -> bool {
+        match &self.limiter {
+            None => true,
+            Some(buckets) => self.admit_arrival(buckets, self.spec().channel_slot, len, || None),
+        }
+    }
+
+    /// Counts an arriving frame of `len` bytes against the limit in `slot` (none: unlimited); false when it must
+    /// be dropped. `routing` gives the routing key of the first refusal's error frame.
+    fn admit_arrival(
+        &self,
+        buckets: &[Bucket],
+        slot: Option<usize>,
+        len: usize,
+        routing: impl FnOnce() -> Option<(String, String)>,
+    ) -> bool {
+        let Some(slot) = slot else {
+            return true;
+        };
+        let spec = self.spec();
+        let (first, close) = match buckets[slot].admit(&spec.limits[slot], len, now_ns()) {
+            Admission::Pass => return true,
+            Admission::Refuse => return false,
+            Admission::RefuseFirst => (true, false),
+            Admission::Close { first } => (first, true),
+        };
+        if first {
+            let routing = routing();
+            let err = ChannelError::too_many_requests("Rate limit exceeded");
+            self.push_error(
+                &err,
+                routing.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+            );
+        }
+        if close {
+            if let Verdict::Log { suppressed } = RATE_LIMIT_CLOSES.check(self.conn.channel_name()) {
+                if suppressed > 0 {
+                    tracing::info!(
+                        channel = self.conn.channel_name(),
+                        "suppressed {suppressed} similar lines"
+                    );
+                }
+                tracing::info!(
+                    channel = self.conn.channel_name(),
+                    channel_id = self.conn.id(),
+                    "closing a connection that kept sending over its rate limit"
+                );
+            }
+            self.conn.request_close(CloseRequest {
+                code: 1008,
+                reason: Cow::Borrowed("rate limit exceeded"),
+                flush: true,
+                cause: DisconnectReason::RateLimited,
+            });
+        }
+        false
     }
 
     /// Runs one message through the pipeline (semantics §5.2) and queues its reply.
@@ -893,6 +1058,42 @@ fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_
     }
 }
 
+/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters (D12).
+fn parse_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// The route [`select_route`] would pick, without taking the value apart.
+fn peek_route<'a, S, U>(spec: &'a ChannelSpec<S, U>, value: &Value) -> Option<&'a RouteSpec<S, U>> {
+    if let Value::Object(map) = value {
+        for (property, routes) in &spec.properties {
+            if let Some(Value::String(name)) = map.get(&**property) {
+                if let Some(route) = routes.get(name.as_str()) {
+                    return Some(route);
+                }
+            }
+        }
+    }
+    spec.default_route.as_ref()
+}
+
+/// The routing key an error frame about `value` carries: the registered route it names, or else the first
+/// routing property holding a string, as for an unknown route.
+fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String, String)> {
+    if let Some(Some((property, name))) = peek_route(spec, value).map(|r| &r.name) {
+        return Some((property.to_string(), name.to_string()));
+    }
+    let Value::Object(map) = value else {
+        return None;
+    };
+    spec.properties
+        .iter()
+        .find_map(|(property, _)| match map.get(&**property) {
+            Some(Value::String(name)) => Some((property.to_string(), name.clone())),
+            _ => None,
+        })
+}
+
 /// Shapes a handler result into its frame: D2 for routed messages, as is for the default route.
 fn reply_frame(
     routing: Option<(&str, &str)>,
@@ -927,11 +1128,30 @@ fn reply_frame(
     }
 }
 
+/// Logs a handler failure, at most a few lines a second for the same channel, route and error class (a client
+/// can make a handler fail as often as it likes); the count of the lines left out is logged later.
 fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelError) {
+    let internal = err.is_internal();
+    // Client errors are debug lines: when nobody listens, skip the limiter's clock read as well.
+    if !internal && !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let suppressed = match HANDLER_ERRORS.check(&(conn.channel_name(), routing, err.name())) {
+        Verdict::Log { suppressed } => suppressed,
+        Verdict::Suppress => return,
+    };
     let route = routing.map(|(p, v)| format!("{p}:{v}"));
-    if err.is_internal() {
+    let channel = conn.channel_name();
+    if internal {
+        if suppressed > 0 {
+            tracing::warn!(
+                channel,
+                route = route.as_deref(),
+                "suppressed {suppressed} similar errors"
+            );
+        }
         tracing::error!(
-            channel = conn.channel_name(),
+            channel,
             channel_id = conn.id(),
             route = route.as_deref(),
             state = ?conn.state(),
@@ -939,8 +1159,15 @@ fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelErro
             "handler failed"
         );
     } else {
+        if suppressed > 0 {
+            tracing::debug!(
+                channel,
+                route = route.as_deref(),
+                "suppressed {suppressed} similar errors"
+            );
+        }
         tracing::debug!(
-            channel = conn.channel_name(),
+            channel,
             channel_id = conn.id(),
             route = route.as_deref(),
             error = %err,

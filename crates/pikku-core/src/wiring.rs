@@ -33,6 +33,7 @@ use crate::middleware::{
     ErasedMiddleware, ErasedPermission, ErasedUpgrade, Middleware, Permission, UpgradeMiddleware,
 };
 use crate::opening::{opening_from_params, Params};
+use crate::rate_limit::RateLimit;
 
 pub(crate) type OpeningParser = fn(Params) -> Result<Arc<dyn Any + Send + Sync>, ChannelError>;
 
@@ -71,6 +72,7 @@ pub struct Route<S, U, O, SS> {
     pub(crate) auth: Option<bool>,
     pub(crate) middleware: Vec<ErasedMiddleware<S, U>>,
     pub(crate) permission_groups: Vec<Vec<ErasedPermission<S, U>>>,
+    pub(crate) rate_limit: Option<Option<RateLimit>>,
     _marker: PhantomData<fn() -> (O, SS)>,
 }
 
@@ -108,6 +110,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
             auth: None,
             middleware: Vec::new(),
             permission_groups: Vec::new(),
+            rate_limit: None,
             _marker: PhantomData,
         }
     }
@@ -222,6 +225,30 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// ```
     pub fn permission_group(mut self, group: Vec<ErasedPermissionCheck<S, U>>) -> Self {
         self.permission_groups.push(group);
+        self
+    }
+
+    /// This route's own inbound rate limit, replacing the channel's for its messages (which then no longer count
+    /// against the channel's budget); `None` exempts the route from any limit. Without this call the route shares
+    /// the channel's limit ([`ChannelRoute::rate_limit`], or the app's default). Each connection keeps a separate
+    /// budget per limited route.
+    ///
+    /// ```
+    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    ///
+    /// async fn search(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _query: String) {}
+    /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
+    ///
+    /// let channel = ChannelRoute::new("docs", "/docs")
+    ///     .rate_limit(RateLimit::per_second(50))
+    ///     // Expensive: at most 2 a second, 5 at once.
+    ///     .route("action", "search", Route::new(search).rate_limit(RateLimit::per_second(2).burst(5)))
+    ///     // Heartbeats from the client's own timer: never limited.
+    ///     .route("action", "ping", Route::new(ping).rate_limit(None));
+    /// # let _ = channel;
+    /// ```
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = Some(limit.into());
         self
     }
 }
@@ -382,6 +409,7 @@ pub struct ChannelRoute<S, U, O = Params, SS = ()> {
     pub(crate) permissions: Vec<ErasedPermission<S, U>>,
     pub(crate) max_in_flight: usize,
     pub(crate) rpc_timeout: Option<Option<Duration>>,
+    pub(crate) rate_limit: Option<Option<RateLimit>>,
     pub(crate) errors: Vec<(RegistrationError, &'static Location<'static>)>,
 }
 
@@ -439,6 +467,7 @@ where
             permissions: Vec::new(),
             max_in_flight: 1,
             rpc_timeout: None,
+            rate_limit: None,
             errors: Vec::new(),
         }
     }
@@ -831,6 +860,30 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// ```
     pub fn rpc_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.rpc_timeout = Some(timeout);
+        self
+    }
+
+    /// The inbound rate limit of each connection of this channel (`None`: no limit); defaults to the app's
+    /// [`AppConfig::rate_limit`](crate::AppConfig::rate_limit). Binary frames and messages of routes without a
+    /// limit of their own ([`Route::rate_limit`]) count against it. A message over the limit is dropped and
+    /// answered with a `TooManyRequestsError` frame; a client that keeps going is closed with 1008
+    /// `rate limit exceeded` (see [`RateLimit`]).
+    ///
+    /// ```
+    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit};
+    ///
+    /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
+    ///     input
+    /// }
+    ///
+    /// let channel = ChannelRoute::new("echo", "/echo")
+    ///     .auth(false)
+    ///     .on_message(echo)
+    ///     .rate_limit(RateLimit::per_second(100).burst(200).bytes_per_second(1 << 20));
+    /// # let _ = channel;
+    /// ```
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = Some(limit.into());
         self
     }
 }

@@ -662,6 +662,7 @@ async fn topic_and_subscription_limits() {
     let hub = EventHub::new(HubLimits {
         max_subscriptions_per_channel: 2,
         max_topic_bytes: 8,
+        ..HubLimits::default()
     });
     let a = open(&hub, "a");
     assert_eq!(hub.subscribe("", "a").await, Err(HubError::InvalidTopic));
@@ -684,4 +685,66 @@ async fn topic_and_subscription_limits() {
     assert!(hub.unsubscribe("t2", "a").await.unwrap());
     hub.subscribe("t3", "a").await.unwrap();
     assert_eq!(hub.publish("t3", None, &json!(1)).await.unwrap(), 1);
+}
+
+/// Fan-out to a big topic yields cooperatively: a task publishing in a loop lets another task of the same
+/// single-threaded runtime run before it is done, and every subscriber still gets every event, in order.
+#[tokio::test]
+async fn a_big_fan_out_lets_other_tasks_run() {
+    let hub = hub();
+    let subscribers: Vec<_> = (0..10_000).map(|i| open(&hub, &format!("s{i}"))).collect();
+    for conn in &subscribers {
+        hub.subscribe("big", conn.id()).await.unwrap();
+    }
+    let other_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let hub = hub.clone();
+        let other_ran = other_ran.clone();
+        tokio::spawn(async move {
+            for n in 0..3 {
+                let delivered = hub.publish("big", None, &json!({ "n": n })).await.unwrap();
+                assert_eq!(delivered, 10_000);
+            }
+            other_ran.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    let other = {
+        let other_ran = other_ran.clone();
+        tokio::spawn(async move { other_ran.store(true, std::sync::atomic::Ordering::SeqCst) })
+    };
+    assert!(
+        publisher.await.unwrap(),
+        "the other task ran while the publisher was fanning out"
+    );
+    other.await.unwrap();
+    for conn in subscribers.iter().step_by(997) {
+        let got: Vec<Value> = drain(conn).iter().map(frame_json).collect();
+        assert_eq!(got, [json!({"n": 0}), json!({"n": 1}), json!({"n": 2})]);
+    }
+}
+
+/// The hub-wide cap counts subscriptions over all connections; unsubscribing and closing give them back.
+#[tokio::test]
+async fn the_total_subscription_cap_spans_connections() {
+    let hub = EventHub::new(HubLimits {
+        max_subscriptions_total: 2,
+        ..HubLimits::default()
+    });
+    let a = open(&hub, "a");
+    let _b = open(&hub, "b");
+    hub.subscribe("t1", "a").await.unwrap();
+    hub.subscribe("t1", "b").await.unwrap();
+    assert_eq!(
+        hub.subscribe("t2", "b").await,
+        Err(HubError::TooManySubscriptions)
+    );
+    hub.subscribe("t1", "b").await.unwrap(); // already held: idempotent at the cap
+    assert!(hub.unsubscribe("t1", "b").await.unwrap());
+    hub.subscribe("t2", "b").await.unwrap();
+    assert_eq!(
+        hub.subscribe("t3", "b").await,
+        Err(HubError::TooManySubscriptions)
+    );
+    hub.unregister(&a);
+    hub.subscribe("t3", "b").await.unwrap();
 }

@@ -316,6 +316,8 @@ where
         } = self;
         let mut on_event = |event: Event<'_>| {
             let job = match event {
+                // The rate-limit checks run at arrival, so a flood never fills the queue.
+                Event::Text(text) if !live.admit_text(text) => None,
                 // Nothing waits before it and a slot is free: parse it from the read buffer and start it.
                 Event::Text(text)
                     if inbound.is_empty()
@@ -334,7 +336,9 @@ where
                     TextFrame::Ignored | TextFrame::Consumed => None,
                 },
                 Event::Text(text) => Some(Job::Text(text.into())),
-                Event::Binary(bytes) => Some(Job::Binary(Bytes::copy_from_slice(bytes))),
+                Event::Binary(bytes) => live
+                    .admit_binary(bytes.len())
+                    .then(|| Job::Binary(Bytes::copy_from_slice(bytes))),
                 Event::Pong => None,
                 Event::Close(code) => {
                     *peer_close = Some(code);

@@ -3,7 +3,11 @@
 use axum::body::Body;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use pikku_core::log_limit::{LogLimiter, Verdict};
 use pikku_core::ChannelError;
+
+/// Refusals logged per status per second; the rest are counted.
+static REFUSALS: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
 
 /// The GUID of RFC 6455 §1.3, appended to the client's key before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -102,11 +106,20 @@ pub(crate) fn switching_protocols(
 /// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}`, logged with its errorId.
 pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
     let error_id = uuid::Uuid::new_v4().to_string();
-    if err.is_internal() {
-        tracing::error!(error_id, path, error = %err.debug_text(), "upgrade failed");
-    } else {
-        // The errorId goes to the log at the default level, so a client's report can be traced.
-        tracing::info!(error_id, path, status = err.status(), error = %err, "upgrade refused");
+    // At most a few lines a second per status: anyone can send refused upgrades as fast as they like.
+    if let Verdict::Log { suppressed } = REFUSALS.check(&err.status()) {
+        if suppressed > 0 {
+            tracing::info!(
+                status = err.status(),
+                "suppressed {suppressed} similar upgrade refusals"
+            );
+        }
+        if err.is_internal() {
+            tracing::error!(error_id, path, error = %err.debug_text(), "upgrade failed");
+        } else {
+            // The errorId goes to the log at the default level, so a client's report can be traced.
+            tracing::info!(error_id, path, status = err.status(), error = %err, "upgrade refused");
+        }
     }
     let bytes = refusal_body(err, error_id);
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 use pikku_core::middleware::{Middleware, Permission};
 use pikku_core::{
     permission, App, AppConfig, Channel, ChannelError, ChannelRoute, ChannelState, ClientError,
-    ClosedChannel, Ctx, MiddlewareCtx, Next, Params, PermissionCtx, Reply, Route, RpcFailure,
-    SendError, SlowConsumerPolicy, Valid,
+    ClosedChannel, Ctx, MiddlewareCtx, Next, OriginPolicy, Params, PermissionCtx, Reply, Route,
+    RpcFailure, SendError, SlowConsumerPolicy, Valid,
 };
 use pikku_server::{ChannelServer, ServerConfig};
 use pikku_testkit::ws::op;
@@ -1155,10 +1155,7 @@ fn hello_app() -> App<(), ()> {
 #[tokio::test]
 async fn disallowed_origin_is_403() {
     let app = hello_app().configure(|c: &mut AppConfig| {
-        c.allowed_origins = vec![
-            "https://good.example".into(),
-            "http://localhost:3000".into(),
-        ];
+        c.origin = OriginPolicy::allow(["https://good.example", "http://localhost:3000"]);
     });
     let srv = serve(app, ServerConfig::default()).await;
     for origin in ["https://evil.example", "https://good.example.evil", "null"] {

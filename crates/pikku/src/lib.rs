@@ -87,9 +87,9 @@ pub use pikku_core::Valid;
 pub use pikku_core::{
     permission, App, AppConfig, Capability, Channel, ChannelError, ChannelRoute, ChannelState,
     ClientError, ClosedChannel, Ctx, DisconnectReason, ErrorClass, ErrorDetail, EventHub,
-    FromInput, HubError, IntoBinaryReply, IntoReply, Json, MiddlewareCtx, Next, Params,
-    PermissionCtx, RegistrationError, Reply, Route, RpcError, RpcFailure, SendError,
-    SlowConsumerPolicy, UpgradeRequest,
+    FromInput, HubError, IntoBinaryReply, IntoReply, Json, MiddlewareCtx, Next, OriginPolicy,
+    Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RpcError, RpcFailure,
+    SendError, SlowConsumerPolicy, UpgradeRequest,
 };
 pub use pikku_server::{
     serve, serve_router, serve_with_shutdown, shutdown_signal, ChannelServer, ServerConfig,

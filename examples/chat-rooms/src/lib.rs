@@ -12,6 +12,11 @@
 //! | `{"action":"rename","name":"bob"}` | everyone in the room gets `renamed` | `{"action":"rename","name":"bob"}` |
 //! | *(disconnect)* | the others get `left` | — |
 //!
+//! Each connection may send at most [`SAY_LIMIT`] messages (5 a second, bursts of 10) and [`CHANNEL_LIMIT`]
+//! other messages; a client over a limit gets
+//! `{"action":"say","error":"Rate limit exceeded","errorName":"TooManyRequestsError"}`, and one that keeps going
+//! is closed with 1008 `rate limit exceeded`, so a single client cannot flood a room.
+//!
 //! Room events arrive as `{"topic":"room:<room>","data":{"type":…}}` (see [`RoomEvent`]). Invalid input gets
 //! the protocol's error frame, e.g. an empty `say`:
 //! `{"action":"say","error":"Invalid message data","errorName":"UnprocessableContentError","details":[…]}`.
@@ -23,8 +28,17 @@
 use axum::response::Html;
 use axum::routing::get;
 use pikku::prelude::*;
-use pikku::Valid;
+use pikku::{RateLimit, Valid};
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// The rate limit of `say` per connection: a person chats at a few lines a second at most, and every line is
+/// sent to the whole room.
+pub const SAY_LIMIT: RateLimit = RateLimit::per_second(5)
+    .burst(10)
+    .bytes_per_second(16 * 1024);
+
+/// The rate limit of every other message of a connection (`rename`, unknown actions).
+pub const CHANNEL_LIMIT: RateLimit = RateLimit::per_second(10).burst(20);
 
 /// The page served at `/`: plain HTML and JavaScript, no build step and no external resources.
 pub const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -281,8 +295,9 @@ async fn on_disconnect(
 pub fn chat_channel() -> ChannelRoute<Services, Session, Room, Member> {
     ChannelRoute::new("chat", "/rooms/:room")
         .auth(false)
+        .rate_limit(CHANNEL_LIMIT)
         .on_connect(on_connect)
-        .route("action", "say", say)
+        .route("action", "say", Route::new(say).rate_limit(SAY_LIMIT))
         .route("action", "rename", rename)
         .on_disconnect(on_disconnect)
 }

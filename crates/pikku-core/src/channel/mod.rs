@@ -93,6 +93,8 @@ pub enum DisconnectReason {
     FrameTimeout,
     /// The outbound queue overflowed under the `Close` policy (1008 `slow consumer`).
     SlowConsumer,
+    /// The client kept sending over its inbound rate limit (1008 `rate limit exceeded`).
+    RateLimited,
     /// The server is shutting down (1001 `going away`).
     Shutdown,
     /// An inbound message exceeded the size limit (1009).
@@ -106,8 +108,8 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// A short stable name: `client_closed`, `server_closed`, `idle_timeout`, `frame_timeout`, `slow_consumer`, `shutdown`,
-    /// `message_too_big`, `invalid_utf8`, `protocol_error` or `transport_error`.
+    /// A short stable name: `client_closed`, `server_closed`, `idle_timeout`, `frame_timeout`, `slow_consumer`,
+    /// `rate_limited`, `shutdown`, `message_too_big`, `invalid_utf8`, `protocol_error` or `transport_error`.
     ///
     /// ```
     /// use pikku_core::DisconnectReason;
@@ -123,6 +125,7 @@ impl DisconnectReason {
             Self::IdleTimeout => "idle_timeout",
             Self::FrameTimeout => "frame_timeout",
             Self::SlowConsumer => "slow_consumer",
+            Self::RateLimited => "rate_limited",
             Self::Shutdown => "shutdown",
             Self::MessageTooBig => "message_too_big",
             Self::InvalidUtf8 => "invalid_utf8",

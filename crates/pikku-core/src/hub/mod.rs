@@ -12,9 +12,16 @@
 //! Local deliveries are queued before `publish` returns (H7); events from one publisher to one subscriber arrive
 //! in publish order (H10). A slow subscriber is handled by its own slow-consumer policy and never makes the
 //! publisher fail (H8).
+//!
+//! # Fairness
+//! The async `publish` to a large topic queues to [`FAN_OUT_STEP`] subscribers at a time and spends a unit of
+//! Tokio's cooperative budget after each group, so a task publishing to thousands of subscribers in a loop lets
+//! the other connections of its worker thread run in between. It works on a snapshot of the subscriber set
+//! (one reference count), so it holds no lock while it yields, and subscribes meanwhile are not held up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +40,7 @@ use crate::frame::{encode_value, OutFrame};
 /// use pikku_core::{App, HubLimits};
 ///
 /// let limits = HubLimits { max_subscriptions_per_channel: 16, ..HubLimits::default() };
+/// assert_eq!(limits.max_subscriptions_total, 1_000_000);
 /// let app: App<()> = App::new(()).configure(|c| c.hub = limits);
 /// # let _ = app;
 /// ```
@@ -42,6 +50,10 @@ pub struct HubLimits {
     pub max_subscriptions_per_channel: usize,
     /// Longest topic in bytes (default 256).
     pub max_topic_bytes: usize,
+    /// Subscriptions the whole hub may hold, over all connections and topics (default 1,000,000, about 100 MB
+    /// of subscription entries). Without it, connections each within their own bound could together exhaust
+    /// memory. A subscribe beyond it fails with [`HubError::TooManySubscriptions`].
+    pub max_subscriptions_total: usize,
 }
 
 impl Default for HubLimits {
@@ -49,11 +61,17 @@ impl Default for HubLimits {
         Self {
             max_subscriptions_per_channel: 1024,
             max_topic_bytes: 256,
+            max_subscriptions_total: 1_000_000,
         }
     }
 }
 
-type Subscribers = HashMap<Arc<str>, Arc<Connection>>;
+/// Subscribers queued to between two spends of the cooperative budget in the async publish paths.
+pub const FAN_OUT_STEP: usize = 64;
+
+/// The subscribers of one topic. Shared, so a publication can walk a snapshot without holding the lock; a
+/// change while a snapshot is out copies the map (copy on write).
+type Subscribers = Arc<HashMap<Arc<str>, Arc<Connection>>>;
 
 struct HubInner {
     /// Open connections of this process, by channel id.
@@ -61,6 +79,9 @@ struct HubInner {
     topics: RwLock<HashMap<Arc<str>, Subscribers>>,
     max_subscriptions_per_channel: AtomicUsize,
     max_topic_bytes: AtomicUsize,
+    max_subscriptions_total: AtomicUsize,
+    /// Subscriptions held now; changed only under the `topics` write lock.
+    subscriptions: AtomicUsize,
 }
 
 /// The in-process event hub. Cloning is cheap and every clone is the same hub.
@@ -141,6 +162,8 @@ impl EventHub {
                     limits.max_subscriptions_per_channel,
                 ),
                 max_topic_bytes: AtomicUsize::new(limits.max_topic_bytes),
+                max_subscriptions_total: AtomicUsize::new(limits.max_subscriptions_total),
+                subscriptions: AtomicUsize::new(0),
             }),
         }
     }
@@ -173,7 +196,8 @@ impl EventHub {
     /// # Errors
     /// [`HubError::ChannelNotOpen`] when the id is not an open channel of this process (H11),
     /// [`HubError::InvalidTopic`] for an empty or too long topic, [`HubError::TooManySubscriptions`] when the
-    /// channel already holds the maximum number of subscriptions.
+    /// channel already holds the maximum number of subscriptions, or the hub its
+    /// [`max_subscriptions_total`](HubLimits::max_subscriptions_total).
     ///
     /// # Cancel safety
     /// The in-process hub completes without awaiting; dropping the future before it is polled does nothing.
@@ -196,14 +220,21 @@ impl EventHub {
             return Err(HubError::TooManySubscriptions);
         }
         let mut topics = self.inner.topics.write();
+        let total = self.inner.subscriptions.load(Ordering::Relaxed);
+        if total >= self.inner.max_subscriptions_total.load(Ordering::Relaxed) {
+            return Err(HubError::TooManySubscriptions);
+        }
         let key = match topics.get_key_value(topic) {
             Some((key, _)) => key.clone(),
             None => Arc::from(topic),
         };
-        topics
-            .entry(key.clone())
-            .or_default()
-            .insert(conn.id_arc().clone(), conn.clone());
+        let subscribers = topics.entry(key.clone()).or_default();
+        if Arc::make_mut(subscribers)
+            .insert(conn.id_arc().clone(), conn.clone())
+            .is_none()
+        {
+            self.inner.subscriptions.store(total + 1, Ordering::Relaxed);
+        }
         // Most connections hold one topic: the first push allocates one slot rather than Vec's usual four.
         if conn_topics.capacity() == 0 {
             conn_topics.reserve_exact(1);
@@ -299,7 +330,10 @@ impl EventHub {
     /// [`HubError::Backend`] when the value does not serialize (nothing is sent) or a distributed backend fails.
     ///
     /// # Cancel safety
-    /// Local deliveries are queued before the first await point.
+    /// For a topic of at most [`FAN_OUT_STEP`] subscribers, every local delivery is queued before the first await
+    /// point. A larger topic is delivered in groups with a cooperative yield between them (see
+    /// [Fairness](self#fairness)); dropping the future part-way leaves the remaining subscribers without the
+    /// event.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -307,7 +341,7 @@ impl EventHub {
         value: &T,
     ) -> Result<usize, HubError> {
         let frame = encode_value(value).map_err(|e| HubError::Backend(e.to_string()))?;
-        Ok(self.publish_frame(topic, exclude, frame))
+        Ok(self.publish_fair(topic, exclude, frame).await)
     }
 
     /// Publishes bytes as a binary frame to every subscriber of `topic` except `exclude`; returns the number of
@@ -328,14 +362,40 @@ impl EventHub {
     /// backends.
     ///
     /// # Cancel safety
-    /// Local deliveries are queued before the first await point.
+    /// As for [`publish`](Self::publish).
     pub async fn publish_binary(
         &self,
         topic: &str,
         exclude: Option<&str>,
         bytes: Bytes,
     ) -> Result<usize, HubError> {
-        Ok(self.publish_frame(topic, exclude, OutFrame::Binary(bytes)))
+        Ok(self
+            .publish_fair(topic, exclude, OutFrame::Binary(bytes))
+            .await)
+    }
+
+    /// The async fan-out: small topics as [`publish_frame`](Self::publish_frame) does, large ones from a
+    /// snapshot in groups of [`FAN_OUT_STEP`], spending cooperative budget between groups.
+    async fn publish_fair(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
+        let subscribers = {
+            let topics = self.inner.topics.read();
+            match topics.get(topic) {
+                None => return 0,
+                Some(subscribers) if subscribers.len() <= FAN_OUT_STEP => {
+                    return deliver(subscribers.iter(), exclude, &frame);
+                }
+                Some(subscribers) => subscribers.clone(),
+            }
+        };
+        let mut delivered = 0;
+        let mut rest = subscribers.iter();
+        loop {
+            delivered += deliver(rest.by_ref().take(FAN_OUT_STEP), exclude, &frame);
+            if rest.len() == 0 {
+                return delivered;
+            }
+            tokio::task::consume_budget().await;
+        }
     }
 
     /// Queues an encoded frame to the local subscribers of `topic` except `exclude`; returns the number of
@@ -352,27 +412,17 @@ impl EventHub {
     /// ```
     pub fn publish_frame(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
         let topics = self.inner.topics.read();
-        let Some(subscribers) = topics.get(topic) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for (id, conn) in subscribers {
-            if exclude == Some(&**id) {
-                continue;
-            }
-            // A full or closed subscriber is handled by its own policy (H8).
-            if conn.push(frame.clone()).is_ok() {
-                delivered += 1;
-            }
+        match topics.get(topic) {
+            Some(subscribers) => deliver(subscribers.iter(), exclude, &frame),
+            None => 0,
         }
-        delivered
     }
 
     /// The number of local subscribers of `topic` (0 for a topic nobody subscribed to); see
     /// [`subscribe`](Self::subscribe) for an example.
     #[must_use]
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.inner.topics.read().get(topic).map_or(0, HashMap::len)
+        self.inner.topics.read().get(topic).map_or(0, |s| s.len())
     }
 
     /// Registers an open connection so it can subscribe and receive. Runners call it once the 101 response is
@@ -456,7 +506,13 @@ impl EventHub {
     fn remove_subscriber(&self, topic: &str, channel_id: &str) {
         let mut topics = self.inner.topics.write();
         if let Some(subscribers) = topics.get_mut(topic) {
-            subscribers.remove(channel_id);
+            if subscribers.contains_key(channel_id) {
+                Arc::make_mut(subscribers).remove(channel_id);
+                let total = self.inner.subscriptions.load(Ordering::Relaxed);
+                self.inner
+                    .subscriptions
+                    .store(total.saturating_sub(1), Ordering::Relaxed);
+            }
             if subscribers.is_empty() {
                 topics.remove(topic);
             }
@@ -471,6 +527,9 @@ impl EventHub {
         self.inner
             .max_topic_bytes
             .store(limits.max_topic_bytes, Ordering::Relaxed);
+        self.inner
+            .max_subscriptions_total
+            .store(limits.max_subscriptions_total, Ordering::Relaxed);
     }
 
     fn check_topic(&self, topic: &str) -> Result<(), HubError> {
@@ -480,4 +539,23 @@ impl EventHub {
             Ok(())
         }
     }
+}
+
+/// Queues `frame` to each subscriber but `exclude`; returns how many took it. A full or closed subscriber is
+/// handled by its own policy (H8).
+fn deliver<'a>(
+    subscribers: impl Iterator<Item = (&'a Arc<str>, &'a Arc<Connection>)>,
+    exclude: Option<&str>,
+    frame: &OutFrame,
+) -> usize {
+    let mut delivered = 0;
+    for (id, conn) in subscribers {
+        if exclude == Some(&**id) {
+            continue;
+        }
+        if conn.push(frame.clone()).is_ok() {
+            delivered += 1;
+        }
+    }
+    delivered
 }
