@@ -14,7 +14,7 @@
 //! # Closing
 //! After a protocol violation the rest of the stream cannot be framed, so it is never decoded again: the close
 //! frame goes out, the write side is shut, and whatever the client still sends is read and discarded until it
-//! closes its side (see [`WsStream::poll_discard`]). Dropping a socket with unread input would make the kernel
+//! closes its side (see `WsStream::poll_discard`). Dropping a socket with unread input would make the kernel
 //! answer with a reset, and a client that sees the reset may lose the close frame it had not read yet.
 
 pub mod frame;
