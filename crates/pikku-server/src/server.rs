@@ -309,16 +309,7 @@ where
     /// Dropping the future stops accepting connections, without a graceful shutdown: connections already upgraded
     /// keep running in their own tasks until they close or [`shutdown`](Self::shutdown) is called.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        let shared = self.shared.clone();
-        let finished = async move {
-            loop {
-                let notified = shared.finished.notified();
-                if shared.finished_flag.load(Ordering::Acquire) {
-                    break;
-                }
-                notified.await;
-            }
-        };
+        let finished = self.finished();
         let router = self.router();
         self.serve_on(router, listener, finished).await
     }
@@ -448,16 +439,7 @@ where
         router: axum::Router,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<()> {
-        let shared = self.shared.clone();
-        let finished = async move {
-            loop {
-                let notified = shared.finished.notified();
-                if shared.finished_flag.load(Ordering::Acquire) {
-                    break;
-                }
-                notified.await;
-            }
-        };
+        let finished = self.finished();
         let router = router.fallback_service(self.service());
         self.serve_on(router, listener, finished).await
     }
@@ -577,6 +559,20 @@ where
         }
         self.shared.finished_flag.store(true, Ordering::Release);
         self.shared.finished.notify_waiters();
+    }
+
+    /// Resolves once a [`shutdown`](Self::shutdown) has completed: what `serve` and `serve_router` stop on.
+    fn finished(&self) -> impl Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            loop {
+                let notified = shared.finished.notified();
+                if shared.finished_flag.load(Ordering::Acquire) {
+                    break;
+                }
+                notified.await;
+            }
+        }
     }
 
     fn start_sweep(&self) {
