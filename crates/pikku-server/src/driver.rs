@@ -10,6 +10,8 @@
 //! then holds exactly the bytes it counts, where parsed JSON would take many times more. The reader stops reading
 //! when the inbound queue holds `inbound_queue` messages or about `max_frame_bytes` of them, or when this
 //! connection holds inbound bytes while the server's inbound budget is spent, so TCP pushes back on the client.
+//! A paused reader still notices its client leaving: it asks the socket whether the peer hung up, when woken by
+//! the socket itself or by the server's sweep, and then frees its queue without waiting for the busy handler.
 //! The writer takes a batch from the connection's outbound queue only once the previous batch is flushed, so the
 //! bytes held for a slow client stay within the outbound bound plus one batch.
 //!
@@ -42,7 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::budget::InboundBudget;
 use crate::ws::frame::{opcode, Violation};
-use crate::ws::{Event, ReadError, WsStream};
+use crate::ws::{Event, ReadError, Transport, WsStream};
 
 /// Reads handled per poll before yielding to other tasks.
 const READ_BUDGET: usize = 64;
@@ -91,6 +93,8 @@ struct Driver<T, S, U> {
     budget_wait: Option<u64>,
     /// Whether the connection is marked as receiving a frame (see `Connection::mark_frame_started`).
     mid_message: bool,
+    /// Whether reading is paused and the connection marked so (see `Connection::mark_reading_paused`).
+    paused: bool,
     batch: VecDeque<OutFrame>,
     needs_flush: bool,
     peer_close: Option<Option<u16>>,
@@ -109,7 +113,7 @@ pub(crate) fn run<T, S, U>(
     drain_timeout: Duration,
 ) -> impl Future<Output = ()>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
@@ -126,6 +130,7 @@ where
         queue_charged: 0,
         budget_wait: None,
         mid_message: false,
+        paused: false,
         batch: VecDeque::new(),
         needs_flush: false,
         peer_close: None,
@@ -160,6 +165,7 @@ async fn finish<T, S, U>(
         budget,
         mut queue_charged,
         mid_message,
+        paused,
         ..
     } = driver;
     let (reason, closing) = match exit {
@@ -172,6 +178,9 @@ async fn finish<T, S, U>(
     budget.adjust(&mut queue_charged, 0);
     if mid_message {
         live.connection().mark_frame_finished();
+    }
+    if paused {
+        live.connection().mark_reading_paused(false);
     }
     let finish_close = async {
         if closing {
@@ -218,7 +227,7 @@ async fn linger_close<T: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsStream<T>) {
 
 impl<T, S, U> Driver<T, S, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: Transport,
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
@@ -291,14 +300,21 @@ where
     /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes, or when the inbound
     /// budget is spent while this connection holds inbound bytes (TCP pushes back).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Exit>> {
-        if self.inbound.len() >= self.inbound_limit || self.inbound_bytes >= self.inbound_byte_limit
-        {
-            return Poll::Pending;
+        let paused = self.inbound.len() >= self.inbound_limit
+            || self.inbound_bytes >= self.inbound_byte_limit
+            || ((self.ws.holds_inbound() || !self.inbound.is_empty())
+                && self.budget.exhausted()
+                && self.budget.wait(cx, &mut self.budget_wait));
+        if paused != self.paused {
+            self.paused = paused;
+            self.live.connection().mark_reading_paused(paused);
         }
-        if (self.ws.holds_inbound() || !self.inbound.is_empty())
-            && self.budget.exhausted()
-            && self.budget.wait(cx, &mut self.budget_wait)
-        {
+        if paused {
+            // Not reading, so the client's leaving must be asked for: its queued messages are then freed at once
+            // rather than after the busy handler.
+            if self.ws.poll_hung_up(cx) {
+                return Poll::Ready(Err(Exit::Peer(DisconnectReason::TransportError)));
+            }
             return Poll::Pending;
         }
         let Self {

@@ -630,6 +630,10 @@ where
             } else if quiet >= ping_ms {
                 let _ = conn.push(OutFrame::Ping);
             }
+            if conn.is_reading_paused() {
+                // It reads nothing while its queue is full: let it check whether its client is still there.
+                conn.wake_runner();
+            }
         }
     }
 }

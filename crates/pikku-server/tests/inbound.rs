@@ -403,3 +403,88 @@ async fn a_client_still_sending_an_oversized_frame_sees_the_close_code() {
         );
     }
 }
+
+/// How a client leaves in [`client_leaves_while_messages_wait`].
+#[derive(Clone, Copy)]
+enum Leaving {
+    /// A plain close: the FIN arrives behind the bytes the server has not read.
+    Fin,
+    /// A reset (zero linger), with bytes still unsent on the client's side.
+    Reset,
+}
+
+/// Fills the queue behind a blocked handler, leaves, and requires the queued bytes to be freed while the handler
+/// is still blocked.
+async fn client_leaves_while_messages_wait(leaving: Leaving) {
+    let release = Arc::new(Notify::new());
+    // A short sweep period (a quarter of the frame timeout); the heartbeat and the idle timeout are far away, so
+    // only the paused reader's own check can notice the client leaving.
+    let config = ServerConfig {
+        frame_timeout: Duration::from_secs(2),
+        ping_interval: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        ..ServerConfig::default()
+    };
+    let (server, addr) = start(config, release.clone()).await;
+    let mut ws = RawWs::connect(addr, PATH).await;
+    assert_echoes(&mut ws).await;
+    ws.send(0x81, br#"{"action":"block"}"#).await;
+    let message = format!(r#"{{"action":"echo","pad":"{}"}}"#, "x".repeat(100_000));
+    let frame = pikku_testkit::client_frame(0x81, message.as_bytes(), Some(MASK));
+    let small = format!(r#"{{"action":"echo","pad":"{}"}}"#, "x".repeat(10_000));
+    let small = pikku_testkit::client_frame(0x81, small.as_bytes(), Some(MASK));
+    let (mut stream, _) = ws.into_parts();
+    // The reader stops once about 1 MiB is queued, after the eleventh large message, when it has read everything
+    // sent. For a FIN to get through, what follows must fit in the server's receive window (a FIN waits behind
+    // unsent bytes): one small message, which then waits unread in front of the FIN. A reset needs no room, so
+    // then the client sends more than fits.
+    let frames = match leaving {
+        Leaving::Fin => vec![frame; 11],
+        Leaving::Reset => {
+            stream.set_zero_linger().expect("SO_LINGER");
+            vec![frame; 200]
+        }
+    };
+    let sending = tokio::spawn(async move {
+        for frame in &frames {
+            stream.write_all(frame).await.expect("send");
+        }
+        stream
+    });
+    eventually("messages queue up", || {
+        server.inbound_buffered_bytes() >= 1 << 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match leaving {
+        Leaving::Fin => {
+            let mut stream = sending.await.expect("sender");
+            stream.write_all(&small).await.expect("send");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(stream);
+        }
+        // Dropping the task's stream resets the connection, with most of the bytes unsent.
+        Leaving::Reset => sending.abort(),
+    }
+    // The handler is still blocked: only noticing the departure frees the queue.
+    eventually("the departed client's queue is freed", || {
+        server.inbound_buffered_bytes() == 0
+    })
+    .await;
+    // Releasing the handler ends the disconnect sequence.
+    release.notify_waiters();
+    eventually("the connection's task ends", || {
+        server.active_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_while_its_messages_wait_frees_them_at_once() {
+    client_leaves_while_messages_wait(Leaving::Fin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reset_while_its_messages_wait_frees_them_at_once() {
+    client_leaves_while_messages_wait(Leaving::Reset).await;
+}

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -128,6 +128,8 @@ pub struct Connection {
     last_seen_ms: AtomicU64,
     /// Milliseconds since `epoch`, plus one, at which the frame now arriving started; 0 when none is.
     frame_started_ms: AtomicU64,
+    /// The runner has stopped reading (its inbound queue is full); see `mark_reading_paused`.
+    reading_paused: AtomicBool,
     epoch: Instant,
 }
 
@@ -186,6 +188,7 @@ impl Connection {
             rpc: RpcRegistry::new(limits.max_pending_rpc),
             last_seen_ms: AtomicU64::new(epoch.elapsed().as_millis() as u64),
             frame_started_ms: AtomicU64::new(0),
+            reading_paused: AtomicBool::new(false),
             epoch,
         }
     }
@@ -296,6 +299,43 @@ impl Connection {
         let started = self.frame_started_ms.load(Ordering::Relaxed);
         (started != 0)
             .then(|| (self.epoch.elapsed().as_millis() as u64).saturating_sub(started - 1))
+    }
+
+    /// Marks whether the runner has stopped reading this connection because its inbound queue is full (a handler
+    /// is busy and messages wait behind it).
+    ///
+    /// A runner that does not read cannot see its client leave. The server's sweep therefore wakes connections
+    /// that are paused (see [`wake_runner`](Self::wake_runner)), and the runner checks on waking whether the
+    /// peer has hung up, so a departed client's queued messages are freed without waiting for the handler.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// # use pikku_core::channel::ConnectionLimits;
+    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// assert!(!conn.is_reading_paused());
+    /// conn.mark_reading_paused(true);
+    /// assert!(conn.is_reading_paused());
+    /// conn.wake_runner(); // what the sweep does for a paused connection
+    /// ```
+    pub fn mark_reading_paused(&self, paused: bool) {
+        self.reading_paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether the runner has stopped reading (see [`mark_reading_paused`](Self::mark_reading_paused)).
+    #[must_use]
+    pub fn is_reading_paused(&self) -> bool {
+        self.reading_paused.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the runner's task (the one polling [`poll_outgoing`](Self::poll_outgoing)) without giving it
+    /// anything to write, so it re-checks its transport. See
+    /// [`mark_reading_paused`](Self::mark_reading_paused) for an example.
+    pub fn wake_runner(&self) {
+        if let Some(waker) = self.queue.lock().waker.as_ref() {
+            waker.wake_by_ref();
+        }
     }
 
     /// Queues a frame, applying the slow-consumer policy. This is what every send, reply and publication comes

@@ -18,6 +18,9 @@
 //! answer with a reset, and a client that sees the reset may lose the close frame it had not read yet.
 
 pub mod frame;
+mod transport;
+
+pub(crate) use transport::Transport;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -100,6 +103,13 @@ pub(crate) struct WsStream<T> {
 impl<T> Drop for WsStream<T> {
     fn drop(&mut self) {
         self.budget.adjust(&mut self.charged, 0);
+    }
+}
+
+impl<T: Transport> WsStream<T> {
+    /// Whether the peer has hung up, found without reading (see [`Transport::poll_hung_up`]).
+    pub(crate) fn poll_hung_up(&self, cx: &mut Context<'_>) -> bool {
+        self.io.poll_hung_up(cx)
     }
 }
 
