@@ -76,15 +76,15 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
+        // Before the listening line: whoever reads it may send SIGTERM at once.
+        let stop = pikku::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         tracing::info!(port, ?settings, "conformance fixture listening");
         let server = ChannelServer::new(
             fixture_app(&settings, Recorder::default()),
             server_config(&settings),
         );
-        server
-            .serve_with_shutdown(listener, pikku::shutdown_signal())
-            .await
+        server.serve_with_shutdown(listener, stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

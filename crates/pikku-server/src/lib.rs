@@ -192,6 +192,11 @@ where
 /// what `docker stop`, Kubernetes and systemd send. Pass it to a `*_with_shutdown` method, alone or combined
 /// with a stop signal of your own. Should no handler be installable, it never resolves.
 ///
+/// On unix the handlers are installed when this function is called inside a Tokio runtime, not when the future is
+/// first polled: call it before announcing that the process is ready (binding, logging the address, notifying
+/// a supervisor), so that a SIGTERM arriving in between starts a graceful shutdown instead of killing the
+/// process. Called outside a runtime, it installs them on first poll.
+///
 /// ```no_run
 /// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
@@ -208,27 +213,61 @@ where
 /// pikku_server::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
 /// # }
 /// ```
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let installed = tokio::runtime::Handle::try_current().is_ok();
+    let early = installed.then(StopSignals::install);
+    async move {
+        let signals = match early {
+            Some(signals) => signals,
+            None => StopSignals::install(),
+        };
+        signals.recv().await;
+    }
+}
+
+/// The stop signals [`shutdown_signal`] listens to, installed; `None` where installing failed.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Self {
+        Self {}
+    }
+
+    #[cfg(unix)]
+    async fn recv(self) {
+        async fn next(signal: Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(self.interrupt) => {}
+            () = next(self.terminate) => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(self) {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut terminate) => {
-                    terminate.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = ctrl_c => {}
-            () = terminate => {}
-        }
     }
-    #[cfg(not(unix))]
-    ctrl_c.await;
 }

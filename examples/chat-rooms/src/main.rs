@@ -64,12 +64,14 @@ async fn main() -> ExitCode {
     };
     let addr = listener.local_addr().unwrap_or(addr);
 
+    // Installed before the address is logged, so a SIGTERM right after it still drains gracefully.
+    let signal = pikku::shutdown_signal();
     let server = ChannelServer::new(app(), ServerConfig::default());
     let router = router(&server);
     tracing::info!("chat on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
 
     let shutdown = async {
-        pikku::shutdown_signal().await;
+        signal.await;
         // New upgrades get 503; open chats close with 1001 and announce `left`.
         tracing::info!("shutting down");
     };

@@ -122,6 +122,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        // Before "listening on": whoever reads that line may send SIGTERM at once.
+        let stop = pikku::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         println!("listening on {}", listener.local_addr()?);
         let config = ServerConfig {
@@ -130,9 +132,7 @@ fn main() -> ExitCode {
             ..ServerConfig::default()
         };
         let server = ChannelServer::new(app(), config);
-        server
-            .serve_with_shutdown(listener, pikku::shutdown_signal())
-            .await
+        server.serve_with_shutdown(listener, stop).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
