@@ -11,7 +11,7 @@ usage: pikku-bench <scenario> [flags]
 scenarios:
   echo     --connections 50 --window 4 --payload 64
   fanout   --subscribers 1000 --window 8 [--topic t]
-  idle     --connections 15000 --topics 100 --sample 100 [--concurrency 64]
+  idle     --connections 15000 --topics 100 --sample 100 [--concurrency 64] [--active 0]
   connect  [--concurrency 32]
   attack   --mode header|partial|drip|json-hold --connections N --hold 10 [--concurrency 64]
            header: [--declared-bytes 1000000]   partial: [--frame-bytes 1048576 --partial-bytes N

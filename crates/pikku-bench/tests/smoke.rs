@@ -51,38 +51,38 @@ impl Drop for Server {
     }
 }
 
-/// Runs one scenario against a fresh baseline server and returns its `RESULT` object.
-fn run(scenario: &str, flags: &[&str]) -> Value {
-    let server = Server::start();
+/// Runs `pikku-bench SCENARIO` against `server`; returns its exit code and its `RESULT` object.
+fn run_against(server: &Server, scenario: &str, flags: &[&str]) -> (Option<i32>, Value) {
     let url = format!("ws://127.0.0.1:{}/bench", server.port);
     let pid = server.child.id().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_pikku-bench"))
-        .args([
-            scenario,
-            "--url",
-            &url,
-            "--server-pid",
-            &pid,
-            "--source-ips",
-            "4",
-        ])
+        .args([scenario, "--url", &url, "--server-pid", &pid])
+        .args(["--source-ips", "4"])
         .args(flags)
         .output()
         .expect("run pikku-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pikku-bench {scenario} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     let line = stdout
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "no RESULT line from pikku-bench {scenario} ({}):\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let result: Value = serde_json::from_str(line).expect("RESULT is JSON");
     assert_eq!(result["scenario"], scenario);
+    (out.status.code(), result)
+}
+
+/// Runs one scenario against a fresh baseline server and returns its `RESULT` object.
+fn run(scenario: &str, flags: &[&str]) -> Value {
+    let server = Server::start();
+    let (code, result) = run_against(&server, scenario, flags);
+    assert_eq!(code, Some(0), "pikku-bench {scenario} failed: {result}");
     assert_eq!(result["failures"], 0, "{result}");
     assert!(result["server_rss_kib"].as_u64().is_some() || scenario == "idle");
     result
@@ -292,28 +292,11 @@ fn bench_server_exits_cleanly_on_sigterm() {
 /// scenarios probe) and returns its `RESULT` object; the run must complete, whatever it measured.
 fn run_framework(scenario: &str, flags: &[&str]) -> Value {
     let server = Server::spawn(env!("CARGO_BIN_EXE_bench-server"));
-    let url = format!("ws://127.0.0.1:{}/bench", server.port);
-    let pid = server.child.id().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_pikku-bench"))
-        .args([scenario, "--url", &url, "--server-pid", &pid])
-        .args(["--source-ips", "4"])
-        .args(flags)
-        .output()
-        .expect("run pikku-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (code, result) = run_against(&server, scenario, flags);
     assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(3),
-        "pikku-bench {scenario} could not complete ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        code == Some(0) || code == Some(3),
+        "pikku-bench {scenario} could not complete ({code:?}): {result}"
     );
-    let line = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
-    let result: Value = serde_json::from_str(line).expect("RESULT is JSON");
-    assert_eq!(result["scenario"], scenario);
     result
 }
 

@@ -13,7 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_websockets::Message;
 
-use super::{join_all, report_failures, stopped, Common, Stop};
+use super::{join_all, read_deliveries, report_failures, stopped, Common, Ended, Stop};
 use crate::args::Args;
 use crate::client::{subscribe, Connector, Ws};
 use crate::clock::now_us;
@@ -113,31 +113,24 @@ async fn subscriber(
     stats: Rc<RefCell<Stats>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    loop {
-        let item = tokio::select! {
-            biased;
-            () = stopped(&mut stop) => break,
-            m = ws.next() => m,
-        };
-        match item {
-            Some(Ok(m)) if m.is_text() || m.is_binary() => {
-                let now = now_us();
-                let msg = m.as_payload();
-                let mut s = stats.borrow_mut();
-                if json::is_error(msg) {
-                    s.errors += 1;
-                } else if let Some(t) = json::u64_field(msg, "t") {
-                    s.deliveries += 1;
-                    s.latency.record(now.saturating_sub(t));
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err("server closed a subscriber".into()),
+    let ended = read_deliveries(&mut ws, &mut stop, |msg, now| {
+        let mut s = stats.borrow_mut();
+        if json::is_error(msg) {
+            s.errors += 1;
+        } else if let Some(t) = json::u64_field(msg, "t") {
+            s.deliveries += 1;
+            s.latency.record(now.saturating_sub(t));
         }
+    })
+    .await;
+    match ended {
+        Ended::Stopped => {
+            crate::client::close(ws, std::time::Duration::from_secs(2)).await;
+            Ok(())
+        }
+        Ended::Closed(code) => Err(format!("server closed a subscriber ({code:?})").into()),
+        Ended::Failed(e) => Err(e.into()),
     }
-    crate::client::close(ws, std::time::Duration::from_secs(2)).await;
-    Ok(())
 }
 
 fn publication(topic: &str) -> Message {

@@ -29,7 +29,7 @@ use futures_util::SinkExt;
 use tokio::sync::watch;
 use tokio_websockets::Message;
 
-use super::{join_all, report_failures, stopped, Common, Stop};
+use super::{join_all, read_deliveries, report_failures, stopped, Common, Ended, Stop};
 use crate::args::Args;
 use crate::client::{next_data, Connector, Ws};
 use crate::clock::now_us;
@@ -248,44 +248,31 @@ async fn subscriber(
     stats: Rc<RefCell<FloodStats>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    loop {
-        let item = tokio::select! {
-            biased;
-            () = stopped(&mut stop) => break,
-            m = ws.next() => m,
-        };
-        match item {
-            Some(Ok(m)) if m.is_text() || m.is_binary() => {
-                let now = now_us();
-                let msg = m.as_payload();
-                let mut s = stats.borrow_mut();
-                if json::is_error(msg) {
-                    s.subscriber_errors += 1;
-                } else {
-                    s.deliveries += 1;
-                    if let Some(t) = json::u64_field(msg, "t") {
-                        s.delivery_latency.record(now.saturating_sub(t));
-                    }
-                }
-            }
-            Some(Ok(m)) if m.is_close() => {
-                let code = m.as_close().map(|(c, _)| u16::from(c).to_string());
-                let key = code.unwrap_or_else(|| "none".into());
-                *stats.borrow_mut().subscriber_closes.entry(key).or_default() += 1;
-                return Ok(());
-            }
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => {
-                *stats
-                    .borrow_mut()
-                    .subscriber_closes
-                    .entry("none".into())
-                    .or_default() += 1;
-                return Ok(());
+    let ended = read_deliveries(&mut ws, &mut stop, |msg, now| {
+        let mut s = stats.borrow_mut();
+        if json::is_error(msg) {
+            s.subscriber_errors += 1;
+        } else {
+            s.deliveries += 1;
+            if let Some(t) = json::u64_field(msg, "t") {
+                s.delivery_latency.record(now.saturating_sub(t));
             }
         }
-    }
-    crate::client::close(ws, Duration::from_secs(2)).await;
+    })
+    .await;
+    let code = match ended {
+        Ended::Stopped => {
+            crate::client::close(ws, Duration::from_secs(2)).await;
+            return Ok(());
+        }
+        Ended::Closed(Some(code)) => code.to_string(),
+        Ended::Closed(None) | Ended::Failed(_) => "none".into(),
+    };
+    *stats
+        .borrow_mut()
+        .subscriber_closes
+        .entry(code)
+        .or_default() += 1;
     Ok(())
 }
 

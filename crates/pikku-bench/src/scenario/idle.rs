@@ -1,7 +1,9 @@
 //! `idle`: K connections, each subscribed to one of `--topics` topics, sitting idle.
 //!
 //! Reports the server's RSS per connection, `(RSS after − RSS before) / K`, then checks that a
-//! sample of connections still answers `echo` (the liveness check at 19,000 connections).
+//! sample of connections still answers `echo` (the liveness check at 19,000 connections). With
+//! `--active N` every connection first makes N echo round trips, so the figure is what a connection
+//! keeps once it has been used and gone quiet, not only what a fresh one costs.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -39,13 +41,15 @@ struct Stats {
 }
 
 /// Runs the scenario. Flags: `--connections` (15000), `--topics` (100), `--sample` (100),
-/// `--concurrency` (64 connection setups in flight). `--duration` is how long the connections
+/// `--concurrency` (64 connection setups in flight), `--active` (0 echo round trips per connection
+/// before it goes idle). `--duration` is how long the connections
 /// sit idle before RSS is read; `--warmup` is not used.
 pub async fn run(common: &Common, mut args: Args) -> Result<Report> {
     let connections: usize = args.get("connections", 15_000)?;
     let topics: usize = args.get("topics", 100)?;
     let sample: usize = args.get("sample", 100)?;
     let concurrency: usize = args.get("concurrency", 64)?;
+    let active: u64 = args.get("active", 0)?;
     args.finish()?;
     if connections == 0 || topics == 0 {
         return Err("--connections and --topics must be at least 1".into());
@@ -60,6 +64,9 @@ pub async fn run(common: &Common, mut args: Args) -> Result<Report> {
     let conns = connector
         .open_many(connections, concurrency, |i, mut ws| async move {
             subscribe(&mut ws, &format!("topic-{}", i % topics)).await?;
+            for round in 0..active {
+                probe(&mut ws, i as u64 * active + round).await?;
+            }
             Ok(ws)
         })
         .await?;
@@ -95,6 +102,7 @@ pub async fn run(common: &Common, mut args: Args) -> Result<Report> {
     report
         .set("connections", connections)
         .set("topics", topics)
+        .set("active_round_trips", active)
         .set_f("setup_s", setup_s, 3)
         .set_f("setup_conns_per_s", connections as f64 / setup_s, 1)
         .set_f("idle_s", measured.elapsed_s, 3);

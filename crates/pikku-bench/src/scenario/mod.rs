@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -135,6 +136,43 @@ impl Stop {
 /// Resolves once `rx` has seen the stop signal.
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&s| s).await;
+}
+
+/// How a subscriber's stream ended (see [`read_deliveries`]).
+pub(crate) enum Ended {
+    /// The scenario stopped it; the connection is still open.
+    Stopped,
+    /// The server sent a close frame, with this code if it had one.
+    Closed(Option<u16>),
+    /// The connection failed or ended without a close frame.
+    Failed(String),
+}
+
+/// Reads a subscriber's frames until `stop`, handing every text or binary payload to `on_data`
+/// with the µs clock at its arrival.
+pub(crate) async fn read_deliveries(
+    ws: &mut crate::client::Ws,
+    stop: &mut watch::Receiver<bool>,
+    mut on_data: impl FnMut(&[u8], u64),
+) -> Ended {
+    loop {
+        let item = tokio::select! {
+            biased;
+            () = stopped(stop) => return Ended::Stopped,
+            m = ws.next() => m,
+        };
+        match item {
+            Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                on_data(m.as_payload(), crate::clock::now_us());
+            }
+            Some(Ok(m)) if m.is_close() => {
+                return Ended::Closed(m.as_close().map(|(code, _)| u16::from(code)));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Ended::Failed(e.to_string()),
+            None => return Ended::Failed("the stream ended without a close frame".into()),
+        }
+    }
 }
 
 /// Waits for the tasks to end, at most `limit` in all, aborting the rest; returns how many
