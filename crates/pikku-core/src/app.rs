@@ -6,10 +6,11 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::channel::Registry;
 use crate::channel::SlowConsumerPolicy;
 use crate::error::RegistrationError;
 use crate::handler::{ErasedBinary, ErasedConnect, ErasedDisconnect, ErasedMessage};
-use crate::hub::{EventHub, HubLimits};
+use crate::hub::{EventHub, HubDriver, HubLimits};
 use crate::middleware::{
     ErasedMiddleware, ErasedPermission, ErasedUpgrade, Middleware, UpgradeMiddleware,
 };
@@ -118,6 +119,7 @@ impl Default for AppConfig {
 #[must_use = "an app does nothing until it is served"]
 pub struct App<S, U = ()> {
     state: S,
+    registry: Registry,
     hub: EventHub,
     config: AppConfig,
     channels: Vec<ChannelSpec<S, U>>,
@@ -160,9 +162,11 @@ where
     /// ```
     pub fn new(state: S) -> Self {
         let config = AppConfig::default();
+        let registry = Registry::new();
         Self {
             state,
-            hub: EventHub::new(config.hub),
+            hub: EventHub::with_registry(config.hub, registry.clone()),
+            registry,
             config,
             channels: Vec::new(),
             pending: Vec::new(),
@@ -231,6 +235,29 @@ where
     #[must_use]
     pub fn hub(&self) -> EventHub {
         self.hub.clone()
+    }
+
+    /// Links the app's hub to the hubs of other processes through `driver`, so that publications reach
+    /// subscribers on every node. Backend crates provide drivers (Redis, NATS, PostgreSQL); the facade also
+    /// picks one from a URL. Handles taken earlier with [`hub`](Self::hub) use it too.
+    ///
+    /// ```
+    /// use pikku_core::hub::LocalBus;
+    /// use pikku_core::App;
+    ///
+    /// // Two apps in one process sharing topics; across processes, use a broker's driver instead.
+    /// let bus = LocalBus::new();
+    /// let first: App<()> = App::new(()).hub_driver(bus.node());
+    /// let second: App<()> = App::new(()).hub_driver(bus.node());
+    /// # let _ = (first, second);
+    /// ```
+    ///
+    /// # Panics
+    /// When the app already has a driver.
+    #[track_caller]
+    pub fn hub_driver(self, driver: impl HubDriver) -> Self {
+        self.hub.set_driver(std::sync::Arc::new(driver));
+        self
     }
 
     /// Adds a channel definition. Channels are matched against the upgrade path with literal routes first, then
@@ -408,6 +435,7 @@ where
         order.sort_by_key(|&i| !self.channels[i].pattern.is_literal());
         Arc::new(AppRuntime {
             state: self.state,
+            registry: self.registry,
             hub: self.hub,
             config: self.config,
             channels: self.channels,
@@ -677,7 +705,7 @@ pub(crate) struct ChannelSpec<S, U> {
 ///     .into_runtime();
 /// assert_eq!(*rt.state(), "services");
 /// assert!(rt.config().dev_mode);
-/// assert_eq!(rt.hub().channel_count(), 0);
+/// assert!(rt.registry().is_empty());
 /// assert_eq!(
 ///     rt.channel_routes().collect::<Vec<_>>(),
 ///     [("events", "/events"), ("rooms", "/rooms/:roomId")],
@@ -685,6 +713,7 @@ pub(crate) struct ChannelSpec<S, U> {
 /// ```
 pub struct AppRuntime<S, U> {
     state: S,
+    registry: Registry,
     hub: EventHub,
     config: AppConfig,
     pub(crate) channels: Vec<ChannelSpec<S, U>>,
@@ -713,6 +742,12 @@ impl<S, U> AppRuntime<S, U> {
     /// The event hub shared by every connection of this app.
     pub fn hub(&self) -> &EventHub {
         &self.hub
+    }
+
+    /// The open connections of this app in this process (runners add and remove them; the server's heartbeat
+    /// sweep and shutdown walk them).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The configuration the app was built with.

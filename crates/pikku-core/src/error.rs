@@ -509,20 +509,37 @@ impl From<SendError> for ChannelError {
 /// assert_eq!(err, HubError::ChannelNotOpen("no-such-id".into()));
 /// # });
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HubError {
-    /// The channel id is not an open channel of this process (rule H11).
+    /// The channel id is not an open channel of this process.
     ChannelNotOpen(String),
     /// The topic is empty or longer than [`HubLimits::max_topic_bytes`](crate::HubLimits::max_topic_bytes).
     InvalidTopic,
     /// The channel already holds
     /// [`HubLimits::max_subscriptions_per_channel`](crate::HubLimits::max_subscriptions_per_channel)
-    /// subscriptions.
+    /// subscriptions, or the hub its total.
     TooManySubscriptions,
-    /// The published value did not serialize (the text is the serde error), or a distributed backend failed.
-    Backend(String),
+    /// The published value did not serialize; nothing was sent.
+    Serialize(std::sync::Arc<serde_json::Error>),
+    /// The broker link failed; for a publish, local subscribers were served and other nodes were not.
+    Backend(BackendError),
 }
+
+impl PartialEq for HubError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::ChannelNotOpen(a), Self::ChannelNotOpen(b)) => a == b,
+            (Self::InvalidTopic, Self::InvalidTopic)
+            | (Self::TooManySubscriptions, Self::TooManySubscriptions) => true,
+            (Self::Serialize(a), Self::Serialize(b)) => a.to_string() == b.to_string(),
+            (Self::Backend(a), Self::Backend(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for HubError {}
 
 impl fmt::Display for HubError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -530,12 +547,115 @@ impl fmt::Display for HubError {
             Self::ChannelNotOpen(id) => write!(f, "channel '{id}' is not open"),
             Self::InvalidTopic => f.write_str("invalid topic"),
             Self::TooManySubscriptions => f.write_str("too many subscriptions"),
-            Self::Backend(e) => write!(f, "event hub backend failed: {e}"),
+            Self::Serialize(e) => write!(f, "published value did not serialize: {e}"),
+            Self::Backend(e) => fmt::Display::fmt(e, f),
         }
     }
 }
 
-impl std::error::Error for HubError {}
+impl std::error::Error for HubError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Serialize(e) => Some(&**e),
+            Self::Backend(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A failure of an event-hub backend: which backend, and its own error as the [`source`](std::error::Error::source).
+///
+/// ```
+/// use pikku_core::error::BackendError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let err = BackendError::new("redis", io);
+/// assert_eq!(err.backend(), "redis");
+/// assert_eq!(err.to_string(), "event hub backend 'redis' failed: connection refused");
+/// assert!(err.downcast_ref::<std::io::Error>().is_some());
+/// ```
+#[derive(Debug, Clone)]
+pub struct BackendError {
+    backend: &'static str,
+    source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl BackendError {
+    /// Wraps a backend's own error.
+    pub fn new(
+        backend: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            backend,
+            source: std::sync::Arc::new(source),
+        }
+    }
+
+    /// Keeps the text of an error only lent to us (with its causes), when it cannot be moved.
+    pub(crate) fn from_report(
+        backend: &'static str,
+        error: &(dyn std::error::Error + Send + Sync + 'static),
+    ) -> Self {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(e) = cause {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cause = e.source();
+        }
+        Self::new(backend, Reported(text))
+    }
+
+    /// The backend's name (`"redis"`, `"nats"`, ...).
+    #[must_use]
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The backend's own error, if it is an `E`.
+    #[must_use]
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
+    }
+}
+
+impl PartialEq for BackendError {
+    /// Same backend and same message: errors of other crates rarely compare, their text does.
+    fn eq(&self, other: &Self) -> bool {
+        self.backend == other.backend && self.source.to_string() == other.source.to_string()
+    }
+}
+
+impl Eq for BackendError {}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "event hub backend '{}' failed: {}",
+            self.backend, self.source
+        )
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// An error known by its text only.
+#[derive(Debug)]
+struct Reported(String);
+
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
 
 impl From<HubError> for ChannelError {
     fn from(err: HubError) -> Self {

@@ -480,8 +480,8 @@ where
         self.spec().max_in_flight
     }
 
-    /// Marks the connection open (the 101 was written) and registers it with the app's event hub, so it can
-    /// subscribe and be found by id. Call it before [`run_connect`](Self::run_connect).
+    /// Marks the connection open (the 101 was written) and adds it to the app's
+    /// [`Registry`](crate::channel::Registry), so it can subscribe and be found by id. Call it before [`run_connect`](Self::run_connect).
     ///
     /// ```
     /// # use std::time::Instant;
@@ -499,12 +499,12 @@ where
     /// let live = live_for(app, "/events").await;
     /// live.open();
     /// assert_eq!(live.connection().state(), ChannelState::Open);
-    /// assert!(live.runtime().hub().channel(live.connection().id()).is_some());
+    /// assert!(live.runtime().registry().get(live.connection().id()).is_some());
     /// # });
     /// ```
     pub fn open(&self) {
         self.conn.mark_open();
-        self.rt.hub().register(self.conn.clone());
+        self.rt.registry().insert(self.conn.clone());
     }
 
     /// Runs onConnect inside its lifecycle middleware and queues its result or error frame. A channel without a
@@ -979,7 +979,8 @@ where
     pub fn begin_disconnect(&self, reason: DisconnectReason) -> DisconnectReason {
         let reason = self.conn.mark_closed(reason);
         self.conn.rpc.close();
-        self.rt.hub().unregister(&self.conn);
+        self.rt.hub().release(&self.conn);
+        self.rt.registry().remove(&self.conn);
         reason
     }
 

@@ -1,7 +1,7 @@
 //! The event-hub rules H1–H11 of semantics §7.2 against the in-process [`EventHub`], one test per rule.
 //!
 //! Connections are real [`Connection`]s created the way a runner creates them (`Connection::new`, then
-//! `mark_open` and `hub.register`); what the hub delivered is read back with [`Connection::poll_outgoing`], the
+//! `mark_open` and `hub.registry().insert`); what the hub delivered is read back with [`Connection::poll_outgoing`], the
 //! same call the server's writer makes. H5 and H7 are also checked through the message pipeline
 //! (`pikku_core::runtime`), because they are about the order of the disconnect sequence and of a handler's reply.
 
@@ -49,7 +49,7 @@ fn connection(id: &str, limits: ConnectionLimits) -> Arc<Connection> {
 fn open_with(hub: &EventHub, id: &str, limits: ConnectionLimits) -> Arc<Connection> {
     let conn = connection(id, limits);
     conn.mark_open();
-    hub.register(conn.clone());
+    hub.registry().insert(conn.clone());
     conn
 }
 
@@ -293,7 +293,8 @@ async fn h05_close_removes_subscriptions_before_on_disconnect() {
     }
     hub.subscribe("news", "b").await.unwrap();
     a.mark_closed(DisconnectReason::ClientClosed(Some(1000)));
-    hub.unregister(&a);
+    hub.release(&a);
+    hub.registry().remove(&a);
     assert_eq!(hub.subscriber_count("news"), 1);
     assert_eq!(hub.subscriber_count("sport"), 0);
     assert_eq!(hub.subscriber_count("weather"), 0);
@@ -633,7 +634,8 @@ async fn h11_subscribing_a_channel_that_is_not_open_fails_and_records_nothing() 
     // A connection that closed and was unregistered.
     let done = open(&hub, "done");
     done.mark_closed(DisconnectReason::ClientClosed(None));
-    hub.unregister(&done);
+    hub.release(&done);
+    hub.registry().remove(&done);
     assert_eq!(
         hub.subscribe("news", "done").await,
         Err(HubError::ChannelNotOpen("done".into()))
@@ -745,6 +747,7 @@ async fn the_total_subscription_cap_spans_connections() {
         hub.subscribe("t3", "b").await,
         Err(HubError::TooManySubscriptions)
     );
-    hub.unregister(&a);
+    hub.release(&a);
+    hub.registry().remove(&a);
     hub.subscribe("t3", "b").await.unwrap();
 }

@@ -488,6 +488,9 @@ where
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // The broker link comes up before the first client: a driver that can never start fails the serve
+        // call instead of every later publish (a broker that is only down is retried by the driver).
+        self.hub().start().await.map_err(std::io::Error::other)?;
         let limits = listener::Limits {
             handshake_timeout: self.shared.config.handshake_timeout,
             max_connections: self.shared.config.max_connections,
@@ -536,7 +539,7 @@ where
     /// already sent, but [`serve`](Self::serve) does not end until a later `shutdown` call completes.
     pub async fn shutdown(&self) {
         self.shared.accepting.store(false, Ordering::SeqCst);
-        for conn in self.hub().channels() {
+        for conn in self.shared.rt.registry().snapshot() {
             conn.request_close(going_away());
         }
         let wait_drained = async {
@@ -606,7 +609,7 @@ where
         let ping_ms = shared.config.ping_interval.as_millis() as u64;
         let idle_ms = shared.config.idle_timeout.as_millis() as u64;
         let frame_ms = shared.config.frame_timeout.as_millis() as u64;
-        for (i, conn) in shared.rt.hub().channels().into_iter().enumerate() {
+        for (i, conn) in shared.rt.registry().snapshot().into_iter().enumerate() {
             if i % SWEEP_CHUNK == SWEEP_CHUNK - 1 {
                 // Connections idle since the same moment all come due in one sweep: let the pinged ones write,
                 // and everything else run, between chunks instead of after tens of thousands of them.

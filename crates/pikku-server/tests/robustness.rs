@@ -621,7 +621,7 @@ async fn churn_of_a_thousand_connections_leaves_nothing_behind() {
         srv.server.active_connections() == 0
     })
     .await;
-    assert_eq!(hub.channel_count(), 0, "closed channels stay registered");
+    assert_eq!(hub.registry().len(), 0, "closed channels stay registered");
     for t in 0..CHURN_TOPICS {
         assert_eq!(hub.subscriber_count(&churn_topic(t)), 0, "topic {t}");
     }
@@ -668,7 +668,7 @@ async fn churn_of_a_thousand_connections_leaves_nothing_behind() {
     .await;
     assert_eq!(rec.disconnects().get(&listener_id).map(Vec::len), Some(1));
     assert_eq!(rec.disconnect_count(), CHURN_CONNECTIONS + 2);
-    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.registry().len(), 0);
     assert_eq!(hub.subscriber_count(&churn_topic(0)), 0);
     assert_no_panics();
 }
@@ -1693,7 +1693,7 @@ async fn chaos_clients_get_a_documented_close_or_keep_working() {
         srv.server.active_connections() == 0
     })
     .await;
-    assert_eq!(srv.server.hub().channel_count(), 0);
+    assert_eq!(srv.server.hub().registry().len(), 0);
     let disconnects = rec.disconnects();
     assert_eq!(disconnects.len(), CHAOS_CONNECTIONS as usize + 1);
     assert_eq!(
@@ -1825,7 +1825,8 @@ async fn shutdown_under_load_closes_everyone_once_with_1001() {
         })
     };
     eventually("every channel to be closing", || {
-        hub.channels()
+        hub.registry()
+            .snapshot()
             .iter()
             .all(|c| c.state() == ChannelState::Closed)
     })
@@ -1847,7 +1848,7 @@ async fn shutdown_under_load_closes_everyone_once_with_1001() {
         "the shutdown ran into its timeout ({elapsed:?})"
     );
     assert_eq!(srv.server.active_connections(), 0);
-    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.registry().len(), 0);
 
     let going_away = Frame::Close(Some((1001, "going away".into())));
     let mut flood_frames = 0;
@@ -1989,7 +1990,7 @@ async fn close_to_a_client_that_stopped_reading_ends_within_the_close_timeout() 
         Some(&["server_closed"][..])
     );
     assert_eq!(rec.disconnect_count(), 1);
-    assert_eq!(srv.server.hub().channel_count(), 0);
+    assert_eq!(srv.server.hub().registry().len(), 0);
 
     // The client finds the end of the stream after whatever had been written.
     let pushes = drain_stuck(&mut stuck).await;
@@ -2041,7 +2042,7 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
         "the shutdown waited for the client that stopped reading ({elapsed:?})"
     );
     assert_eq!(srv.server.active_connections(), 0);
-    assert_eq!(srv.server.hub().channel_count(), 0);
+    assert_eq!(srv.server.hub().registry().len(), 0);
     let disconnects = rec.disconnects();
     assert_eq!(disconnects.len(), 2);
     for id in [&stuck_id, &reader_id] {
@@ -2278,7 +2279,7 @@ async fn stalled_upgrade_requests_do_not_block_other_upgrades() {
             "onDisconnect of {id}"
         );
     }
-    assert_eq!(srv.server.hub().channel_count(), 0);
+    assert_eq!(srv.server.hub().registry().len(), 0);
     assert_no_panics();
 }
 
@@ -2367,7 +2368,7 @@ async fn clients_stalled_inside_a_frame_are_closed_by_the_idle_timeout() {
         srv.server.active_connections() == 0
     })
     .await;
-    assert_eq!(srv.server.hub().channel_count(), 0);
+    assert_eq!(srv.server.hub().registry().len(), 0);
     let disconnects = rec.disconnects();
     assert_eq!(disconnects.len(), stalled_ids.len() + 1 + short_lived.len());
     for id in &stalled_ids {

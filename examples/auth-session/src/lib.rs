@@ -182,7 +182,7 @@ async fn is_admin(check: PermissionCtx<Services, User>) -> Result<bool, ChannelE
 
 /// `admin/stats` (admins only): how many connections this server has open.
 async fn stats(ctx: AccountCtx, _channel: AccountChannel, _: ()) -> Value {
-    json!({ "openConnections": ctx.hub().channel_count() })
+    json!({ "openConnections": ctx.hub().registry().len() })
 }
 
 /// onDisconnect: logs the connection's final session (whatever `login`/`logout` left there).

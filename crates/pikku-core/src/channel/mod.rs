@@ -10,6 +10,7 @@
 //! any useful sense: every send through a stale handle returns `Err(SendError::Closed)`.
 
 mod connection;
+mod registry;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use connection::{CloseRequest, Connection, ConnectionLimits, Outgoing, SlowConsumerPolicy};
+pub use registry::Registry;
 
 use crate::error::SendError;
 use crate::frame::{encode_value, OutFrame};

@@ -1,38 +1,57 @@
-//! The event hub: subscribe channels to topics and publish to every subscriber but an excluded one
-//! (semantics §7).
+//! The event hub: subscribe channels to topics and publish to every subscriber but an excluded one.
 //!
 //! The hub is a value inside the [`App`](crate::App): handlers reach it through [`Ctx::hub`](crate::Ctx::hub),
 //! and code outside any connection (HTTP handlers, jobs) through [`App::hub`](crate::App::hub).
 //!
 //! # Encoding
-//! A published value is encoded once (protocol §4.1) and the same bytes are queued to every local subscriber, so
-//! a publication to 10,000 sockets costs one serialization.
+//! A published value is encoded once (a string as its raw text, anything else as JSON) and the same bytes are
+//! queued to every local subscriber, so a publication to 10,000 sockets costs one serialization.
 //!
 //! # Ordering
-//! Local deliveries are queued before `publish` returns (H7); events from one publisher to one subscriber arrive
-//! in publish order (H10). A slow subscriber is handled by its own slow-consumer policy and never makes the
-//! publisher fail (H8).
+//! Local deliveries are queued before `publish` returns, so a handler's own subscribed channel receives an event
+//! before that handler's reply. Events from one publisher to one subscriber arrive in publish order. A slow
+//! subscriber is handled by its own slow-consumer policy and never makes the publisher fail.
 //!
 //! # Fairness
 //! The async `publish` to a large topic queues to [`FAN_OUT_STEP`] subscribers at a time and spends a unit of
 //! Tokio's cooperative budget after each group, so a task publishing to thousands of subscribers in a loop lets
 //! the other connections of its worker thread run in between. It works on a snapshot of the subscriber set
 //! (one reference count), so it holds no lock while it yields, and subscribes meanwhile are not held up.
+//!
+//! # Several processes
+//! With a [`HubDriver`] installed ([`App::hub_driver`](crate::App::hub_driver)), hubs in several processes
+//! share their topics through a broker. Each node keeps its own subscriber map and holds one broker
+//! subscription per topic that has local subscribers, never one per connection. A publication is delivered
+//! locally first, then handed to the broker once; the other nodes deliver it to their own subscribers, applying
+//! the same exclude id, and a node ignores its own publications when the broker echoes them. Delivery between
+//! nodes is at most once: a client that must not miss events after a reconnect or a broker outage should fetch
+//! the state it cares about again (for example over HTTP) once it is back.
+
+pub mod driver;
+pub mod envelope;
+mod local_bus;
+mod remote;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::channel::{ChannelState, Connection};
-use crate::error::HubError;
-use crate::frame::{encode_value, OutFrame};
+use crate::channel::{ChannelState, Connection, Registry};
+use crate::error::{BackendError, HubError};
+use crate::frame::{encode_value_with_kind, OutFrame};
 
-/// Per-connection and per-topic bounds of the hub (semantics §11).
+pub use driver::{HubDriver, NodeId, PayloadKind, RemoteEvent, RemoteSink};
+pub use local_bus::{LocalBus, LocalBusError, LocalBusNode};
+pub use remote::{HubStatus, LinkState};
+
+use driver::ErasedDriver;
+use remote::Remote;
+
+/// Per-connection and per-topic bounds of the hub.
 ///
 /// Set them through [`AppConfig::hub`](crate::AppConfig::hub), before taking the app's hub.
 ///
@@ -73,27 +92,59 @@ pub const FAN_OUT_STEP: usize = 64;
 /// change while a snapshot is out copies the map (copy on write).
 type Subscribers = Arc<HashMap<Arc<str>, Arc<Connection>>>;
 
-struct HubInner {
-    /// Open connections of this process, by channel id.
-    channels: RwLock<HashMap<Arc<str>, Arc<Connection>>>,
+pub(crate) struct HubInner {
+    /// This hub's id among the nodes that share a broker.
+    node: NodeId,
+    /// Open connections of this process, where channel ids are looked up.
+    registry: Registry,
     topics: RwLock<HashMap<Arc<str>, Subscribers>>,
     max_subscriptions_per_channel: AtomicUsize,
     max_topic_bytes: AtomicUsize,
     max_subscriptions_total: AtomicUsize,
     /// Subscriptions held now; changed only under the `topics` write lock.
     subscriptions: AtomicUsize,
+    /// The broker link, once a driver is installed.
+    remote: OnceLock<Remote>,
+}
+
+impl Drop for HubInner {
+    fn drop(&mut self) {
+        if let Some(remote) = self.remote.get() {
+            remote.close();
+        }
+    }
+}
+
+impl HubInner {
+    /// Whether `topic` has local subscribers.
+    fn has_local(&self, topic: &str) -> bool {
+        self.topics.read().contains_key(topic)
+    }
+
+    /// The topics with local subscribers.
+    fn local_topics(&self) -> Vec<Arc<str>> {
+        self.topics.read().keys().cloned().collect()
+    }
+
+    /// Tells the reconciler that `topic` appeared or disappeared locally.
+    fn topic_changed(&self, topic: &Arc<str>) {
+        if let Some(remote) = self.remote.get() {
+            remote.topic_changed(topic);
+        }
+    }
 }
 
 /// The in-process event hub. Cloning is cheap and every clone is the same hub.
 ///
 /// Each [`App`](crate::App) owns one; handlers use it through [`Ctx::hub`](crate::Ctx::hub), other code through
 /// [`App::hub`](crate::App::hub) or the server's `hub()`. Subscriptions are by channel id, so nothing needs to
-/// hold a [`Channel`](crate::Channel); a connection's subscriptions end when it closes (H5).
+/// hold a [`Channel`](crate::Channel); a connection's subscriptions end when it closes, before its
+/// disconnection handler runs.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let hub = pikku_core::EventHub::new(Default::default());
-/// // No subscribers: publishing is a no-op that reaches nobody (H9).
+/// // No subscribers: publishing is a no-op that reaches nobody.
 /// assert_eq!(hub.publish("news", None, &serde_json::json!({"hi": 1})).await.unwrap(), 0);
 /// # });
 /// ```
@@ -136,27 +187,45 @@ pub struct EventHub {
 impl std::fmt::Debug for EventHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventHub")
-            .field("channels", &self.inner.channels.read().len())
+            .field("node", &self.inner.node)
+            .field("channels", &self.inner.registry.len())
             .field("topics", &self.inner.topics.read().len())
+            .field("backend", &self.inner.remote.get().map(|r| r.driver.name()))
             .finish()
     }
 }
 
 impl EventHub {
-    /// An empty hub with `limits`, shared by no app. Apps create their own; make one yourself for tests or a
-    /// custom runner.
+    /// An empty hub with `limits` and a registry of its own, shared by no app. Apps create their own; make one
+    /// yourself for tests or a custom runner.
     ///
     /// ```
     /// use pikku_core::{EventHub, HubLimits};
     ///
     /// let hub = EventHub::new(HubLimits::default());
-    /// assert_eq!(hub.channel_count(), 0);
+    /// assert!(hub.registry().is_empty());
     /// ```
     #[must_use]
     pub fn new(limits: HubLimits) -> Self {
+        Self::with_registry(limits, Registry::new())
+    }
+
+    /// An empty hub that looks channel ids up in `registry`, the open connections of the runner that serves it.
+    ///
+    /// ```
+    /// use pikku_core::channel::Registry;
+    /// use pikku_core::{EventHub, HubLimits};
+    ///
+    /// let registry = Registry::new();
+    /// let hub = EventHub::with_registry(HubLimits::default(), registry.clone());
+    /// assert_eq!(hub.registry().len(), registry.len());
+    /// ```
+    #[must_use]
+    pub fn with_registry(limits: HubLimits, registry: Registry) -> Self {
         Self {
             inner: Arc::new(HubInner {
-                channels: RwLock::new(HashMap::new()),
+                node: NodeId::random(),
+                registry,
                 topics: RwLock::new(HashMap::new()),
                 max_subscriptions_per_channel: AtomicUsize::new(
                     limits.max_subscriptions_per_channel,
@@ -164,12 +233,78 @@ impl EventHub {
                 max_topic_bytes: AtomicUsize::new(limits.max_topic_bytes),
                 max_subscriptions_total: AtomicUsize::new(limits.max_subscriptions_total),
                 subscriptions: AtomicUsize::new(0),
+                remote: OnceLock::new(),
             }),
         }
     }
 
-    /// Subscribes `channel_id` to `topic`. Idempotent (H1): subscribing twice still delivers one copy per
+    /// The open connections this hub looks channel ids up in.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// This hub's id among the nodes that share a broker.
+    #[must_use]
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// Installs the driver that links this hub to the other nodes. Done once, by
+    /// [`App::hub_driver`](crate::App::hub_driver).
+    ///
+    /// # Panics
+    /// When a driver is already installed.
+    #[track_caller]
+    pub(crate) fn set_driver(&self, driver: Arc<dyn ErasedDriver>) {
+        let name = driver.name();
+        if self.inner.remote.set(Remote::new(driver)).is_err() {
+            panic!("the event hub already has a driver; cannot install '{name}' too");
+        }
+    }
+
+    /// Starts the installed driver, if it is not running yet, and waits until it is ready to publish. Servers call
+    /// it before they accept connections; otherwise the first subscribe or publish starts it. Must be called on a
+    /// Tokio runtime. Without a driver it returns at once.
+    ///
+    /// ```
+    /// use pikku_core::hub::LocalBus;
+    /// use pikku_core::App;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app: App<()> = App::new(()).hub_driver(LocalBus::new().node());
+    /// app.hub().start().await.unwrap();
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the driver cannot start (a broker that is merely down is not an error: the
+    /// driver keeps reconnecting, and [`status`](Self::status) shows it).
+    pub async fn start(&self) -> Result<(), HubError> {
+        match self.inner.remote.get() {
+            None => Ok(()),
+            Some(remote) => {
+                remote.ensure_started(&self.inner);
+                remote.started().await.map_err(HubError::Backend)
+            }
+        }
+    }
+
+    /// The state of the broker link; `None` without a driver. See [`LinkState`] for an example.
+    #[must_use]
+    pub fn status(&self) -> Option<HubStatus> {
+        self.inner
+            .remote
+            .get()
+            .map(|remote| remote.status(self.inner.node))
+    }
+
+    /// Subscribes `channel_id` to `topic`. Idempotent: subscribing twice still delivers one copy per
     /// publication. The subscription lasts until [`unsubscribe`](Self::unsubscribe) or the connection closes.
+    ///
+    /// With a driver installed, the first local subscriber of a topic waits until the broker confirms the topic
+    /// (at most 5 s), so publications made anywhere after `subscribe` returns reach it. While the broker is down
+    /// it does not wait: the local subscription holds, and the topic is subscribed again once the link is back.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
@@ -179,7 +314,7 @@ impl EventHub {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
     /// #     conn.mark_open();
-    /// #     hub.register(conn.clone());
+    /// #     hub.registry().insert(conn.clone());
     /// #     conn
     /// # }
     /// use pikku_core::{EventHub, HubLimits};
@@ -194,22 +329,38 @@ impl EventHub {
     /// ```
     ///
     /// # Errors
-    /// [`HubError::ChannelNotOpen`] when the id is not an open channel of this process (H11),
+    /// [`HubError::ChannelNotOpen`] when the id is not an open channel of this process (nothing is recorded),
     /// [`HubError::InvalidTopic`] for an empty or too long topic, [`HubError::TooManySubscriptions`] when the
     /// channel already holds the maximum number of subscriptions, or the hub its
     /// [`max_subscriptions_total`](HubLimits::max_subscriptions_total).
     ///
     /// # Cancel safety
-    /// The in-process hub completes without awaiting; dropping the future before it is polled does nothing.
+    /// The subscription is recorded at the first poll, before any await; dropping the future afterwards only
+    /// stops waiting for the broker's confirmation.
     pub async fn subscribe(&self, topic: &str, channel_id: &str) -> Result<(), HubError> {
+        let Some(created) = self.subscribe_local(topic, channel_id)? else {
+            return Ok(());
+        };
+        if let Some(remote) = self.inner.remote.get() {
+            remote.topic_changed(&created);
+            remote.ensure_started(&self.inner);
+            remote.confirmed(&created).await;
+        }
+        Ok(())
+    }
+
+    /// Records the subscription; the topic's key when this made the topic appear locally.
+    fn subscribe_local(&self, topic: &str, channel_id: &str) -> Result<Option<Arc<str>>, HubError> {
         self.check_topic(topic)?;
         let conn = self
-            .channel(channel_id)
+            .inner
+            .registry
+            .get(channel_id)
             .filter(|c| c.state() != ChannelState::Closed)
             .ok_or_else(|| HubError::ChannelNotOpen(channel_id.to_owned()))?;
         let mut conn_topics = conn.topics.lock();
         if conn_topics.iter().any(|t| &**t == topic) {
-            return Ok(());
+            return Ok(None);
         }
         if conn_topics.len()
             >= self
@@ -224,9 +375,9 @@ impl EventHub {
         if total >= self.inner.max_subscriptions_total.load(Ordering::Relaxed) {
             return Err(HubError::TooManySubscriptions);
         }
-        let key = match topics.get_key_value(topic) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(topic),
+        let (key, created) = match topics.get_key_value(topic) {
+            Some((key, _)) => (key.clone(), false),
+            None => (Arc::from(topic), true),
         };
         let subscribers = topics.entry(key.clone()).or_default();
         if Arc::make_mut(subscribers)
@@ -239,12 +390,12 @@ impl EventHub {
         if conn_topics.capacity() == 0 {
             conn_topics.reserve_exact(1);
         }
-        conn_topics.push(key);
-        Ok(())
+        conn_topics.push(key.clone());
+        Ok(created.then_some(key))
     }
 
-    /// Unsubscribes `channel_id` from `topic`; true when a subscription was removed (H4). An unknown channel id
-    /// or topic is not an error: the result is `false`.
+    /// Unsubscribes `channel_id` from `topic`; true when a subscription was removed, after which nothing more
+    /// is delivered to it. An unknown channel id or topic is not an error: the result is `false`.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
@@ -254,7 +405,7 @@ impl EventHub {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
     /// #     conn.mark_open();
-    /// #     hub.register(conn.clone());
+    /// #     hub.registry().insert(conn.clone());
     /// #     conn
     /// # }
     /// use pikku_core::{EventHub, HubLimits};
@@ -270,12 +421,13 @@ impl EventHub {
     /// ```
     ///
     /// # Errors
-    /// None for the in-process hub; the `Result` leaves room for distributed backends.
+    /// None today: the broker is told later, by the hub's own task. The `Result` leaves room for backends that
+    /// must refuse.
     ///
     /// # Cancel safety
-    /// The in-process hub completes without awaiting; dropping the future before it is polled does nothing.
+    /// Completes without awaiting; dropping the future before it is polled does nothing.
     pub async fn unsubscribe(&self, topic: &str, channel_id: &str) -> Result<bool, HubError> {
-        let Some(conn) = self.channel(channel_id) else {
+        let Some(conn) = self.inner.registry.get(channel_id) else {
             return Ok(false);
         };
         let mut conn_topics = conn.topics.lock();
@@ -292,7 +444,10 @@ impl EventHub {
     /// The value is encoded once, like [`Channel::send`](crate::Channel::send) does (a string goes out as raw
     /// text), and the same bytes are queued to every subscriber. A subscriber that refuses the frame (closed, or
     /// over its outbound bound) is handled by its own slow-consumer policy and is not counted; it never makes the
-    /// publication fail (H8). Pass the publisher's channel id as `exclude` to skip it.
+    /// publication fail. Pass the publisher's channel id as `exclude` to skip it, here and on every other node.
+    ///
+    /// With a driver installed, the local deliveries are queued first and the event then goes to the broker
+    /// once; the count is still the local one.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
@@ -302,7 +457,7 @@ impl EventHub {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
     /// #     conn.mark_open();
-    /// #     hub.register(conn.clone());
+    /// #     hub.registry().insert(conn.clone());
     /// #     conn
     /// # }
     /// # fn drain(conn: &Connection) -> Vec<OutFrame> {
@@ -327,7 +482,8 @@ impl EventHub {
     /// ```
     ///
     /// # Errors
-    /// [`HubError::Backend`] when the value does not serialize (nothing is sent) or a distributed backend fails.
+    /// [`HubError::Serialize`] when the value does not serialize (nothing is sent); [`HubError::Backend`] when
+    /// the broker did not take the event (local subscribers have it already; other nodes do not).
     ///
     /// # Cancel safety
     /// For a topic of at most [`FAN_OUT_STEP`] subscribers, every local delivery is queued before the first await
@@ -340,8 +496,8 @@ impl EventHub {
         exclude: Option<&str>,
         value: &T,
     ) -> Result<usize, HubError> {
-        let frame = encode_value(value).map_err(|e| HubError::Backend(e.to_string()))?;
-        Ok(self.publish_fair(topic, exclude, frame).await)
+        let (frame, kind) = encode_value_with_kind(value).map_err(HubError::Serialize)?;
+        self.publish_everywhere(topic, exclude, frame, kind).await
     }
 
     /// Publishes bytes as a binary frame to every subscriber of `topic` except `exclude`; returns the number of
@@ -358,8 +514,7 @@ impl EventHub {
     /// ```
     ///
     /// # Errors
-    /// None for the in-process hub (there is nothing to serialize); the `Result` leaves room for distributed
-    /// backends.
+    /// [`HubError::Backend`] when the broker did not take the event, as for [`publish`](Self::publish).
     ///
     /// # Cancel safety
     /// As for [`publish`](Self::publish).
@@ -369,46 +524,80 @@ impl EventHub {
         exclude: Option<&str>,
         bytes: Bytes,
     ) -> Result<usize, HubError> {
-        Ok(self
-            .publish_fair(topic, exclude, OutFrame::Binary(bytes))
-            .await)
+        self.publish_everywhere(topic, exclude, OutFrame::Binary(bytes), PayloadKind::Binary)
+            .await
     }
 
-    /// The async fan-out: small topics as [`publish_frame`](Self::publish_frame) does, large ones from a
-    /// snapshot in groups of [`FAN_OUT_STEP`], spending cooperative budget between groups.
-    async fn publish_fair(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
-        let subscribers = {
-            let topics = self.inner.topics.read();
-            match topics.get(topic) {
-                None => return 0,
-                Some(subscribers) if subscribers.len() <= FAN_OUT_STEP => {
-                    return deliver(subscribers.iter(), exclude, &frame);
-                }
-                Some(subscribers) => subscribers.clone(),
-            }
+    /// Publishes an already encoded frame, locally and through the driver, as [`publish`](Self::publish) does.
+    /// Use it to send one pre-encoded frame to several topics.
+    ///
+    /// ```
+    /// use pikku_core::{encode_value, EventHub, HubLimits};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let hub = EventHub::new(HubLimits::default());
+    /// let frame = encode_value(&serde_json::json!({"alert": "maintenance at 22:00"})).unwrap();
+    /// for topic in ["room:1", "room:2"] {
+    ///     hub.publish_encoded(topic, None, frame.clone()).await.unwrap(); // encoded once, shared by every topic
+    /// }
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] as for [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    /// As for [`publish`](Self::publish).
+    pub async fn publish_encoded(
+        &self,
+        topic: &str,
+        exclude: Option<&str>,
+        frame: OutFrame,
+    ) -> Result<usize, HubError> {
+        let kind = match frame {
+            OutFrame::Binary(_) => PayloadKind::Binary,
+            _ => PayloadKind::Text,
         };
-        let mut delivered = 0;
-        let mut rest = subscribers.iter();
-        loop {
-            delivered += deliver(rest.by_ref().take(FAN_OUT_STEP), exclude, &frame);
-            if rest.len() == 0 {
-                return delivered;
-            }
-            tokio::task::consume_budget().await;
-        }
+        self.publish_everywhere(topic, exclude, frame, kind).await
+    }
+
+    /// Local deliveries first, then the broker.
+    async fn publish_everywhere(
+        &self,
+        topic: &str,
+        exclude: Option<&str>,
+        frame: OutFrame,
+        kind: PayloadKind,
+    ) -> Result<usize, HubError> {
+        let delivered = fan_out(&self.inner, topic, exclude, &frame).await;
+        let Some(remote) = self.inner.remote.get() else {
+            return Ok(delivered);
+        };
+        let payload = match frame {
+            OutFrame::Text(bytes) | OutFrame::Binary(bytes) => bytes,
+            OutFrame::Ping => return Ok(delivered),
+        };
+        remote.ensure_started(&self.inner);
+        remote.started().await.map_err(HubError::Backend)?;
+        let event = RemoteEvent::new(self.inner.node, topic, exclude, kind, payload);
+        remote
+            .driver
+            .publish(&event)
+            .await
+            .map_err(HubError::Backend)?;
+        Ok(delivered)
     }
 
     /// Queues an encoded frame to the local subscribers of `topic` except `exclude`; returns the number of
-    /// deliveries. Not async: use it from synchronous code, or to send one pre-encoded frame to several topics.
+    /// deliveries. Not async, for synchronous code; it reaches this process only, even with a driver installed
+    /// (use [`publish_encoded`](Self::publish_encoded) to reach every node).
     ///
     /// ```
     /// use pikku_core::{encode_value, EventHub, HubLimits};
     ///
     /// let hub = EventHub::new(HubLimits::default());
     /// let frame = encode_value(&serde_json::json!({"alert": "maintenance at 22:00"})).unwrap();
-    /// for topic in ["room:1", "room:2"] {
-    ///     hub.publish_frame(topic, None, frame.clone()); // encoded once, shared by every topic
-    /// }
+    /// assert_eq!(hub.publish_frame("room:1", None, frame), 0); // nobody subscribed here
     /// ```
     pub fn publish_frame(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
         let topics = self.inner.topics.read();
@@ -425,82 +614,55 @@ impl EventHub {
         self.inner.topics.read().get(topic).map_or(0, |s| s.len())
     }
 
-    /// Registers an open connection so it can subscribe and receive. Runners call it once the 101 response is
-    /// written ([`LiveChannel::open`](crate::runtime::LiveChannel::open) does); a connection registered again
-    /// under the same id replaces the first.
+    /// The number of topics with local subscribers.
+    #[must_use]
+    pub fn topic_count(&self) -> usize {
+        self.inner.topics.read().len()
+    }
+
+    /// Drops every subscription of `conn`. Runners call it when the connection closes, before its disconnection
+    /// handler runs ([`LiveChannel::begin_disconnect`](crate::runtime::LiveChannel::begin_disconnect) does), so
+    /// an `unsubscribe` there returns `false`. Synchronous and cheap: the broker hears of topics that lost their
+    /// last subscriber later, from the hub's own task.
     ///
     /// ```
     /// use std::{sync::Arc, time::Instant};
     /// use pikku_core::channel::ConnectionLimits;
     /// use pikku_core::{Connection, EventHub, HubLimits, Params, SlowConsumerPolicy};
     ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
     /// let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// let conn = Arc::new(Connection::new(Arc::from("c1"), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
     /// conn.mark_open();
-    /// hub.register(conn.clone());
-    /// assert_eq!(hub.channel_count(), 1);
-    /// assert!(hub.channel("c1").is_some());
+    /// hub.registry().insert(conn.clone());
+    /// hub.subscribe("news", "c1").await.unwrap();
     ///
-    /// hub.unregister(&conn);
-    /// assert!(hub.channel("c1").is_none());
+    /// hub.release(&conn);
+    /// assert_eq!(hub.subscriber_count("news"), 0);
+    /// # });
     /// ```
-    pub fn register(&self, conn: Arc<Connection>) {
-        self.inner
-            .channels
-            .write()
-            .insert(conn.id_arc().clone(), conn);
-    }
-
-    /// Removes a connection and all its subscriptions (H5). Runners call this before onDisconnect
-    /// ([`LiveChannel::begin_disconnect`](crate::runtime::LiveChannel::begin_disconnect) does). See
-    /// [`register`](Self::register) for an example.
-    pub fn unregister(&self, conn: &Connection) {
+    pub fn release(&self, conn: &Connection) {
         let topics = std::mem::take(&mut *conn.topics.lock());
         for topic in &topics {
             self.remove_subscriber(topic, conn.id());
         }
-        self.inner.channels.write().remove(conn.id());
     }
 
-    /// The registered connection with this id, if any (it may already be closing). Use it to reach one client
-    /// from outside its handlers, by the id you stored.
+    /// The open connection of this process with this id, if any (it may already be closing). Use it to reach one
+    /// client from outside its handlers, by the id you stored.
     ///
     /// ```
     /// use pikku_core::{EventHub, OutFrame};
     ///
-    /// // Sends a direct message to one client, if it is still connected.
+    /// // Sends a direct message to one client, if it is connected to this process.
     /// fn notify(hub: &EventHub, channel_id: &str, text: &'static str) -> bool {
     ///     hub.channel(channel_id).is_some_and(|conn| conn.push(OutFrame::text(text)).is_ok())
     /// }
     /// ```
     #[must_use]
     pub fn channel(&self, channel_id: &str) -> Option<Arc<Connection>> {
-        self.inner.channels.read().get(channel_id).cloned()
-    }
-
-    /// Every registered connection of this process, in no particular order (a snapshot). The server's heartbeat
-    /// sweep and shutdown walk this list.
-    ///
-    /// ```
-    /// use pikku_core::{EventHub, OutFrame};
-    ///
-    /// // Broadcasts to everyone, subscribed or not.
-    /// fn broadcast(hub: &EventHub, text: &'static str) {
-    ///     for conn in hub.channels() {
-    ///         let _ = conn.push(OutFrame::text(text));
-    ///     }
-    /// }
-    /// ```
-    #[must_use]
-    pub fn channels(&self) -> Vec<Arc<Connection>> {
-        self.inner.channels.read().values().cloned().collect()
-    }
-
-    /// The number of registered connections (see [`register`](Self::register) for an example).
-    #[must_use]
-    pub fn channel_count(&self) -> usize {
-        self.inner.channels.read().len()
+        self.inner.registry.get(channel_id)
     }
 
     fn remove_subscriber(&self, topic: &str, channel_id: &str) {
@@ -514,7 +676,9 @@ impl EventHub {
                     .store(total.saturating_sub(1), Ordering::Relaxed);
             }
             if subscribers.is_empty() {
-                topics.remove(topic);
+                if let Some((key, _)) = topics.remove_entry(topic) {
+                    self.inner.topic_changed(&key);
+                }
             }
         }
     }
@@ -541,8 +705,53 @@ impl EventHub {
     }
 }
 
+/// The async fan-out to local subscribers: small topics under the read lock, large ones from a snapshot in
+/// groups of [`FAN_OUT_STEP`], spending cooperative budget between groups.
+async fn fan_out(hub: &HubInner, topic: &str, exclude: Option<&str>, frame: &OutFrame) -> usize {
+    let subscribers = {
+        let topics = hub.topics.read();
+        match topics.get(topic) {
+            None => return 0,
+            Some(subscribers) if subscribers.len() <= FAN_OUT_STEP => {
+                return deliver(subscribers.iter(), exclude, frame);
+            }
+            Some(subscribers) => subscribers.clone(),
+        }
+    };
+    let mut delivered = 0;
+    let mut rest = subscribers.iter();
+    loop {
+        delivered += deliver(rest.by_ref().take(FAN_OUT_STEP), exclude, frame);
+        if rest.len() == 0 {
+            return delivered;
+        }
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// Delivers an event from another node to the local subscribers; this node's own events are dropped.
+async fn deliver_remote(hub: &HubInner, event: RemoteEvent) {
+    if event.origin == hub.node {
+        return;
+    }
+    let frame = event.frame();
+    fan_out(hub, &event.topic, event.exclude.as_deref(), &frame).await;
+}
+
+fn link_up(hub: &HubInner) {
+    if let Some(remote) = hub.remote.get() {
+        remote.link_up_reported(hub);
+    }
+}
+
+fn link_down(hub: &HubInner, error: &(dyn std::error::Error + Send + Sync + 'static)) {
+    if let Some(remote) = hub.remote.get() {
+        remote.link_down_reported(BackendError::from_report(remote.driver.name(), error));
+    }
+}
+
 /// Queues `frame` to each subscriber but `exclude`; returns how many took it. A full or closed subscriber is
-/// handled by its own policy (H8).
+/// handled by its own policy and not counted.
 fn deliver<'a>(
     subscribers: impl Iterator<Item = (&'a Arc<str>, &'a Arc<Connection>)>,
     exclude: Option<&str>,
