@@ -79,6 +79,10 @@
 /// The channel model (`pikku-core`), for the items the facade does not re-export: the [`core::runtime`]
 /// pipeline, [`core::middleware::Invocation`], [`core::permission`], [`core::RegistrationError`], …
 pub use pikku_core as core;
+/// The event hub's parts beyond [`EventHub`]: the [`HubDriver`](hub::HubDriver) seam that links hubs of several
+/// processes through a broker, its [`RemoteEvent`](hub::RemoteEvent) envelope, the in-process
+/// [`LocalBus`](hub::LocalBus) and the link's [`HubStatus`](hub::HubStatus).
+pub use pikku_core::hub;
 /// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum.
 pub use pikku_server as server;
 
