@@ -10,7 +10,8 @@ usage: pikku-bench <scenario> [flags]
 
 scenarios:
   echo     --connections 50 --window 4 --payload 64
-  fanout   --subscribers 1000 --window 8 [--topic t]
+  fanout   --subscribers 1000 --window 8 [--rate 0 --topic t --publisher-url URL
+           --publisher-pid PID --broker-pid PID]
   idle     --connections 15000 --topics 100 --sample 100 [--concurrency 64] [--active 0]
   connect  [--concurrency 32]
   attack   --mode header|partial|drip|json-hold --connections N --hold 10 [--concurrency 64]

@@ -42,7 +42,8 @@
 //! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`].
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
-//! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`].
+//! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
+//!   [`HubUrlExt::hub_url`] with a broker's URL (cargo feature `redis`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //!
@@ -86,6 +87,7 @@ pub use pikku_core::hub;
 /// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum.
 pub use pikku_server as server;
 
+pub use pikku_core::error::BackendError;
 #[cfg(feature = "garde")]
 pub use pikku_core::Valid;
 pub use pikku_core::{
@@ -95,6 +97,14 @@ pub use pikku_core::{
     Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RpcError, RpcFailure,
     SendError, SlowConsumerPolicy, UpgradeRequest,
 };
+
+mod hub_url;
+pub use hub_url::{HubUrlError, HubUrlExt};
+
+/// The Redis event hub backend (`pikku-redis`, cargo feature `redis`).
+#[cfg(feature = "redis")]
+pub use pikku_redis as redis;
+
 pub use pikku_server::{
     serve, serve_router, serve_with_shutdown, shutdown_signal, ChannelServer, ServerConfig,
 };

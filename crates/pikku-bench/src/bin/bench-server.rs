@@ -10,8 +10,9 @@
 //!   `{"action":"sub"}`.
 //! - `pub` `{topic, t}`: publishes `{"topic":<topic>,"data":{"t":<t>}}` to `topic` excluding the
 //!   sender; no output, so the reply is `{"action":"pub"}`.
-//! - `--hub <url>` selects the event-hub backend by URL once distributed backends exist;
-//!   `memory` (the default) is the in-process hub.
+//! - `--hub <url>` selects the event-hub backend by URL: `memory` (the default) is the in-process
+//!   hub; `redis://…` / `redis+cluster://…` share topics with every other node on the same broker.
+//!   An unknown or malformed URL exits with status 64 before listening.
 //! - Runs until SIGTERM (from `bench/run.sh`) or SIGINT, then shuts down gracefully: open
 //!   connections close with 1001 `going away`, and the process exits with status 0 at once when
 //!   none is open, within the 5 s shutdown timeout otherwise. Logs errors to stderr only (the
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use pikku::prelude::*;
+use pikku::HubUrlExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -76,13 +78,14 @@ fn app() -> App<(), ()> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench-server --port <P> [--hub memory] [--threads N]");
+    eprintln!("usage: bench-server --port <P> [--hub memory|<broker url>] [--threads N]");
     ExitCode::from(64)
 }
 
 fn main() -> ExitCode {
     let mut port: Option<u16> = None;
     let mut threads = 1usize;
+    let mut hub = String::from("memory");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -94,16 +97,18 @@ fn main() -> ExitCode {
                 Ok(n) if n > 0 => threads = n,
                 _ => return usage(),
             },
-            ("--hub", Some(url)) => {
-                if url != "memory" {
-                    eprintln!("bench-server: hub backend '{url}' is not available; use 'memory'");
-                    return ExitCode::from(64);
-                }
-            }
+            ("--hub", Some(url)) => hub = url,
             _ => return usage(),
         }
     }
     let Some(port) = port else { return usage() };
+    let app = match app().hub_url(&hub) {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("bench-server: --hub {hub}: {err}");
+            return ExitCode::from(64);
+        }
+    };
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -125,13 +130,16 @@ fn main() -> ExitCode {
         // Before "listening on": whoever reads that line may send SIGTERM at once.
         let stop = pikku::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        // Connected to the broker (or known to be down) before "listening on", so a load generator that starts
+        // on that line finds the cluster formed.
+        app.hub().start().await.map_err(std::io::Error::other)?;
         println!("listening on {}", listener.local_addr()?);
         let config = ServerConfig {
             // `bench/run.sh` waits for the process after SIGTERM: keep that wait short.
             shutdown_timeout: SHUTDOWN_TIMEOUT,
             ..ServerConfig::default()
         };
-        let server = ChannelServer::new(app(), config);
+        let server = ChannelServer::new(app, config);
         server.serve_with_shutdown(listener, stop).await
     });
     match result {
