@@ -6,34 +6,61 @@
 //! ```
 //!
 //! then open the page in two browser tabs, join the same room and talk. `RUST_LOG=debug` logs every message.
+//!
+//! Several nodes share their rooms through Redis: start each with the same `--hub` URL on its own port, and
+//! members on one node see the messages of members on the other.
+//!
+//! ```text
+//! cargo run -p example-chat-rooms -- --port 4002 --hub redis://127.0.0.1:6379
+//! cargo run -p example-chat-rooms -- --port 4003 --hub redis://127.0.0.1:6379
+//! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use example_chat_rooms::{app, router};
-use pikku::{ChannelServer, ServerConfig};
+use pikku::{ChannelServer, HubUrlExt, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_PORT: u16 = 4002;
-const USAGE: &str = "usage: example-chat-rooms [--port N]";
+const USAGE: &str = "usage: example-chat-rooms [--port N] [--hub memory|redis://HOST:PORT]";
 
-/// `--port N` or `--port=N`; `Ok(None)` for `--help`.
-fn parse_port(mut args: impl Iterator<Item = String>) -> Result<Option<u16>, String> {
-    let mut port = DEFAULT_PORT;
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    port: u16,
+    /// The event hub's URL: `memory` (this process only) or a broker shared with other nodes.
+    hub: String,
+}
+
+/// `--port N` / `--port=N` and `--hub URL` / `--hub=URL`; `Ok(None)` for `--help`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        port: DEFAULT_PORT,
+        hub: "memory".to_owned(),
+    };
     while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--port" | "-p" => args.next().ok_or("--port needs a value")?,
-            other => match other.strip_prefix("--port=") {
-                Some(value) => value.to_owned(),
-                None => return Err(format!("unexpected argument '{other}'")),
-            },
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
         };
-        port = value
-            .parse()
-            .map_err(|_| format!("invalid port '{value}'"))?;
+        let mut value = |flag: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--port" | "-p" => {
+                let v = value("--port")?;
+                options.port = v.parse().map_err(|_| format!("invalid port '{v}'"))?;
+            }
+            "--hub" => options.hub = value("--hub")?,
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
     }
-    Ok(Some(port))
+    Ok(Some(options))
 }
 
 #[tokio::main]
@@ -42,8 +69,8 @@ async fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
 
-    let port = match parse_port(std::env::args().skip(1)) {
-        Ok(Some(port)) => port,
+    let Options { port, hub } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -66,9 +93,21 @@ async fn main() -> ExitCode {
 
     // Installed before the address is logged, so a SIGTERM right after it still drains gracefully.
     let signal = pikku::shutdown_signal();
-    let server = ChannelServer::new(app(), ServerConfig::default());
+    let app = match app().hub_url(&hub) {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("--hub {hub}: {err}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // Reach the broker (or learn that it is down: the node keeps trying) before announcing the address.
+    if let Err(err) = app.hub().start().await {
+        tracing::error!(hub, error = %err, "cannot start the event hub");
+        return ExitCode::FAILURE;
+    }
+    let server = ChannelServer::new(app, ServerConfig::default());
     let router = router(&server);
-    tracing::info!("chat on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
+    tracing::info!(hub, "chat on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
 
     let shutdown = async {
         signal.await;
@@ -91,10 +130,35 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_port;
+    use super::{parse_args, Options};
 
     fn parse(args: &[&str]) -> Result<Option<u16>, String> {
-        parse_port(args.iter().map(|s| (*s).to_owned()))
+        parse_args(args.iter().map(|s| (*s).to_owned())).map(|o| o.map(|o| o.port))
+    }
+
+    #[test]
+    fn hubs() {
+        let hub = |args: &[&str]| {
+            parse_args(args.iter().map(|s| (*s).to_owned()))
+                .unwrap()
+                .unwrap()
+                .hub
+        };
+        assert_eq!(hub(&[]), "memory");
+        assert_eq!(
+            hub(&["--hub", "redis://127.0.0.1:6379"]),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(hub(&["--port", "1", "--hub=redis://h"]), "redis://h");
+        assert!(parse_args(["--hub".to_owned()].into_iter()).is_err());
+        let all = parse_args(["--port=7".to_owned(), "--hub=memory".to_owned()].into_iter());
+        assert_eq!(
+            all,
+            Ok(Some(Options {
+                port: 7,
+                hub: "memory".to_owned()
+            }))
+        );
     }
 
     #[test]
