@@ -65,13 +65,26 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + READY_WAIT;
         loop {
-            if self.connz().await.is_some() && TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if self.connz().await.is_some()
+                && TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
+            {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("nats-server on port {} exited at start: {status}", self.port);
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "nats-server on port {} exited at start: {status}",
+                    self.port
+                );
             }
-            assert!(Instant::now() < deadline, "nats-server on port {} did not come up", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server on port {} did not come up",
+                self.port
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -113,7 +126,9 @@ impl NatsServer {
 
     /// `/connz?subs=1` as JSON; `None` while nothing answers on the monitoring port.
     async fn connz(&self) -> Option<serde_json::Value> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.monitor_port)).await.ok()?;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.monitor_port))
+            .await
+            .ok()?;
         let request = "GET /connz?subs=1&limit=100000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
