@@ -85,3 +85,32 @@ impl StdError for NatsError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_name_the_servers_and_subjects_and_keep_the_client_error_as_source() {
+        let down = NatsError::LinkDown {
+            servers: "nats://10.0.0.1:4222".into(),
+        };
+        assert_eq!(
+            down.to_string(),
+            "the connection to NATS at nats://10.0.0.1:4222 is down; reconnecting"
+        );
+        assert!(down.source().is_none());
+        let io = std::io::Error::other("broken pipe");
+        let publish = NatsError::Publish {
+            subject: "pikku.news".into(),
+            source: Box::new(io),
+        };
+        assert_eq!(
+            publish.to_string(),
+            "NATS publish to 'pikku.news' failed: broken pipe"
+        );
+        assert!(publish
+            .source()
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()));
+    }
+}

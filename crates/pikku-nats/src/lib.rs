@@ -7,7 +7,7 @@
 //!
 //! struct State;
 //!
-//! let app = App::new(State).hub_driver(NatsHub::from_url("nats://127.0.0.1:4222")?);
+//! let app: App<State> = App::new(State).hub_driver(NatsHub::from_url("nats://127.0.0.1:4222")?);
 //! # let _ = app;
 //! # Ok::<(), pikku_nats::NatsError>(())
 //! ```
@@ -46,7 +46,11 @@
 //!
 //! While the link is down, `publish` on the hub still reaches the local subscribers, then returns an error
 //! (the driver refuses at once instead of letting the client buffer the event); subscribes are kept locally and
-//! sent to the server when the link is back.
+//! sent to the server when the link is back. An event handed to the client in the instant the link drops, before
+//! the client notices, is sent after the reconnect or lost.
+//!
+//! A subscription counts as made once the server has confirmed it with a round trip, so a publication made
+//! anywhere after the hub's `subscribe` returns reaches it.
 //!
 //! # Reconnects
 //! The client reconnects by itself: at once after a loss, then after 50 ms doubling up to
@@ -63,6 +67,8 @@
 //! - An escaped topic is up to three times its length; the hub's default topic limit of 256 bytes keeps every
 //!   command far below the server's `max_control_line` (4 KB by default).
 //! - Plain `nats://` only: TLS is not compiled in. Credentials go in the URL; see [`NatsHub::from_url`].
+//! - With permissions configured on the server, the hub's user needs publish and subscribe rights on
+//!   `<prefix>.>`, and on `_INBOX.>` for the round trip that confirms each subscription.
 //! - Each subscription's queue in the client holds 65,536 messages; a hub that falls further behind loses
 //!   events (a warning is logged).
 

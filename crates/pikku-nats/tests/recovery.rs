@@ -120,7 +120,9 @@ async fn a_server_restart_on_the_same_port_is_recovered_without_a_process_restar
         "the topic subscribed during the outage",
     )
     .await;
-    let counts = server.subscription_counts(std::slice::from_ref(&subject)).await;
+    let counts = server
+        .subscription_counts(std::slice::from_ref(&subject))
+        .await;
     assert_eq!(
         counts[&subject], 2,
         "one subscription per node on the server"
@@ -193,4 +195,66 @@ async fn credentials_in_the_url_are_used_and_refused_ones_are_reported() {
     assert!(err.to_string().contains("authorization"), "{err}");
     assert!(!err.to_string().contains("wrong"), "no password in {err}");
     close(&b, &b1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_hub_closes_its_connection_and_leaves_no_subscription() {
+    let server = NatsServer::start(&[]).await;
+    let nats = Nats::private(&server);
+    let (a, b) = (node(&nats).await, node(&nats).await);
+    let b1 = open(&b, "b1");
+    for topic in ["one", "two", "three"] {
+        b.subscribe(topic, "b1").await.unwrap();
+    }
+    a.publish("one", None, "hi").await.unwrap();
+    read_until(&b1, &text("hi"), "before the drop").await;
+    assert_eq!(server.connections().await, 2);
+
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.connections().await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped hub's connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let subjects: Vec<String> = ["one", "two", "three"]
+        .iter()
+        .map(|t| nats.subject(t))
+        .collect();
+    let counts = server.subscription_counts(&subjects).await;
+    assert!(counts.values().all(|&n| n == 0), "{counts:?}");
+    // The other node is unaffected.
+    assert!(is_connected(&a));
+    a.publish("one", None, "still fine").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_does_not_hold_up_start() {
+    // Takes connections and stays silent, as a hung server or a half-open path does.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            conns.push(conn);
+        }
+    });
+    let hub = App::<()>::new(())
+        .hub_driver(NatsHub::from_url(&format!("nats://127.0.0.1:{port}")).unwrap())
+        .hub();
+    let started = Instant::now();
+    hub.start().await.unwrap();
+    let took = started.elapsed();
+    eprintln!("start against a silent server took {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let status = hub.status().unwrap();
+    assert!(
+        matches!(status.link, LinkState::Reconnecting { .. }),
+        "{status:?}"
+    );
+    assert!(status.last_error.is_some());
+    assert_nats_backend_error(hub.publish("news", None, "nobody hears").await);
+    held.abort();
 }

@@ -112,6 +112,14 @@ impl NatsServer {
         counts
     }
 
+    /// How many client connections the server has.
+    pub async fn connections(&self) -> usize {
+        let connz = self.connz().await.expect("the monitoring endpoint answers");
+        connz["num_connections"]
+            .as_u64()
+            .expect("a connection count") as usize
+    }
+
     /// Every subject the server holds a subscription for.
     pub async fn all_subjects(&self) -> Vec<String> {
         let connz = self.connz().await.expect("the monitoring endpoint answers");
