@@ -60,6 +60,10 @@
 //! comes up when the server does. The client pings every 10 s, so a server that vanishes without closing the
 //! connection is noticed within about half a minute.
 //!
+//! The hub logs an outage once. The NATS client itself logs each of its events at `info` under the
+//! `async_nats` target, a failed reconnect attempt included; filter that target to `warn` to keep outages
+//! quiet.
+//!
 //! # Limits
 //! - A publication travels as one message: the payload plus an envelope header of about 25 bytes plus the
 //!   topic and exclude id. It must fit the server's `max_payload` (1 MB by default); a larger one fails that
