@@ -224,7 +224,7 @@ impl HubDriver for PostgresHub {
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let driver = PostgresHub::from_url("postgres://postgres@127.0.0.1:5432/postgres")?;
 /// let probe = driver.probe();
-/// let hub = App::new(()).hub_driver(driver).hub();
+/// let hub = App::<()>::new(()).hub_driver(driver).hub();
 /// hub.start().await?;
 /// println!("listening to {:?}", probe.listening_channels().await?);
 /// # Ok(())

@@ -6,7 +6,7 @@
 //! use pikku_postgres::PostgresHub;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = App::new(()).hub_driver(PostgresHub::from_url("postgres://postgres@127.0.0.1/postgres")?);
+//! let app: App<()> = App::new(()).hub_driver(PostgresHub::from_url("postgres://postgres@127.0.0.1/postgres")?);
 //! // Every process built like this delivers what any of them publishes to its own subscribers.
 //! app.hub().publish("news", None, "hello, cluster").await?;
 //! # Ok(())
