@@ -49,3 +49,36 @@ async fn settings_that_can_never_work_fail_the_start() {
     ));
     assert_eq!(hub.status().unwrap().link, LinkState::Failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_holds_two_sessions_and_closes_them_when_its_hub_is_gone() {
+    let name = format!("pikku-test-{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{SHARED_URL}?application_name={name}");
+    let db = common::raw_client(SHARED_URL).await;
+    let sessions = || async {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .expect("count sessions");
+        row.get::<_, i64>(0)
+    };
+    let hub = pikku_hub_conformance::node(&Pg::new(&url)).await;
+    let conn = pikku_hub_conformance::open(&hub, "c1");
+    hub.subscribe("news", "c1").await.unwrap();
+    assert_eq!(sessions().await, 2, "one listening, one publishing");
+
+    pikku_hub_conformance::close(&hub, &conn);
+    drop(conn);
+    drop(hub);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "sessions outlived their hub by 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

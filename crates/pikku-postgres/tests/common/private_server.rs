@@ -42,7 +42,7 @@ impl PrivateServer {
             as_postgres,
         };
         checked(
-            &mut server.tool("initdb").arg("-D").arg(server.data()).args([
+            server.tool("initdb").arg("-D").arg(server.data()).args([
                 "-A",
                 "trust",
                 "-U",
@@ -67,8 +67,7 @@ impl PrivateServer {
             self.base.display()
         );
         checked(
-            &mut self
-                .tool("pg_ctl")
+            self.tool("pg_ctl")
                 .arg("-D")
                 .arg(self.data())
                 .arg("-l")
