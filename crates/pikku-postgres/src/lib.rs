@@ -18,7 +18,8 @@
 //! connection) and one that publishes (`SELECT pg_notify(..)`, one autocommitted statement per event, with
 //! `synchronous_commit` off since a notification has no use after a crash). It creates one unlogged table,
 //! [`pikku_hub_payloads`](PostgresHub::table) by default, for payloads too large for a notification. The
-//! user needs the right to create that table (or it must exist with the same columns) and nothing else.
+//! user needs the right to create that table, or, when it exists already, to insert, read and delete its rows
+//! (and use its id sequence); nothing else.
 //!
 //! Connect directly or through a pooler in session mode: a transaction-mode pooler hands the listening
 //! session's `LISTEN` to whichever server connection runs it. Standbys cannot `LISTEN`; use the primary.
@@ -45,8 +46,9 @@
 //! payload before it looks at the next notification.
 //!
 //! Delivery between nodes is at most once. An event published while a node's link is down (the publisher's or
-//! the listener's), a notification dropped because PostgreSQL's queue was full, or a stored payload swept
-//! before a lagging node read it, is missed by the nodes concerned, and nothing resends it. Clients that must
+//! the listener's, including the moments before a reconnected node has listened again), one PostgreSQL
+//! refused because its notification queue was full (`publish` then returns the error), or a stored payload
+//! swept before a lagging node read it, is missed by the nodes concerned, and nothing resends it. Clients that must
 //! not miss events should fetch the state they need again (for example over HTTP) after reconnecting, and
 //! treat events as hints that something changed.
 //!
