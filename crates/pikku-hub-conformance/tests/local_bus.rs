@@ -83,3 +83,26 @@ async fn after_an_outage_every_node_delivers_again_without_a_restart() {
     close(&a, &a1);
     close(&b, &b1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_first_subscribed_during_an_outage_reaches_the_broker_as_soon_as_it_is_back() {
+    let bus = Local(LocalBus::new());
+    let a = node(&bus).await;
+    bus.0.set_available(false);
+    let a1 = open(&a, "a1");
+    a.subscribe("late", "a1").await.unwrap();
+    // Long enough for the retries of the refused topic to back off by seconds.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(bus.0.subscriptions("late"), 0);
+
+    bus.0.set_available(true);
+    let back = std::time::Instant::now();
+    while bus.0.subscriptions("late") == 0 {
+        assert!(
+            back.elapsed() < Duration::from_millis(1500),
+            "the refused topic waited out its backoff instead of following the link"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    close(&a, &a1);
+}

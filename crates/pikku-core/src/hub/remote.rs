@@ -315,7 +315,12 @@ async fn run(
         }
         state.passes.send_modify(|n| *n += 1);
         if refused {
-            tokio::time::sleep(retry).await;
+            // A link that comes back (or a new topic) wakes the loop early: the topics refused during an
+            // outage are sent as soon as the broker is there again, not after the backoff.
+            tokio::select! {
+                () = tokio::time::sleep(retry) => {}
+                () = state.wake.notified() => {}
+            }
             retry = (retry * 2).min(RETRY_MAX);
             continue;
         }
