@@ -12,6 +12,8 @@ use pikku_core::App;
 /// | `memory` | none: this process only | — |
 /// | `redis://…`, `rediss://…` | a Redis server | `redis` |
 /// | `redis+cluster://host:port,host:port…`, `rediss+cluster://…` | a Redis Cluster, sharded pub/sub | `redis` |
+/// | `nats://host:port[,host:port…]` | a NATS server or cluster | `nats` |
+/// | `postgres://…`, `postgresql://…` | PostgreSQL `LISTEN` / `NOTIFY` | `postgres` |
 ///
 /// ```
 /// use pikku::{App, HubUrlExt};
@@ -40,6 +42,8 @@ impl<S: Send + Sync + 'static> HubUrlExt for App<S> {
         match scheme {
             "memory" => Ok(self),
             "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => redis(self, url),
+            "nats" => nats(self, url),
+            "postgres" | "postgresql" => postgres(self, url),
             _ => Err(HubUrlError::UnknownScheme {
                 scheme: scheme.to_owned(),
             }),
@@ -47,18 +51,28 @@ impl<S: Send + Sync + 'static> HubUrlExt for App<S> {
     }
 }
 
-#[cfg(feature = "redis")]
-#[track_caller]
-fn redis<S: Send + Sync + 'static>(app: App<S>, url: &str) -> Result<App<S>, HubUrlError> {
-    let driver =
-        pikku_redis::RedisHub::from_url(url).map_err(|err| HubUrlError::Invalid(Box::new(err)))?;
-    Ok(app.hub_driver(driver))
+/// One function per backend: installs its driver when the feature is built, says which feature is missing
+/// otherwise.
+macro_rules! backend {
+    ($fn:ident, $feature:literal, $driver:path) => {
+        #[cfg(feature = $feature)]
+        #[track_caller]
+        fn $fn<S: Send + Sync + 'static>(app: App<S>, url: &str) -> Result<App<S>, HubUrlError> {
+            let driver =
+                <$driver>::from_url(url).map_err(|err| HubUrlError::Invalid(Box::new(err)))?;
+            Ok(app.hub_driver(driver))
+        }
+
+        #[cfg(not(feature = $feature))]
+        fn $fn<S>(_app: App<S>, _url: &str) -> Result<App<S>, HubUrlError> {
+            Err(HubUrlError::NotBuilt { feature: $feature })
+        }
+    };
 }
 
-#[cfg(not(feature = "redis"))]
-fn redis<S>(_app: App<S>, _url: &str) -> Result<App<S>, HubUrlError> {
-    Err(HubUrlError::NotBuilt { feature: "redis" })
-}
+backend!(redis, "redis", pikku_redis::RedisHub);
+backend!(nats, "nats", pikku_nats::NatsHub);
+backend!(postgres, "postgres", pikku_postgres::PostgresHub);
 
 /// Why [`HubUrlExt::hub_url`] refused a URL.
 ///
@@ -90,7 +104,7 @@ impl fmt::Display for HubUrlError {
         match self {
             Self::UnknownScheme { scheme } => write!(
                 f,
-                "unknown event hub URL scheme '{scheme}' (expected memory, redis, rediss, redis+cluster)"
+                "unknown event hub URL scheme '{scheme}' (expected memory, redis, rediss, redis+cluster, rediss+cluster, nats, postgres)"
             ),
             Self::NotBuilt { feature } => write!(
                 f,

@@ -43,7 +43,7 @@
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
-//!   [`HubUrlExt::hub_url`] with a broker's URL (cargo feature `redis`).
+//!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //!
@@ -101,6 +101,12 @@ pub use pikku_core::{
 mod hub_url;
 pub use hub_url::{HubUrlError, HubUrlExt};
 
+/// The NATS event hub backend (`pikku-nats`, cargo feature `nats`).
+#[cfg(feature = "nats")]
+pub use pikku_nats as nats;
+/// The PostgreSQL LISTEN/NOTIFY event hub backend (`pikku-postgres`, cargo feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use pikku_postgres as postgres;
 /// The Redis event hub backend (`pikku-redis`, cargo feature `redis`).
 #[cfg(feature = "redis")]
 pub use pikku_redis as redis;

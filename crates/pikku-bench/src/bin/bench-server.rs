@@ -11,7 +11,8 @@
 //! - `pub` `{topic, t}`: publishes `{"topic":<topic>,"data":{"t":<t>}}` to `topic` excluding the
 //!   sender; no output, so the reply is `{"action":"pub"}`.
 //! - `--hub <url>` selects the event-hub backend by URL: `memory` (the default) is the in-process
-//!   hub; `redis://…` / `redis+cluster://…` share topics with every other node on the same broker.
+//!   hub; `redis://…`, `redis+cluster://…`, `nats://…` and `postgres://…` share topics with every
+//!   other node on the same broker.
 //!   An unknown or malformed URL exits with status 64 before listening.
 //! - Runs until SIGTERM (from `bench/run.sh`) or SIGINT, then shuts down gracefully: open
 //!   connections close with 1001 `going away`, and the process exits with status 0 at once when
