@@ -23,6 +23,8 @@ scenarios:
            --connect-every-ms 100]
   soak     --connections 15000 --duration-secs 1800 --sample-secs 10 --out FILE.csv
            [--topics 100 --echoers 300 --echo-every-ms 100 --publish-rate 50 --churn-per-s 50]
+  broadcast --role subscribe --subscribers 1000 --count 10 [--topic all --settle 10]
+           --role publish --count 10 --rate 1 [--topic all]
 message templates: JSON with placeholders {t} (send time µs), {seq}, {topic}, {conn}, {payload}
 common flags:
   --url ws://127.0.0.1:8080/bench  --server-pid PID  --duration 5  --warmup 1  --source-ips 16

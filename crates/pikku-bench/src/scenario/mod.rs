@@ -15,6 +15,7 @@ use crate::report::Report;
 use crate::Result;
 
 pub mod attack;
+pub mod broadcast;
 pub mod connect;
 pub mod echo;
 pub mod fanout;
@@ -23,8 +24,15 @@ pub mod idle;
 pub mod soak;
 
 /// The scenario names, as given on the command line.
-pub const NAMES: [&str; 7] = [
-    "echo", "fanout", "idle", "connect", "attack", "flood", "soak",
+pub const NAMES: [&str; 8] = [
+    "echo",
+    "fanout",
+    "idle",
+    "connect",
+    "attack",
+    "flood",
+    "soak",
+    "broadcast",
 ];
 
 /// Flags every scenario takes.
@@ -67,8 +75,8 @@ impl Common {
             .get("scenario")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        let windowed = !matches!(scenario, "idle" | "attack" | "soak");
-        if scenario != "attack" && report.get("duration_s").is_none() {
+        let windowed = !matches!(scenario, "idle" | "attack" | "soak" | "broadcast");
+        if !matches!(scenario, "attack" | "broadcast") && report.get("duration_s").is_none() {
             report.set_f("duration_s", self.duration.as_secs_f64(), 3);
         }
         if windowed {
@@ -93,6 +101,7 @@ pub fn run(name: &str, mut args: Args) -> Result<Report> {
             "attack" => attack::run(&common, args).await,
             "flood" => flood::run(&common, args).await,
             "soak" => soak::run(&common, args).await,
+            "broadcast" => broadcast::run(&common, args).await,
             other => {
                 Err(format!("unknown scenario `{other}` (one of {})", NAMES.join(", ")).into())
             }
