@@ -1,16 +1,15 @@
-//! The harness clock: microseconds since the first call in this process.
+//! The harness clock: microseconds of wall-clock time.
 //!
 //! Send times travel inside the messages (`"t"`), come back in replies and deliveries, and are
-//! subtracted from the receive time; both ends are read in the same process, so a process-local
-//! monotonic clock is exact and cheap.
+//! subtracted from the receive time. The sender and the receiver may be different processes on
+//! the same machine (`broadcast`, cross-node `fanout`), so the clock is the system's real-time
+//! clock, which every process shares; reading it costs the same as the monotonic one.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Microseconds elapsed since this process first read the clock.
+/// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    let start = START.get_or_init(Instant::now);
-    start.elapsed().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

@@ -79,24 +79,28 @@ async fn subscribe_role(
 ) -> Result<Report> {
     let connector = Connector::new(&common.url, common.source_ips).await?;
     let rss_before = common.server.as_ref().and_then(|p| p.sample());
-    let subs = connector
-        .open_many(subscribers, concurrency, |_, mut ws| async move {
-            subscribe(&mut ws, topic).await?;
-            Ok(ws)
-        })
-        .await?;
-    let rss_subscribed = common.server.as_ref().and_then(|p| p.sample());
-    println!("READY {}", subs.len());
-    std::io::stdout().flush()?;
-
     let tally = Rc::new(RefCell::new(Tally::default()));
     let done = Rc::new(tokio::sync::Notify::new());
     let expected = subscribers as u64 * count;
+    // Each subscriber reads from the moment it is subscribed: opening tens of thousands takes longer than
+    // the server's idle timeout, and a socket nobody reads does not answer the server's pings.
+    let (tally_ref, done_ref) = (&tally, &done);
+    let tasks = connector
+        .open_many(subscribers, concurrency, |_, mut ws| async move {
+            subscribe(&mut ws, topic).await?;
+            Ok(tokio::task::spawn_local(receive(
+                ws,
+                count,
+                tally_ref.clone(),
+                done_ref.clone(),
+                expected,
+            )))
+        })
+        .await?;
+    let rss_subscribed = common.server.as_ref().and_then(|p| p.sample());
+    println!("READY {}", tasks.len());
+    std::io::stdout().flush()?;
     let meter = Meter::start(common.server.as_ref());
-    let tasks: Vec<_> = subs
-        .into_iter()
-        .map(|ws| tokio::task::spawn_local(receive(ws, count, tally.clone(), done.clone(), expected)))
-        .collect();
 
     // Until everything arrived, or nothing more came for `settle`.
     let started = Instant::now();
@@ -117,10 +121,22 @@ async fn subscribe_role(
         }
     }
     let measured = meter.stop();
-    for task in &tasks {
-        task.abort();
-    }
-    let (_, _) = join_all(tasks, Duration::from_secs(1)).await;
+    // A subscriber that got everything waits on; one whose task ended lost its connection.
+    let lost = tasks.iter().filter(|task| task.is_finished()).count() as u64;
+    let (failures, first) = join_all(
+        tasks
+            .into_iter()
+            .filter(|task| {
+                let finished = task.is_finished();
+                if !finished {
+                    task.abort();
+                }
+                finished
+            })
+            .collect(),
+        Duration::from_secs(1),
+    )
+    .await;
     let t = std::mem::take(&mut *tally.borrow_mut());
 
     let mut report = Report::new("broadcast");
@@ -149,10 +165,11 @@ async fn subscribe_role(
             );
     }
     let missing = expected.saturating_sub(t.deliveries);
+    report.set("subscribers_lost", lost);
     report_failures(
         &mut report,
-        t.errors + u64::from(missing > 0),
-        (missing > 0).then(|| format!("{missing} deliveries missing")),
+        failures + t.errors + u64::from(missing > 0),
+        first.or_else(|| (missing > 0).then(|| format!("{missing} deliveries missing"))),
     );
     Ok(report)
 }
@@ -171,6 +188,11 @@ async fn receive(
             return Err("the server closed a subscriber".into());
         };
         let msg = msg?;
+        if msg.is_close() {
+            let code = msg.as_close().map_or(0, |(code, _)| u16::from(code));
+            let reason = msg.as_close().map(|(_, r)| r.to_owned()).unwrap_or_default();
+            return Err(format!("the server closed a subscriber ({code} {reason})").into());
+        }
         if !(msg.is_text() || msg.is_binary()) {
             continue;
         }

@@ -472,7 +472,7 @@ async fn echo_once(ws: &mut Ws, template: &Template, seq: u64) -> Result<(u64, u
             if json::is_error(&reply) {
                 errors += 1;
             } else if contains_number(&reply, t) {
-                return Ok((now_us() - t, errors));
+                return Ok((now_us().saturating_sub(t), errors));
             }
         }
     })

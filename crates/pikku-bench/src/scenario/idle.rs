@@ -197,7 +197,7 @@ async fn probe(ws: &mut Ws, seq: u64) -> Result<u64> {
             if json::str_field(&reply, "action") == Some("echo")
                 && json::u64_field(&reply, "seq") == Some(seq)
             {
-                return Ok(now_us() - sent);
+                return Ok(now_us().saturating_sub(sent));
             }
         }
     })
