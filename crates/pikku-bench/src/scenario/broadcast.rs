@@ -109,7 +109,9 @@ async fn subscribe_role(
             break;
         }
         let quiet_since = tally.borrow().last_delivery.unwrap_or(started);
-        if quiet_since.elapsed() >= settle.max(Duration::from_secs(1)) && tally.borrow().deliveries > 0 {
+        if quiet_since.elapsed() >= settle.max(Duration::from_secs(1))
+            && tally.borrow().deliveries > 0
+        {
             break;
         }
         if tally.borrow().deliveries == 0 && started.elapsed() > settle * 30 {
@@ -160,7 +162,8 @@ async fn subscribe_role(
             .set("server_rss_subscribed_kib", after.rss_kib)
             .set_f(
                 "server_rss_per_conn_b",
-                (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / subscribers.max(1) as f64,
+                (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64
+                    / subscribers.max(1) as f64,
                 0,
             );
     }
@@ -190,7 +193,10 @@ async fn receive(
         let msg = msg?;
         if msg.is_close() {
             let code = msg.as_close().map_or(0, |(code, _)| u16::from(code));
-            let reason = msg.as_close().map(|(_, r)| r.to_owned()).unwrap_or_default();
+            let reason = msg
+                .as_close()
+                .map(|(_, r)| r.to_owned())
+                .unwrap_or_default();
             return Err(format!("the server closed a subscriber ({code} {reason})").into());
         }
         if !(msg.is_text() || msg.is_binary()) {
