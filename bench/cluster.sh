@@ -8,6 +8,7 @@
 # Usage: bash bench/cluster.sh
 # Knobs (environment): NODES (6), CONNECTIONS (100000), COUNT (20), RATE (0.5), HUB
 # (redis://127.0.0.1:6379), BROKER_PID (found from the HUB port when unset), PORT (first port, 18900),
+# SOURCE_IPS (32, loopback source addresses per load process),
 # OUT (target/bench-results/cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ RATE=${RATE:-0.5}
 HUB=${HUB:-redis://127.0.0.1:6379}
 PORT=${PORT:-18900}
 OUT=${OUT:-target/bench-results/cluster}
+# Loopback source addresses per load process: each address has its own ephemeral ports, and a
+# crowded range makes every bind() slower, which stalls a single-threaded load generator.
+SOURCE_IPS=${SOURCE_IPS:-32}
 
 cargo build --release -p pikku-bench
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -63,7 +67,7 @@ for i in $(seq 0 $((NODES - 1))); do
   n=$per
   [ "$i" -eq 0 ] && n=$((CONNECTIONS - per * (NODES - 1)))
   "$BIN/pikku-bench" broadcast --role subscribe --url "ws://127.0.0.1:$((PORT + i))/bench" \
-    --server-pid "${node_pids[$i]}" --subscribers "$n" --count "$COUNT" --settle 15 --source-ips 8 \
+    --server-pid "${node_pids[$i]}" --subscribers "$n" --count "$COUNT" --settle 15 --source-ips "$SOURCE_IPS" \
     >"$OUT/subscribers$i.out" 2>&1 &
   sub_pids+=($!)
   children+=($!)
