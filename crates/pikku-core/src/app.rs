@@ -17,6 +17,7 @@ use crate::middleware::{
 use crate::opening::RoutePattern;
 use crate::origin::OriginPolicy;
 use crate::rate_limit::RateLimit;
+use crate::telemetry::{self, handles::ChannelMetrics, handles::RouteMetrics};
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
 /// Behaviour and limits shared by every channel of an app (semantics §11).
@@ -411,7 +412,8 @@ where
 
     /// Builds the immutable runtime that runners serve: every channel gets its global middleware folded in and its
     /// routes put into lookup tables. Runners call this for you (`ChannelServer::new`); call it yourself to drive
-    /// the pipeline without a server (see [`runtime`](crate::runtime)).
+    /// the pipeline without a server (see [`runtime`](crate::runtime)). With metrics on
+    /// ([`telemetry::enable`]), this is also where every channel's and route's metric handles are resolved.
     ///
     /// ```
     /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -429,6 +431,12 @@ where
         for channel in pending {
             let spec = channel.build(&self);
             self.channels.push(spec);
+        }
+        if telemetry::is_enabled() {
+            for spec in &mut self.channels {
+                telemetry::handles::attach(spec);
+            }
+            self.hub.init_metrics();
         }
         // Literal routes win over parameterised ones; among each kind, registration order (protocol §2.4).
         let mut order: Vec<usize> = (0..self.channels.len()).collect();
@@ -583,6 +591,7 @@ impl<S, U> ErasedChannel<S, U> {
                 }
             },
             name: prop,
+            metrics: None,
             handler: r.handler,
             auth: r.auth.unwrap_or(channel_auth),
             chain: chain(&[
@@ -640,6 +649,7 @@ impl<S, U> ErasedChannel<S, U> {
                 .collect(),
             max_in_flight: self.max_in_flight,
             rpc_timeout: self.rpc_timeout.unwrap_or(app.config.rpc_timeout),
+            metrics: None,
         }
     }
 }
@@ -659,6 +669,8 @@ pub(crate) struct RouteSpec<S, U> {
     pub(crate) limit_slot: Option<usize>,
     /// (routing property, value); `None` for the default route.
     pub(crate) name: Option<(Arc<str>, Arc<str>)>,
+    /// Resolved when the app is built with metrics on.
+    pub(crate) metrics: Option<Arc<RouteMetrics>>,
     pub(crate) handler: ErasedMessage<S, U>,
     pub(crate) auth: bool,
     pub(crate) chain: Arc<[ErasedMiddleware<S, U>]>,
@@ -684,6 +696,8 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) upgrade: Vec<ErasedUpgrade<S, U>>,
     pub(crate) max_in_flight: usize,
     pub(crate) rpc_timeout: Option<Duration>,
+    /// Resolved when the app is built with metrics on.
+    pub(crate) metrics: Option<Box<ChannelMetrics>>,
 }
 
 /// The built application that runners serve: immutable, shared by every connection.

@@ -10,6 +10,7 @@
 //! - [`middleware`]: message, lifecycle and upgrade middleware, permissions.
 //! - [`ChannelError`] and [`ClientError`]: what the client sees when something fails.
 //! - [`runtime`]: the pipeline runners drive.
+//! - [`telemetry`]: metrics and the spans handlers run in.
 //!
 //! # Example
 //! A channel with a connection handler, two routed messages that need a session (one of them opens it), and a
@@ -63,6 +64,7 @@ pub mod origin;
 pub mod rate_limit;
 pub mod rpc;
 pub mod runtime;
+pub mod telemetry;
 pub mod wiring;
 
 pub use app::{App, AppConfig, AppRuntime};

@@ -72,6 +72,7 @@ use futures_util::FutureExt;
 use http::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::app::{AppRuntime, ChannelSpec, RouteSpec};
 use crate::channel::{CloseRequest, Connection, ConnectionLimits, DisconnectReason};
@@ -84,6 +85,8 @@ use crate::middleware::{run_chain, Invocation, UpgradeRequest};
 use crate::opening::{check_path, merge_params, parse_query};
 use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
+use crate::telemetry::handles::{ChannelMetrics, RouteMetrics};
+use crate::telemetry::span;
 
 /// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
 static HANDLER_ERRORS: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
@@ -146,6 +149,7 @@ pub struct Admitted<S, U> {
     opening: Arc<dyn Any + Send + Sync>,
     session: Arc<SessionSlot<U>>,
     response_headers: HeaderMap,
+    peer: Option<SocketAddr>,
 }
 
 impl<S, U> std::fmt::Debug for Admitted<S, U> {
@@ -266,6 +270,7 @@ where
             opening,
             session,
             response_headers,
+            peer: input.peer,
         })
     }
 
@@ -341,6 +346,7 @@ where
             conn: Arc::new(conn),
             session: self.session,
             limiter,
+            peer: self.peer,
         }
     }
 }
@@ -409,6 +415,8 @@ pub struct LiveChannel<S, U> {
     session: Arc<SessionSlot<U>>,
     /// The rate-limit buckets, by slot of the channel's limits; `None` when the channel has no limit.
     limiter: Option<Box<[Bucket]>>,
+    /// The client's address, for the spans handlers run in.
+    peer: Option<SocketAddr>,
 }
 
 impl<S, U> std::fmt::Debug for LiveChannel<S, U> {
@@ -439,6 +447,10 @@ where
 
     fn dev_mode(&self) -> bool {
         self.rt.config().dev_mode
+    }
+
+    fn metrics(&self) -> Option<&ChannelMetrics> {
+        self.spec().metrics.as_deref()
     }
 
     /// The connection: the runner writes what its [`poll_outgoing`](Connection::poll_outgoing) hands out and
@@ -505,6 +517,9 @@ where
     pub fn open(&self) {
         self.conn.mark_open();
         self.rt.registry().insert(self.conn.clone());
+        if let Some(metrics) = self.metrics() {
+            metrics.opened();
+        }
     }
 
     /// Runs onConnect inside its lifecycle middleware and queues its result or error frame. A channel without a
@@ -550,24 +565,45 @@ where
         let dev = self.dev_mode();
         let inner_ctx = ctx.clone();
         let inner_conn = conn.clone();
-        let fut = run_chain(
-            chain,
-            ctx,
-            None,
-            Invocation::Connect,
-            Box::new(move || handler(inner_ctx, inner_conn)),
-        );
-        Box::pin(async move {
-            let frame = match catch(fut).await {
-                Ok(Reply::Nothing) => return,
-                Ok(Reply::Value(value)) => encode_json(&value),
-                Err(err) => {
-                    log_error(&conn, None, &err);
-                    error_frame(&err, None, dev)
+        let span = span::connect(&conn, self.peer);
+        let timing = self
+            .metrics()
+            .and_then(|m| m.connect.as_ref())
+            .map(|route| route.start());
+        let fut = span.in_scope(|| {
+            run_chain(
+                chain,
+                ctx,
+                None,
+                Invocation::Connect,
+                Box::new(move || handler(inner_ctx, inner_conn)),
+            )
+        });
+        Box::pin(
+            async move {
+                let result = catch(fut).await;
+                if let Some(timing) = &timing {
+                    timing.finished();
                 }
-            };
-            let _ = conn.push(frame);
-        })
+                let frame = match result {
+                    Ok(Reply::Nothing) => return,
+                    Ok(Reply::Value(value)) => encode_json(&value),
+                    Err(err) => {
+                        log_error(&conn, None, &err);
+                        if let Some(timing) = &timing {
+                            timing.route.errors.count(&err);
+                        }
+                        error_frame(&err, None, dev)
+                    }
+                };
+                if conn.push(frame).is_ok() {
+                    if let Some(timing) = &timing {
+                        timing.route.sent();
+                    }
+                }
+            }
+            .instrument(span),
+        )
     }
 
     /// Classifies a text frame: empty (ignored), reverse-RPC envelope (consumed here), or a message. Text that
@@ -735,14 +771,17 @@ where
         let spec = self.spec();
         let (first, close) = match buckets[slot].admit(&spec.limits[slot], len, now_ns()) {
             Admission::Pass => return true,
-            Admission::Refuse => return false,
+            Admission::Refuse => (false, false),
             Admission::RefuseFirst => (true, false),
             Admission::Close { first } => (first, true),
         };
+        if let Some(metrics) = self.metrics() {
+            metrics.rate_limited();
+        }
         if first {
             let routing = routing();
             let err = ChannelError::too_many_requests("Rate limit exceeded");
-            self.push_error(
+            let _ = self.push_error(
                 &err,
                 routing.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
             );
@@ -814,11 +853,11 @@ where
             Selected::Route(route, value) => (route, value),
             Selected::Unknown(property, name) => {
                 let err = ChannelError::not_found(format!("No route for '{property}:{name}'"));
-                self.push_error(&err, Some((&property, &name)));
+                self.push_unrouted(&err, Some((&property, &name)));
                 return Box::pin(std::future::ready(()));
             }
             Selected::NoDefault => {
-                self.push_error(&ChannelError::not_found("No default message route"), None);
+                self.push_unrouted(&ChannelError::not_found("No default message route"), None);
                 return Box::pin(std::future::ready(()));
             }
         };
@@ -831,9 +870,23 @@ where
                 }
                 None => ChannelError::unauthorized("Unauthorized for the default message route"),
             };
-            self.push_error(&err, routing.as_ref().map(|(p, v)| (&**p, &**v)));
+            if let Some(metrics) = &route.metrics {
+                metrics.received_only();
+            }
+            if self.push_error(&err, routing.as_ref().map(|(p, v)| (&**p, &**v))) {
+                if let Some(metrics) = &route.metrics {
+                    metrics.sent();
+                }
+            }
             return Box::pin(std::future::ready(()));
         }
+        let timing = route.metrics.as_ref().map(RouteMetrics::received);
+        let span = span::message(
+            &self.conn,
+            self.peer,
+            routing.as_ref().map(|(p, v)| (&**p, &**v)),
+        );
+        let _entered = span.enter();
         let ctx = self.ctx(routing.clone());
         let handler = route.handler.clone();
         let permissions = route.permissions.clone();
@@ -858,16 +911,30 @@ where
         };
         let conn = self.conn.clone();
         let dev = self.dev_mode();
-        Box::pin(async move {
-            let result = catch(fut).await;
-            let routing = routing.as_ref().map(|(p, v)| (&**p, &**v));
-            if let Err(err) = &result {
-                log_error(&conn, routing, err);
+        drop(_entered);
+        Box::pin(
+            async move {
+                let result = catch(fut).await;
+                let routing = routing.as_ref().map(|(p, v)| (&**p, &**v));
+                if let Some(timing) = &timing {
+                    timing.finished();
+                }
+                if let Err(err) = &result {
+                    log_error(&conn, routing, err);
+                    if let Some(timing) = &timing {
+                        timing.route.errors.count(err);
+                    }
+                }
+                if let Some(frame) = reply_frame(routing, result, dev) {
+                    if conn.push(frame).is_ok() {
+                        if let Some(timing) = &timing {
+                            timing.route.sent();
+                        }
+                    }
+                }
             }
-            if let Some(frame) = reply_frame(routing, result, dev) {
-                let _ = conn.push(frame);
-            }
-        })
+            .instrument(span),
+        )
     }
 
     /// Runs the binary handler for a frame, or `None` when the frame is dropped (no handler, or no session when
@@ -923,21 +990,39 @@ where
             );
             return None;
         }
-        let fut = handler(self.ctx(None), self.conn.clone(), bytes);
+        let timing = self
+            .metrics()
+            .and_then(|m| m.binary.as_ref())
+            .map(RouteMetrics::received);
+        let span = span::binary(&self.conn, self.peer);
+        let fut = span.in_scope(|| handler(self.ctx(None), self.conn.clone(), bytes));
         let conn = self.conn.clone();
         let dev = self.dev_mode();
-        Some(Box::pin(async move {
-            match catch(fut).await {
-                Ok(Some(bytes)) => {
-                    let _ = conn.push(OutFrame::Binary(bytes));
+        Some(Box::pin(
+            async move {
+                let result = catch(fut).await;
+                if let Some(timing) = &timing {
+                    timing.finished();
                 }
-                Ok(None) => {}
-                Err(err) => {
-                    log_error(&conn, None, &err);
-                    let _ = conn.push(error_frame(&err, None, dev));
+                let frame = match result {
+                    Ok(Some(bytes)) => OutFrame::Binary(bytes),
+                    Ok(None) => return,
+                    Err(err) => {
+                        log_error(&conn, None, &err);
+                        if let Some(timing) = &timing {
+                            timing.route.errors.count(&err);
+                        }
+                        error_frame(&err, None, dev)
+                    }
+                };
+                if conn.push(frame).is_ok() {
+                    if let Some(timing) = &timing {
+                        timing.route.sent();
+                    }
                 }
             }
-        }))
+            .instrument(span),
+        ))
     }
 
     /// Disconnect steps 1–3 (semantics §5.6): the channel becomes `Closed`, pending reverse calls fail with
@@ -981,6 +1066,9 @@ where
         self.conn.rpc.close();
         self.rt.hub().release(&self.conn);
         self.rt.registry().remove(&self.conn);
+        if let Some(metrics) = self.metrics() {
+            metrics.closed(&reason);
+        }
         reason
     }
 
@@ -1001,32 +1089,64 @@ where
         let ctx = self.ctx(None);
         let inner_ctx = ctx.clone();
         let inner_conn = conn.clone();
-        let fut = run_chain(
-            chain,
-            ctx,
-            None,
-            Invocation::Disconnect,
-            Box::new(move || {
-                let fut = handler(inner_ctx, inner_conn, reason);
-                Box::pin(async move { fut.await.map(|()| Reply::Nothing) })
-            }),
-        );
-        Box::pin(async move {
-            if let Err(err) = catch(fut).await {
-                log_error(&conn, None, &err);
+        let timing = self
+            .metrics()
+            .and_then(|m| m.disconnect.as_ref())
+            .map(RouteMetrics::start);
+        let span = span::disconnect(&conn, self.peer);
+        let fut = span.in_scope(|| {
+            run_chain(
+                chain,
+                ctx,
+                None,
+                Invocation::Disconnect,
+                Box::new(move || {
+                    let fut = handler(inner_ctx, inner_conn, reason);
+                    Box::pin(async move { fut.await.map(|()| Reply::Nothing) })
+                }),
+            )
+        });
+        Box::pin(
+            async move {
+                let result = catch(fut).await;
+                if let Some(timing) = &timing {
+                    timing.finished();
+                }
+                if let Err(err) = result {
+                    log_error(&conn, None, &err);
+                }
+                conn.release();
             }
-            conn.release();
-        })
+            .instrument(span),
+        )
     }
 
-    fn push_error(&self, err: &ChannelError, routing: Option<(&str, &str)>) {
+    /// Queues the error frame of a message refused before any handler ran; whether it was queued.
+    fn push_error(&self, err: &ChannelError, routing: Option<(&str, &str)>) -> bool {
         tracing::debug!(
             channel = self.conn.channel_name(),
             channel_id = self.conn.id(),
             error = %err,
             "message refused"
         );
-        let _ = self.conn.push(error_frame(err, routing, self.dev_mode()));
+        if let Some(metrics) = self.metrics() {
+            metrics.errors.count(err);
+        }
+        self.conn
+            .push(error_frame(err, routing, self.dev_mode()))
+            .is_ok()
+    }
+
+    /// Refuses a message that names no route.
+    fn push_unrouted(&self, err: &ChannelError, routing: Option<(&str, &str)>) {
+        if let Some(metrics) = self.metrics() {
+            metrics.unrouted.received_only();
+        }
+        if self.push_error(err, routing) {
+            if let Some(metrics) = self.metrics() {
+                metrics.unrouted.sent();
+            }
+        }
     }
 }
 

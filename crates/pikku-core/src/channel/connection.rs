@@ -567,6 +567,25 @@ impl Connection {
         Poll::Pending
     }
 
+    /// Payload bytes waiting in the outbound queue (not yet taken by the runner's writer). The server's heartbeat
+    /// sweep adds these up for the `pikku_outbound_queue_bytes` gauge.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Instant};
+    /// use pikku::core::channel::ConnectionLimits;
+    /// use pikku::core::{Connection, OutFrame};
+    /// use pikku::{Params, SlowConsumerPolicy};
+    ///
+    /// let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
+    /// let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
+    /// conn.push(OutFrame::text("hello")).unwrap();
+    /// assert_eq!(conn.queued_bytes(), 5);
+    /// ```
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.lock().bytes
+    }
+
     /// Drops the socket state (after onDisconnect), so whatever it holds is freed even while stale handles keep the
     /// connection alive. [`LiveChannel::run_disconnect`](crate::runtime::LiveChannel::run_disconnect) calls it.
     pub fn release(&self) {

@@ -43,6 +43,7 @@ use serde::Serialize;
 use crate::channel::{ChannelState, Connection, Registry};
 use crate::error::{BackendError, HubError};
 use crate::frame::{encode_value_with_kind, OutFrame};
+use crate::telemetry::hub::HubMetrics;
 
 pub use driver::{HubDriver, NodeId, PayloadKind, RemoteEvent, RemoteSink};
 pub use local_bus::{LocalBus, LocalBusError, LocalBusNode};
@@ -105,6 +106,8 @@ pub(crate) struct HubInner {
     subscriptions: AtomicUsize,
     /// The broker link, once a driver is installed.
     remote: OnceLock<Remote>,
+    /// Set when the app is built with metrics on.
+    metrics: OnceLock<HubMetrics>,
 }
 
 impl Drop for HubInner {
@@ -124,6 +127,14 @@ impl HubInner {
     /// The topics with local subscribers.
     fn local_topics(&self) -> Vec<Arc<str>> {
         self.topics.read().keys().cloned().collect()
+    }
+
+    /// Sets the broker gauge from the link's state.
+    fn report_link(&self) {
+        if let (Some(metrics), Some(remote)) = (self.metrics.get(), self.remote.get()) {
+            let up = matches!(remote.status(self.node).link, LinkState::Connected { .. });
+            metrics.broker_connected.set(if up { 1.0 } else { 0.0 });
+        }
     }
 
     /// Tells the reconciler that `topic` appeared or disappeared locally.
@@ -234,6 +245,7 @@ impl EventHub {
                 max_subscriptions_total: AtomicUsize::new(limits.max_subscriptions_total),
                 subscriptions: AtomicUsize::new(0),
                 remote: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -260,6 +272,15 @@ impl EventHub {
         let name = driver.name();
         if self.inner.remote.set(Remote::new(driver)).is_err() {
             panic!("the event hub already has a driver; cannot install '{name}' too");
+        }
+    }
+
+    /// Resolves the hub's metric handles, labelled with the driver installed now (`memory` without one). Called
+    /// once, when the app is built with metrics on; later calls change nothing.
+    pub(crate) fn init_metrics(&self) {
+        let backend = self.inner.remote.get().map(|remote| remote.driver.name());
+        if self.inner.metrics.set(HubMetrics::new(backend)).is_ok() {
+            self.inner.report_link();
         }
     }
 
@@ -570,6 +591,11 @@ impl EventHub {
         kind: PayloadKind,
     ) -> Result<usize, HubError> {
         let delivered = fan_out(&self.inner, topic, exclude, &frame).await;
+        let metrics = self.inner.metrics.get();
+        if let Some(metrics) = metrics {
+            metrics.publishes.increment(1);
+            metrics.local_deliveries.increment(delivered as u64);
+        }
         let Some(remote) = self.inner.remote.get() else {
             return Ok(delivered);
         };
@@ -580,11 +606,11 @@ impl EventHub {
         remote.ensure_started(&self.inner);
         remote.started().await.map_err(HubError::Backend)?;
         let event = RemoteEvent::new(self.inner.node, topic, exclude, kind, payload);
-        remote
-            .driver
-            .publish(&event)
-            .await
-            .map_err(HubError::Backend)?;
+        let published = remote.driver.publish(&event).await;
+        if let (Err(_), Some(metrics)) = (&published, metrics) {
+            metrics.publish_errors.increment(1);
+        }
+        published.map_err(HubError::Backend)?;
         Ok(delivered)
     }
 
@@ -600,11 +626,18 @@ impl EventHub {
     /// assert_eq!(hub.publish_frame("room:1", None, frame), 0); // nobody subscribed here
     /// ```
     pub fn publish_frame(&self, topic: &str, exclude: Option<&str>, frame: OutFrame) -> usize {
-        let topics = self.inner.topics.read();
-        match topics.get(topic) {
-            Some(subscribers) => deliver(subscribers.iter(), exclude, &frame),
-            None => 0,
+        let delivered = {
+            let topics = self.inner.topics.read();
+            match topics.get(topic) {
+                Some(subscribers) => deliver(subscribers.iter(), exclude, &frame),
+                None => 0,
+            }
+        };
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.publishes.increment(1);
+            metrics.local_deliveries.increment(delivered as u64);
         }
+        delivered
     }
 
     /// The number of local subscribers of `topic` (0 for a topic nobody subscribed to); see
@@ -735,18 +768,28 @@ async fn deliver_remote(hub: &HubInner, event: RemoteEvent) {
         return;
     }
     let frame = event.frame();
-    fan_out(hub, &event.topic, event.exclude.as_deref(), &frame).await;
+    let delivered = fan_out(hub, &event.topic, event.exclude.as_deref(), &frame).await;
+    if let Some(metrics) = hub.metrics.get() {
+        metrics.remote_events.increment(1);
+        metrics.remote_deliveries.increment(delivered as u64);
+    }
 }
 
 fn link_up(hub: &HubInner) {
     if let Some(remote) = hub.remote.get() {
+        let outage = matches!(remote.status(hub.node).link, LinkState::Reconnecting { .. });
         remote.link_up_reported(hub);
+        hub.report_link();
+        if let (true, Some(metrics)) = (outage, hub.metrics.get()) {
+            metrics.broker_reconnects.increment(1);
+        }
     }
 }
 
 fn link_down(hub: &HubInner, error: &(dyn std::error::Error + Send + Sync + 'static)) {
     if let Some(remote) = hub.remote.get() {
         remote.link_down_reported(BackendError::from_report(remote.driver.name(), error));
+        hub.report_link();
     }
 }
 

@@ -278,6 +278,9 @@ async fn run(
     }
     let failed = started.is_err();
     state.start.send_replace(Start::Done(started));
+    if let Some(hub) = hub.upgrade() {
+        hub.report_link();
+    }
     if failed {
         return;
     }
