@@ -17,6 +17,7 @@ use std::time::Duration;
 /// };
 /// assert_eq!(config.max_frame_bytes, 1 << 20);
 /// assert_eq!(config.max_connections_per_ip, None);
+/// assert_eq!(config.ready_path.as_deref(), Some("/readyz"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -77,6 +78,20 @@ pub struct ServerConfig {
     /// Subprotocols the application accepts (default none: none is selected); the first one the client offers
     /// that is listed here is echoed.
     pub subprotocols: Vec<String>,
+    /// Path of the liveness endpoint (default `/healthz`; `None`: none): a plain `GET` is answered 200 `ok`
+    /// for as long as the process serves. Served by the `serve` methods of this crate (not by
+    /// [`ChannelServer::service`](crate::ChannelServer::service) alone). A WebSocket upgrade to the same path still
+    /// goes to the channels, so a channel route never loses a path to it.
+    pub health_path: Option<String>,
+    /// Path of the readiness endpoint (default `/readyz`; `None`: none): a plain `GET` is answered 200 `ready`
+    /// while the server accepts connections and 503 `draining` from the moment a shutdown begins, so a load
+    /// balancer stops sending clients before the connections close. Served like
+    /// [`health_path`](Self::health_path).
+    pub ready_path: Option<String>,
+    /// Path of the Prometheus scrape page (default `/metrics`; `None`: none), with the cargo feature `prometheus`
+    /// only: 200 with the page once `pikku::metrics::install_prometheus` was called, 503 before. Served like
+    /// [`health_path`](Self::health_path). Without the feature the path belongs to the channels.
+    pub metrics_path: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +109,9 @@ impl Default for ServerConfig {
             max_connections: crate::limits::default_max_connections(),
             max_connections_per_ip: None,
             subprotocols: Vec::new(),
+            health_path: Some("/healthz".to_owned()),
+            ready_path: Some("/readyz".to_owned()),
+            metrics_path: Some("/metrics".to_owned()),
         }
     }
 }

@@ -38,8 +38,10 @@
 mod budget;
 mod config;
 mod driver;
+mod health;
 mod limits;
 mod listener;
+pub mod metrics;
 mod server;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::limits::LogThrottle;
+use crate::metrics::server::ServerMetrics;
 use crate::upgrade;
 
 /// How often at most a kind of refusal or timeout is logged; the line carries the count since the last one.
@@ -44,6 +45,8 @@ pub(crate) struct Limits {
     pub(crate) max_connections: Option<usize>,
     /// The server's count of upgraded connections (until their disconnect sequence finished).
     pub(crate) upgraded: Arc<AtomicUsize>,
+    /// Where refusals at accept are counted, when metrics are on.
+    pub(crate) metrics: Option<Arc<ServerMetrics>>,
 }
 
 /// State shared by the accept loop and its connection tasks.
@@ -163,24 +166,28 @@ impl Drop for InHttp {
     }
 }
 
-fn limit_reached() -> Vec<u8> {
-    upgrade::raw_refusal(&ChannelError::service_unavailable(
-        "Connection limit reached",
-    ))
+/// The 503 `Connection limit reached` answer, counted as a refused upgrade.
+fn limit_reached(metrics: Option<&ServerMetrics>) -> Vec<u8> {
+    let err = ChannelError::service_unavailable("Connection limit reached");
+    if let Some(metrics) = metrics {
+        metrics.refused(err.status());
+    }
+    upgrade::raw_refusal(&err)
 }
 
 /// Answers 503 `Connection limit reached` and closes. The connection lingers briefly to read the request, so the
 /// close does not reset the answer away; when many linger already it is closed at once.
 fn refuse(tcp: TcpStream, state: &Arc<Accepting>) {
+    let metrics = state.limits.metrics.clone();
     let Ok(permit) = state.lingering.clone().try_acquire_owned() else {
-        refuse_now(tcp);
+        refuse_now(tcp, metrics.as_deref());
         return;
     };
     tokio::spawn(async move {
         let _permit = permit;
         let mut tcp = tcp;
         let answer = async {
-            tcp.write_all(&limit_reached()).await?;
+            tcp.write_all(&limit_reached(metrics.as_deref())).await?;
             tcp.shutdown().await?;
             let mut sink = [0u8; 1024];
             while tcp.read(&mut sink).await? > 0 {}
@@ -192,7 +199,7 @@ fn refuse(tcp: TcpStream, state: &Arc<Accepting>) {
 
 /// Answers 503 and closes without waiting: reads what the client already sent (so the close is a clean FIN),
 /// writes the refusal if the socket buffer takes it, and drops the socket.
-fn refuse_now(tcp: TcpStream) {
+fn refuse_now(tcp: TcpStream, metrics: Option<&ServerMetrics>) {
     let mut sink = [0u8; 4096];
     for _ in 0..16 {
         match tcp.try_read(&mut sink) {
@@ -200,7 +207,7 @@ fn refuse_now(tcp: TcpStream) {
             _ => break,
         }
     }
-    let _ = tcp.try_write(&limit_reached());
+    let _ = tcp.try_write(&limit_reached(metrics));
 }
 
 /// Out of file descriptors: give up the reserve descriptor, accept the waiting client with it, answer 503, close,
@@ -222,7 +229,7 @@ async fn refuse_while_exhausted(
     reserve.release();
     // The client that made accept fail is waiting, so this is ready at once; the bound covers one that left.
     match tokio::time::timeout(Duration::from_millis(10), listener.accept()).await {
-        Ok(Ok((tcp, _))) => refuse_now(tcp),
+        Ok(Ok((tcp, _))) => refuse_now(tcp, state.limits.metrics.as_deref()),
         // Still no descriptor (the whole system is out, or no reserve could be kept): back off instead of
         // spinning on accept.
         Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

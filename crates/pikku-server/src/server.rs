@@ -22,8 +22,9 @@ use tokio::sync::Notify;
 use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
 use crate::limits::{IpSlot, PerIpCounts};
+use crate::metrics::server::ServerMetrics;
 use crate::ws::WsStream;
-use crate::{driver, listener, upgrade};
+use crate::{driver, health, listener, upgrade};
 
 struct Shared<S, U> {
     rt: Arc<AppRuntime<S, U>>,
@@ -41,6 +42,8 @@ struct Shared<S, U> {
     finished: Notify,
     epoch: Instant,
     budget: Arc<InboundBudget>,
+    /// Resolved when the server is built with metrics on.
+    metrics: Option<Arc<ServerMetrics>>,
 }
 
 /// A channels server: serves an [`App`] standalone or as a tower service inside an axum app.
@@ -144,6 +147,7 @@ where
                 finished: Notify::new(),
                 epoch: Instant::now(),
                 budget: Arc::new(InboundBudget::new(config.inbound_budget_bytes)),
+                metrics: ServerMetrics::resolve().map(Arc::new),
                 config,
             }),
         }
@@ -252,11 +256,26 @@ where
         self.start_sweep();
         ChannelService {
             shared: self.shared.clone(),
+            endpoints: false,
         }
     }
 
-    /// An axum router that serves only the channels: every request goes to the [`service`](Self::service). The
-    /// `serve` methods serve this router.
+    /// The service the `serve` methods fall back to: the health, readiness and metrics endpoints of the
+    /// [`ServerConfig`], then the channels.
+    fn standalone_service(&self) -> ChannelService<S, U> {
+        ChannelService {
+            endpoints: true,
+            ..self.service()
+        }
+    }
+
+    /// An axum router that serves the channels and the plain-HTTP endpoints of the [`ServerConfig`]: liveness
+    /// ([`health_path`](ServerConfig::health_path), `/healthz`), readiness
+    /// ([`ready_path`](ServerConfig::ready_path), `/readyz`, 503 once a shutdown began) and, with the
+    /// `prometheus` feature, the metrics page ([`metrics_path`](ServerConfig::metrics_path), `/metrics`). Every
+    /// other request, and every WebSocket upgrade whatever its path, goes to the [`service`](Self::service). The
+    /// `serve` methods serve this router; mount it as the fallback of a router of your own to get the endpoints
+    /// there too.
     ///
     /// ```
     /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -278,7 +297,7 @@ where
     /// # Panics
     /// Outside a Tokio runtime, as [`service`](Self::service).
     pub fn router(&self) -> axum::Router {
-        axum::Router::new().fallback_service(self.service())
+        axum::Router::new().fallback_service(self.standalone_service())
     }
 
     /// Serves on `listener` until [`shutdown`](Self::shutdown) (called through any clone) completes.
@@ -440,7 +459,7 @@ where
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<()> {
         let finished = self.finished();
-        let router = router.fallback_service(self.service());
+        let router = router.fallback_service(self.standalone_service());
         self.serve_on(router, listener, finished).await
     }
 
@@ -477,7 +496,7 @@ where
             signal.await;
             this.shutdown().await;
         };
-        let router = router.fallback_service(self.service());
+        let router = router.fallback_service(self.standalone_service());
         self.serve_on(router, listener, stop).await
     }
 
@@ -495,6 +514,7 @@ where
             handshake_timeout: self.shared.config.handshake_timeout,
             max_connections: self.shared.config.max_connections,
             upgraded: self.shared.active.clone(),
+            metrics: self.shared.metrics.clone(),
         };
         listener::serve(router, listener, stop, limits).await
     }
@@ -609,6 +629,8 @@ where
         let ping_ms = shared.config.ping_interval.as_millis() as u64;
         let idle_ms = shared.config.idle_timeout.as_millis() as u64;
         let frame_ms = shared.config.frame_timeout.as_millis() as u64;
+        let metrics = shared.metrics.clone();
+        let mut queued = 0;
         for (i, conn) in shared.rt.registry().snapshot().into_iter().enumerate() {
             if i % SWEEP_CHUNK == SWEEP_CHUNK - 1 {
                 // Connections idle since the same moment all come due in one sweep: let the pinged ones write,
@@ -637,6 +659,12 @@ where
                 // It reads nothing while its queue is full: let it check whether its client is still there.
                 conn.wake_runner();
             }
+            if metrics.is_some() {
+                queued += conn.queued_bytes();
+            }
+        }
+        if let Some(metrics) = metrics {
+            metrics.sample(queued, shared.budget.used());
         }
     }
 }
@@ -668,12 +696,15 @@ where
 /// ```
 pub struct ChannelService<S, U> {
     shared: Arc<Shared<S, U>>,
+    /// Whether the plain-HTTP endpoints (health, readiness, metrics) are answered before the channels.
+    endpoints: bool,
 }
 
 impl<S, U> Clone for ChannelService<S, U> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            endpoints: self.endpoints,
         }
     }
 }
@@ -699,6 +730,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.endpoints {
+            let accepting = self.shared.accepting.load(Ordering::Acquire);
+            if let Some(response) = health::answer(&req, &self.shared.config, accepting) {
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        }
         let shared = self.shared.clone();
         Box::pin(async move { Ok(handle_upgrade(shared, req).await) })
     }
@@ -714,13 +751,14 @@ where
     // Step 1.
     let key = match upgrade::check_request(&req, shared.config.max_path_bytes) {
         Ok(key) => key,
-        Err(err) => return upgrade::refusal(&err, &path),
+        Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
     // Step 2.
     if !shared.accepting.load(Ordering::Acquire) {
         return upgrade::refusal(
             &ChannelError::service_unavailable("Server is shutting down"),
             &path,
+            shared.metrics.as_deref(),
         );
     }
     if let Some(max) = shared.config.max_connections {
@@ -728,6 +766,7 @@ where
             return upgrade::refusal(
                 &ChannelError::service_unavailable("Connection limit reached"),
                 &path,
+                shared.metrics.as_deref(),
             );
         }
     }
@@ -742,6 +781,7 @@ where
                 return upgrade::refusal(
                     &ChannelError::too_many_requests("Too many connections from this address"),
                     &path,
+                    shared.metrics.as_deref(),
                 )
             }
         },
@@ -760,7 +800,7 @@ where
         .await
     {
         Ok(admitted) => admitted,
-        Err(err) => return upgrade::refusal(&err, &path),
+        Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
     let subprotocol = upgrade::select_subprotocol(&headers, &shared.config.subprotocols);
     let response = upgrade::switching_protocols(&key, subprotocol, admitted.response_headers());

@@ -6,6 +6,8 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use pikku_core::log_limit::{LogLimiter, Verdict};
 use pikku_core::ChannelError;
 
+use crate::metrics::server::ServerMetrics;
+
 /// Refusals logged per status per second; the rest are counted.
 static REFUSALS: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
 
@@ -45,6 +47,11 @@ pub(crate) fn check_request<B>(
         return Err(malformed());
     }
     Ok(key.clone())
+}
+
+/// Whether the request asks for a WebSocket upgrade (well-formed or not).
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    header_has_token(headers, header::UPGRADE, "websocket")
 }
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -103,8 +110,16 @@ pub(crate) fn switching_protocols(
     response
 }
 
-/// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}`, logged with its errorId.
-pub(crate) fn refusal(err: &ChannelError, path: &str) -> Response<Body> {
+/// A refused upgrade: a complete JSON response `{name, message, errorId[, details]}`, logged with its errorId
+/// and counted.
+pub(crate) fn refusal(
+    err: &ChannelError,
+    path: &str,
+    metrics: Option<&ServerMetrics>,
+) -> Response<Body> {
+    if let Some(metrics) = metrics {
+        metrics.refused(err.status());
+    }
     let error_id = uuid::Uuid::new_v4().to_string();
     // At most a few lines a second per status: anyone can send refused upgrades as fast as they like.
     if let Verdict::Log { suppressed } = REFUSALS.check(&err.status()) {

@@ -46,6 +46,9 @@
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
+//! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics
+//!   ([`metrics`], a Prometheus scrape page with the cargo feature `prometheus`), and the spans every handler
+//!   runs in ([`core::telemetry`]).
 //!
 //! # Serving with a handle
 //! [`ChannelServer`] keeps a handle on the running server: publish from outside any connection, and shut down
@@ -114,6 +117,12 @@ pub use pikku_redis as redis;
 pub use pikku_server::{
     serve, serve_router, serve_with_shutdown, shutdown_signal, ChannelServer, ServerConfig,
 };
+
+/// Metrics: [`enable`](metrics::enable) for a recorder of your own, the metric [`names`](metrics::names), and with
+/// the cargo feature `prometheus` a recorder ([`install_prometheus`](metrics::install_prometheus)) whose scrape
+/// page the standalone server serves on `/metrics`. The spans handlers run in are described in
+/// [`core::telemetry`].
+pub use pikku_server::metrics;
 
 /// The payload type of binary frames, so binary handlers need no direct `bytes` dependency.
 pub use bytes::Bytes;
