@@ -140,6 +140,25 @@ pub async fn raw_upgrade(addr: SocketAddr, target: &str, extra: &[(&str, &str)])
 
 /// Reads what `stream` has (at most 4 KiB) onto the end of `buf`; returns how many bytes, 0 at EOF. Panics on
 /// a read error or when nothing comes within [`WAIT`].
+/// Sends a plain (not upgrading) `method` request for `target` over a new TCP connection, with
+/// `Connection: close`, and reads the whole response until the server closes. `HEAD` responses have no body.
+pub async fn plain_request(addr: SocketAddr, method: &str, target: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let (status, headers, mut body) = read_head(&mut stream).await;
+    while read_chunk(&mut stream, &mut body, "HTTP body").await > 0 {}
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
 async fn read_chunk<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut Vec<u8>, what: &str) -> usize {
     let mut chunk = [0u8; 4096];
     let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))

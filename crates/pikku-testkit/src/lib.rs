@@ -14,7 +14,9 @@ mod json;
 mod rng;
 pub mod ws;
 
-pub use http::{raw_upgrade, read_head, upgrade_request, write_upgrade, HttpResponse};
+pub use http::{
+    plain_request, raw_upgrade, read_head, upgrade_request, write_upgrade, HttpResponse,
+};
 pub use json::{assert_json_matches, json_mismatch, ANY};
 pub use rng::Rng;
 pub use ws::{client_frame, frame_header, RawFrame, RawWs, MASK};
