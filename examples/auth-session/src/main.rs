@@ -37,6 +37,8 @@ fn port() -> Result<u16, String> {
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Colour only on a terminal: piped or collected logs stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let port = port().map_err(std::io::Error::other)?;
     // Logs the bound address; on Ctrl-C or SIGTERM new upgrades get 503 and open sockets close with 1001

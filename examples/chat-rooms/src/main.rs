@@ -67,6 +67,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Colour only on a terminal: piped or collected logs stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
     let Options { port, hub } = match parse_args(std::env::args().skip(1)) {

@@ -24,6 +24,10 @@
 //!
 //! `--threads N` runs N Tokio worker threads (default 1: a current-thread runtime, as the server is pinned to
 //! one core by `bench/run.sh`).
+//!
+//! For measuring what observability costs (not used by `bench/run.sh`): `--metrics` installs the Prometheus
+//! recorder before the app is built (the page is served on `/metrics`), and `--log <filter>` installs a
+//! `tracing` fmt subscriber writing to stderr with that filter (`info` creates the handler spans).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -79,7 +83,9 @@ fn app() -> App<(), ()> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench-server --port <P> [--hub memory|<broker url>] [--threads N]");
+    eprintln!(
+        "usage: bench-server --port <P> [--hub memory|<broker url>] [--threads N] [--metrics] [--log <filter>]"
+    );
     ExitCode::from(64)
 }
 
@@ -87,8 +93,14 @@ fn main() -> ExitCode {
     let mut port: Option<u16> = None;
     let mut threads = 1usize;
     let mut hub = String::from("memory");
+    let mut metrics = false;
+    let mut log = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--metrics" {
+            metrics = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--port", Some(v)) => match v.parse() {
                 Ok(p) => port = Some(p),
@@ -99,10 +111,25 @@ fn main() -> ExitCode {
                 _ => return usage(),
             },
             ("--hub", Some(url)) => hub = url,
+            ("--log", Some(filter)) => log = Some(filter),
             _ => return usage(),
         }
     }
     let Some(port) = port else { return usage() };
+    if let Some(filter) = log {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+    // Before the app is built: its metric handles are resolved then.
+    if metrics {
+        if let Err(err) = pikku::metrics::install_prometheus() {
+            eprintln!("bench-server: --metrics: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     let app = match app().hub_url(&hub) {
         Ok(app) => app,
         Err(err) => {
