@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pikku_core::channel::CloseRequest;
-use pikku_core::runtime::UpgradeInput;
+use pikku_core::runtime::{LiveChannel, UpgradeInput};
 use pikku_core::{App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -807,46 +809,85 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let live = admitted.into_channel(None, shared.epoch);
     shared.active.fetch_add(1, Ordering::AcqRel);
-    let task = async move {
-        let _active = ActiveGuard(shared.clone());
-        let _ip_slot: Option<IpSlot> = ip_slot;
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                // The handshake could not be completed: no onConnect, no onDisconnect (semantics §3.2).
-                tracing::debug!(error = %err, "upgrade not completed");
-                return;
-            }
-        };
-        live.open();
-        // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
-        // the registration above, or we see it stopped accepting here.
-        if !shared.accepting.load(Ordering::SeqCst) {
-            live.connection().request_close(going_away());
-        }
-        let (max_frame, budget) = (shared.config.max_frame_bytes, &shared.budget);
-        let (close_timeout, drain) = (
-            shared.config.close_timeout,
-            shared.rt.config().drain_timeout,
-        );
-        // Behind hyper's HTTP/1 server (ours, or `axum::serve`) the upgraded connection is a TCP stream: take it
-        // back from hyper's boxed wrapper, which saves the box and a layer of calls on every read and write.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
-                let ws =
-                    WsStream::with_buffered(io.into_inner(), &read_buf, max_frame, budget.clone());
-                // It may be a view into hyper's whole read buffer: not to be kept for the connection's life.
-                drop(read_buf);
-                driver::run(ws, live, max_frame, budget.clone(), close_timeout, drain).await;
-            }
-            Err(upgraded) => {
-                let ws = WsStream::new(TokioIo::new(upgraded), max_frame, budget.clone());
-                driver::run(ws, live, max_frame, budget.clone(), close_timeout, drain).await;
-            }
-        }
+    let held = Held {
+        active: ActiveGuard(shared),
+        _ip_slot: ip_slot,
     };
+    // Two stages rather than one `async` block: a block would keep what the upgrade needed (the pending
+    // upgrade, a second copy of the channel) for the whole life of the connection, next to the driver. Here
+    // the first stage's state is dropped as the driver starts, and an idle connection's task is the driver.
+    let task = on_upgrade.then(move |upgraded| match upgraded {
+        Ok(upgraded) => Either::Left(run_upgraded(upgraded, live, held)),
+        Err(err) => {
+            // The handshake could not be completed: no onConnect, no onDisconnect.
+            tracing::debug!(error = %err, "upgrade not completed");
+            Either::Right(std::future::ready(()))
+        }
+    });
     tokio::spawn(task);
     response
+}
+
+/// What a connection's task holds until its disconnect sequence has finished.
+struct Held<S, U> {
+    active: ActiveGuard<S, U>,
+    _ip_slot: Option<IpSlot>,
+}
+
+/// Opens an upgraded connection and returns its driver, which runs it to the end of its disconnect sequence.
+/// A plain function, so the future holds the driver and `held` and nothing it was built from.
+fn run_upgraded<S, U>(
+    upgraded: hyper::upgrade::Upgraded,
+    live: LiveChannel<S, U>,
+    held: Held<S, U>,
+) -> impl Future<Output = ()> + Send
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
+    let shared = &held.active.0;
+    live.open();
+    // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
+    // the registration above, or we see it stopped accepting here.
+    if !shared.accepting.load(Ordering::SeqCst) {
+        live.connection().request_close(going_away());
+    }
+    let (max_frame, budget) = (shared.config.max_frame_bytes, &shared.budget);
+    let (close_timeout, drain) = (
+        shared.config.close_timeout,
+        shared.rt.config().drain_timeout,
+    );
+    // Behind hyper's HTTP/1 server (ours, or `axum::serve`) the upgraded connection is a TCP stream: take it
+    // back from hyper's boxed wrapper, which saves the box and a layer of calls on every read and write.
+    let driver = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+            let ws = WsStream::with_buffered(io.into_inner(), &read_buf, max_frame, budget.clone());
+            // It may be a view into hyper's whole read buffer: not to be kept for the connection's life.
+            drop(read_buf);
+            Either::Left(driver::run(
+                ws,
+                live,
+                max_frame,
+                budget.clone(),
+                close_timeout,
+                drain,
+            ))
+        }
+        Err(upgraded) => {
+            let ws = WsStream::new(TokioIo::new(upgraded), max_frame, budget.clone());
+            Either::Right(driver::run(
+                ws,
+                live,
+                max_frame,
+                budget.clone(),
+                close_timeout,
+                drain,
+            ))
+        }
+    };
+    // Counted as active until the driver has finished. (`map`, not an `async` block, which would keep a moved
+    // copy of the driver besides the one it awaits.)
+    driver.map(move |()| drop(held))
 }
 
 /// The close of a shutdown: 1001 `going away`, after the frames already queued.
