@@ -53,14 +53,15 @@ async fn bye(_ctx: Ctx<(), ()>, _ch: ClosedChannel<Params>) {
     tracing::info!("handler says bye");
 }
 
-#[tokio::test]
-async fn a_handlers_log_lines_carry_the_connection_and_the_route() {
+/// Serves the chat channel with a `fmt` subscriber of `filter` on this thread, runs one client through a
+/// greeting, a message and a close, and returns the log and the client's address.
+async fn chat_logs(filter: &str) -> (Logs, std::net::SocketAddr) {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .with_env_filter("info")
+        .with_env_filter(filter)
         .finish();
     // This test's runtime runs every task on this thread, the server's included.
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -86,6 +87,13 @@ async fn a_handlers_log_lines_carry_the_connection_and_the_route() {
     ws.next_frame().await.expect("the close echo");
     drop(ws);
     server.shutdown().await;
+    (logs, client)
+}
+
+#[tokio::test]
+async fn a_handlers_log_lines_carry_the_connection_and_the_route() {
+    // The usual `INFO`, with the handler spans turned on.
+    let (logs, client) = chat_logs("info,pikku::span=debug").await;
 
     let hello = logs.line_with("handler says hello");
     let id = hello
@@ -110,4 +118,11 @@ async fn a_handlers_log_lines_carry_the_connection_and_the_route() {
         bye.contains(&format!("disconnect{{{connection}}}")),
         "{bye}"
     );
+}
+
+#[tokio::test]
+async fn at_plain_info_the_spans_stay_off() {
+    let (logs, _) = chat_logs("info").await;
+    let heard = logs.line_with("handler heard");
+    assert!(!heard.contains("message{"), "{heard}");
 }

@@ -58,6 +58,35 @@ pub const HUB_BROKER_CONNECTED: &str = "pikku_hub_broker_connected";
 /// Counter: times the broker link came back after an outage (`backend`).
 pub const HUB_BROKER_RECONNECTS: &str = "pikku_hub_broker_reconnects_total";
 
+/// Every name above, for checks such as "the dashboard uses no name that does not exist".
+///
+/// ```
+/// use pikku::metrics::names;
+///
+/// assert!(names::ALL.contains(&names::HUB_BROKER_CONNECTED));
+/// assert!(names::ALL.iter().all(|name| name.starts_with("pikku_")));
+/// ```
+pub const ALL: &[&str] = &[
+    CONNECTIONS_OPEN,
+    CONNECTIONS_OPENED,
+    CONNECTIONS_CLOSED,
+    SLOW_CONSUMER_CLOSES,
+    RATE_LIMITED,
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    HANDLER_DURATION,
+    ERROR_FRAMES,
+    UPGRADES_REFUSED,
+    OUTBOUND_QUEUE_BYTES,
+    INBOUND_BUFFERED_BYTES,
+    HUB_PUBLISHES,
+    HUB_PUBLISH_ERRORS,
+    HUB_DELIVERIES,
+    HUB_REMOTE_EVENTS,
+    HUB_BROKER_CONNECTED,
+    HUB_BROKER_RECONNECTS,
+];
+
 /// Gives the installed recorder each metric's unit and help text.
 pub(crate) fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};

@@ -8,13 +8,13 @@ use tracing::Span;
 
 use crate::channel::Connection;
 
-/// The target of the spans pikku's handlers run in (`connect`, `message`, `binary`, `disconnect`); filter it
-/// to drop them, for example `RUST_LOG=info,pikku::span=off`.
+/// The target of the `DEBUG` spans pikku's handlers run in (`connect`, `message`, `binary`, `disconnect`):
+/// name it in a filter to turn them on alone, for example `RUST_LOG=info,pikku::span=debug`.
 ///
 /// ```
-/// // Logging at `INFO`, without the handler spans:
-/// let filter = format!("info,{}=off", pikku::core::telemetry::SPAN_TARGET);
-/// assert_eq!(filter, "info,pikku::span=off");
+/// // Logging at `INFO`, with the handler spans:
+/// let filter = format!("info,{}=debug", pikku::core::telemetry::SPAN_TARGET);
+/// assert_eq!(filter, "info,pikku::span=debug");
 /// ```
 pub const SPAN_TARGET: &str = "pikku::span";
 
@@ -31,7 +31,7 @@ impl fmt::Display for RouteField<'_> {
 }
 
 pub(crate) fn connect(conn: &Connection, peer: Option<SocketAddr>) -> Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         target: SPAN_TARGET,
         "connect",
         channel = %conn.channel_name(),
@@ -45,7 +45,7 @@ pub(crate) fn message(
     peer: Option<SocketAddr>,
     route: Option<(&str, &str)>,
 ) -> Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         target: SPAN_TARGET,
         "message",
         channel = %conn.channel_name(),
@@ -56,7 +56,7 @@ pub(crate) fn message(
 }
 
 pub(crate) fn binary(conn: &Connection, peer: Option<SocketAddr>) -> Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         target: SPAN_TARGET,
         "binary",
         channel = %conn.channel_name(),
@@ -66,7 +66,7 @@ pub(crate) fn binary(conn: &Connection, peer: Option<SocketAddr>) -> Span {
 }
 
 pub(crate) fn disconnect(conn: &Connection, peer: Option<SocketAddr>) -> Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         target: SPAN_TARGET,
         "disconnect",
         channel = %conn.channel_name(),
