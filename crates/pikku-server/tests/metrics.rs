@@ -1,13 +1,15 @@
 //! The metrics over real sockets: a server built after the Prometheus recorder was installed, driven through
 //! connections, routed messages, error frames, a rate limit, a publication, a refused upgrade and closes, then
-//! scraped over HTTP on `/metrics`. The recorder is global to the process, so this file is a test binary of its
-//! own and holds one test.
+//! scraped over HTTP on `/metrics`; and the hub's metrics across two nodes and a broker outage. The recorder is
+//! global to the process, so this file is a test binary of its own, and its tests use labels of their own
+//! (channel `chat` and the in-memory hub, channel `relay` and the `local` bus).
 #![cfg(feature = "prometheus")]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pikku_core::hub::LocalBus;
 use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, Params, RateLimit, Route};
 use pikku_server::{ChannelServer, ServerConfig};
 use pikku_testkit::ws::op;
@@ -348,4 +350,96 @@ async fn scraped_counters_match_the_traffic() {
         ),
         1.0
     );
+}
+
+async fn relay_join(
+    ctx: Ctx<(), ()>,
+    ch: Channel<Params, ()>,
+    _in: (),
+) -> Result<(), ChannelError> {
+    Ok(ctx.hub().subscribe("relay", ch.channel_id()).await?)
+}
+
+async fn relay_send(
+    ctx: Ctx<(), ()>,
+    _ch: Channel<Params, ()>,
+    _in: (),
+) -> Result<(), ChannelError> {
+    ctx.hub().publish("relay", None, &json!({"hop": 1})).await?;
+    Ok(())
+}
+
+/// A node of a two-node cluster linked by an in-process bus (backend `local`).
+async fn relay_node(bus: &LocalBus) -> SocketAddr {
+    let app = App::new(())
+        .channel(
+            ChannelRoute::new("relay", "/relay")
+                .auth(false)
+                .route("action", "join", relay_join)
+                .route("action", "send", relay_send),
+        )
+        .hub_driver(bus.node());
+    let server = ChannelServer::new(app, ServerConfig::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve_until(listener, std::future::pending()));
+    addr
+}
+
+#[tokio::test]
+async fn hub_metrics_follow_publications_across_nodes_and_the_broker_link() {
+    pikku_server::metrics::install_prometheus().expect("the recorder installs");
+    let bus = LocalBus::new();
+    let (first, second) = (relay_node(&bus).await, relay_node(&bus).await);
+    let mut receiver = RawWs::connect(second, "/relay").await;
+    assert_eq!(
+        send(&mut receiver, json!({"action": "join"})).await,
+        json!({"action": "join"})
+    );
+    let mut sender = RawWs::connect(first, "/relay").await;
+    assert_eq!(
+        send(&mut sender, json!({"action": "send"})).await,
+        json!({"action": "send"})
+    );
+    let (_, _, event) = receiver
+        .next_frame()
+        .await
+        .expect("the relayed publication");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&event).unwrap(),
+        json!({"hop": 1})
+    );
+
+    let local = [("backend", "local")];
+    let samples = scrape(first).await;
+    assert_eq!(get(&samples, "pikku_hub_publishes_total", &local), 1.0);
+    assert_eq!(get(&samples, "pikku_hub_remote_events_total", &local), 1.0);
+    let source = |s: &'static str| [("backend", "local"), ("source", s)];
+    assert_eq!(
+        get(&samples, "pikku_hub_deliveries_total", &source("local")),
+        0.0
+    );
+    assert_eq!(
+        get(&samples, "pikku_hub_deliveries_total", &source("remote")),
+        1.0
+    );
+    assert_eq!(get(&samples, "pikku_hub_broker_connected", &local), 1.0);
+    assert_eq!(get(&samples, "pikku_hub_publish_errors_total", &local), 0.0);
+
+    // The broker goes away: the gauge drops and the publication the broker cannot take is counted.
+    bus.set_available(false);
+    let samples = scrape(first).await;
+    assert_eq!(get(&samples, "pikku_hub_broker_connected", &local), 0.0);
+    let failed = send(&mut sender, json!({"action": "send"})).await;
+    assert_eq!(failed["errorName"], "InternalServerError");
+    // Back: both nodes report the recovery.
+    bus.set_available(true);
+    let samples = scrape(first).await;
+    assert_eq!(get(&samples, "pikku_hub_broker_connected", &local), 1.0);
+    assert_eq!(
+        get(&samples, "pikku_hub_broker_reconnects_total", &local),
+        2.0
+    );
+    assert_eq!(get(&samples, "pikku_hub_publish_errors_total", &local), 1.0);
+    assert_eq!(get(&samples, "pikku_hub_publishes_total", &local), 2.0);
 }
