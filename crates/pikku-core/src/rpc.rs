@@ -5,8 +5,8 @@
 //! handler awaiting [`Channel::remote`](crate::Channel::remote) is never stuck behind its own message queue.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -313,32 +313,58 @@ struct PendingCall {
 
 struct RpcState {
     next_id: u64,
-    pending: HashMap<u64, PendingCall>,
+    /// A list, not a map: it holds at most `max_pending` calls (a few), and an empty list costs no allocation
+    /// and less room in every connection than a map.
+    pending: Vec<(u64, PendingCall)>,
     closed: bool,
+}
+
+impl RpcState {
+    fn find(&mut self, id: u64) -> Option<usize> {
+        self.pending.iter().position(|(call_id, _)| *call_id == id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<PendingCall> {
+        self.find(id).map(|at| self.pending.swap_remove(at).1)
+    }
 }
 
 /// Pending reverse calls of one connection.
 pub(crate) struct RpcRegistry {
     state: Mutex<RpcState>,
     max_pending: usize,
-    timeout: Mutex<Option<Duration>>,
+    /// The default timeout in milliseconds; `NO_TIMEOUT` for none. An atomic rather than a locked `Option`,
+    /// to keep every connection small.
+    timeout_ms: AtomicU64,
 }
+
+const NO_TIMEOUT: u64 = u64::MAX;
 
 impl RpcRegistry {
     pub(crate) fn new(max_pending: usize) -> Self {
         Self {
             state: Mutex::new(RpcState {
                 next_id: 0,
-                pending: HashMap::new(),
+                pending: Vec::new(),
                 closed: false,
             }),
             max_pending,
-            timeout: Mutex::new(Some(Duration::from_secs(30))),
+            timeout_ms: AtomicU64::new(30_000),
         }
     }
 
     pub(crate) fn set_timeout(&self, timeout: Option<Duration>) {
-        *self.timeout.lock() = timeout;
+        let ms = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        match self.timeout_ms.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     pub(crate) async fn call(
@@ -360,13 +386,13 @@ impl RpcRegistry {
             }
             state.next_id += 1;
             let id = state.next_id;
-            state.pending.insert(
+            state.pending.push((
                 id,
                 PendingCall {
                     tx,
                     suspended: false,
                 },
-            );
+            ));
             id
         };
         // Removes the entry however this call ends, including when its future is dropped.
@@ -383,7 +409,7 @@ impl RpcRegistry {
             return Err(fail(RpcFailure::Closed));
         }
 
-        let timeout = timeout.unwrap_or_else(|| *self.timeout.lock());
+        let timeout = timeout.unwrap_or_else(|| self.default_timeout());
         let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let event = match deadline {
@@ -406,25 +432,18 @@ impl RpcRegistry {
         let mut state = self.state.lock();
         match frame {
             RpcFrame::Pending { id } => {
-                let Some(call) = id
-                    .parse()
-                    .ok()
-                    .and_then(|id: u64| state.pending.get_mut(&id))
-                else {
+                let Some(at) = id.parse().ok().and_then(|id: u64| state.find(id)) else {
                     tracing::debug!(%id, "pending frame for an unknown reverse call ignored");
                     return;
                 };
+                let call = &mut state.pending[at].1;
                 if !call.suspended {
                     call.suspended = true;
                     let _ = call.tx.send(RpcEvent::Pending);
                 }
             }
             RpcFrame::Response { id, outcome } => {
-                let Some(call) = id
-                    .parse()
-                    .ok()
-                    .and_then(|id: u64| state.pending.remove(&id))
-                else {
+                let Some(call) = id.parse().ok().and_then(|id: u64| state.remove(id)) else {
                     tracing::debug!(%id, "response for an unknown reverse call ignored");
                     return;
                 };
@@ -450,6 +469,6 @@ struct EntryGuard<'a> {
 
 impl Drop for EntryGuard<'_> {
     fn drop(&mut self) {
-        self.registry.state.lock().pending.remove(&self.id);
+        self.registry.state.lock().remove(self.id);
     }
 }
