@@ -760,4 +760,10 @@ impl<S, U> AppRuntime<S, U> {
     pub fn channel_routes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.channels.iter().map(|c| (&*c.name, c.pattern.as_str()))
     }
+
+    /// The parsed route patterns of the registered channels, in registration order: what a runner needs to
+    /// mount them in its own router.
+    pub fn channel_patterns(&self) -> impl Iterator<Item = &RoutePattern> {
+        self.channels.iter().map(|c| &c.pattern)
+    }
 }

@@ -698,8 +698,8 @@ pub enum RegistrationError {
         /// The channel registered second.
         second: String,
     },
-    /// The route pattern is malformed: it must start with `/`, have no empty segment, and use params `:name` with
-    /// non-empty `[A-Za-z0-9_]` names, each name once.
+    /// The route pattern is malformed: it must start with `/`, have no empty segment, and use whole-segment params
+    /// `:name` or `{name}` with non-empty `[A-Za-z0-9_]` names, each name once; wildcards are not supported.
     InvalidRoute {
         /// The pattern.
         route: String,

@@ -80,7 +80,7 @@ pub use input::FromInput;
 #[cfg(feature = "garde")]
 pub use input::Valid;
 pub use middleware::{MiddlewareCtx, Next, PermissionCtx, UpgradeRequest};
-pub use opening::{opening_from_params, parse_query, Params, RoutePattern};
+pub use opening::{opening_from_params, parse_query, Params, RoutePattern, RouteSegment};
 pub use origin::OriginPolicy;
 pub use rate_limit::RateLimit;
 pub use rpc::{Capability, RpcError, RpcFailure};

@@ -33,11 +33,11 @@ enum Segment {
     Param(String),
 }
 
-/// A parsed route pattern: literal and `:name` segments.
+/// A parsed route pattern: literal segments and params, written `:name` or `{name}`.
 ///
 /// Apps parse the patterns of their channels at registration; use it directly to check a pattern or to match
 /// paths the way the server does (a trailing `/` is ignored, literals are case-sensitive, params are
-/// percent-decoded).
+/// percent-decoded). Both param spellings mean the same: `:name` as in Pikku and Express, `{name}` as in axum.
 ///
 /// ```
 /// use pikku_core::RoutePattern;
@@ -47,6 +47,9 @@ enum Segment {
 /// let params = route.matches("/rooms/caf%C3%A9").unwrap().unwrap();
 /// assert_eq!(params, vec![("roomId".to_string(), "café".to_string())]);
 /// assert!(route.matches("/Rooms/x").unwrap().is_none());
+///
+/// let axum_style = RoutePattern::parse("/rooms/{roomId}").unwrap();
+/// assert!(axum_style.same_shape(&route));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePattern {
@@ -54,19 +57,42 @@ pub struct RoutePattern {
     segments: Vec<Segment>,
 }
 
+/// One segment of a [`RoutePattern`], as [`RoutePattern::segments`] yields them.
+///
+/// ```
+/// use pikku_core::{RoutePattern, RouteSegment};
+///
+/// let route = RoutePattern::parse("/rooms/{roomId}").unwrap();
+/// let segments: Vec<_> = route.segments().collect();
+/// assert_eq!(segments, [RouteSegment::Literal("rooms"), RouteSegment::Param("roomId")]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSegment<'a> {
+    /// Matches exactly this text (still percent-encoded, as paths arrive).
+    Literal(&'a str),
+    /// Matches any one non-empty segment; the decoded text becomes the opening-data field of this name.
+    Param(&'a str),
+}
+
 impl RoutePattern {
-    /// Parses `/a/:b/c`.
+    /// Parses `/a/:b/c` (or `/a/{b}/c`).
     ///
     /// ```
     /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId").unwrap();
     /// let params = route.matches("/rooms/abc/").unwrap().unwrap();
     /// assert_eq!(params, vec![("roomId".to_string(), "abc".to_string())]);
     /// assert!(route.matches("/rooms").unwrap().is_none());
+    ///
+    /// // Wildcards and params inside a segment are refused rather than taken as literal text.
+    /// assert!(pikku_core::RoutePattern::parse("/files/*rest").is_err());
+    /// assert!(pikku_core::RoutePattern::parse("/files/{*rest}").is_err());
+    /// assert!(pikku_core::RoutePattern::parse("/files/v{version}").is_err());
     /// ```
     ///
     /// # Errors
     /// [`RegistrationError::InvalidRoute`]: the pattern does not start with `/`, has an empty segment, an invalid
-    /// param name (empty, or not `[A-Za-z0-9_]`), or the same param name twice.
+    /// param name (empty, or not `[A-Za-z0-9_]`), the same param name twice, a wildcard (`*rest`, `{*rest}`),
+    /// or a `{`, `}` or `*` anywhere but around a whole-segment param.
     pub fn parse(pattern: &str) -> Result<Self, RegistrationError> {
         let invalid = |reason: &str| RegistrationError::InvalidRoute {
             route: pattern.to_owned(),
@@ -83,25 +109,63 @@ impl RoutePattern {
                 if seg.is_empty() {
                     return Err(invalid("empty path segment"));
                 }
-                if let Some(name) = seg.strip_prefix(':') {
-                    let valid = !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !valid {
-                        return Err(invalid("param names are non-empty and use [A-Za-z0-9_]"));
+                let param = seg
+                    .strip_prefix(':')
+                    .or_else(|| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+                match param {
+                    Some(name) => {
+                        if name.starts_with('*') {
+                            return Err(invalid(WILDCARD));
+                        }
+                        let valid = !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        if !valid {
+                            return Err(invalid(
+                                "param names are non-empty and use [A-Za-z0-9_]",
+                            ));
+                        }
+                        if seen.contains(&name) {
+                            return Err(invalid("a param name appears twice"));
+                        }
+                        seen.push(name);
+                        segments.push(Segment::Param(name.to_owned()));
                     }
-                    if seen.contains(&name) {
-                        return Err(invalid("a param name appears twice"));
+                    None if seg.starts_with('*') => return Err(invalid(WILDCARD)),
+                    None if seg.contains(['{', '}', '*']) => {
+                        return Err(invalid(
+                            "a param is a whole segment ('/:name' or '/{name}'); '{', '}' and '*' are not \
+                             allowed in literal text",
+                        ))
                     }
-                    seen.push(name);
-                    segments.push(Segment::Param(name.to_owned()));
-                } else {
-                    segments.push(Segment::Literal(seg.to_owned()));
+                    None => segments.push(Segment::Literal(seg.to_owned())),
                 }
             }
         }
         Ok(Self {
             source: pattern.to_owned(),
             segments,
+        })
+    }
+
+    /// The segments, in order: what a runner needs to mount the pattern in another router.
+    ///
+    /// ```
+    /// use pikku_core::{RoutePattern, RouteSegment};
+    ///
+    /// let route = RoutePattern::parse("/files/:dir/latest/").unwrap();
+    /// let axum_path: String = route
+    ///     .segments()
+    ///     .map(|segment| match segment {
+    ///         RouteSegment::Literal(text) => format!("/{text}"),
+    ///         RouteSegment::Param(name) => format!("/{{{name}}}"),
+    ///     })
+    ///     .collect();
+    /// assert_eq!(axum_path, "/files/{dir}/latest");
+    /// ```
+    pub fn segments(&self) -> impl Iterator<Item = RouteSegment<'_>> {
+        self.segments.iter().map(|segment| match segment {
+            Segment::Literal(text) => RouteSegment::Literal(text),
+            Segment::Param(name) => RouteSegment::Param(name),
         })
     }
 
@@ -213,6 +277,9 @@ impl fmt::Display for RoutePattern {
         f.write_str(&self.source)
     }
 }
+
+const WILDCARD: &str =
+    "wildcards are not supported: a channel route matches a fixed number of segments";
 
 fn malformed() -> ChannelError {
     ChannelError::bad_request("Malformed upgrade request")

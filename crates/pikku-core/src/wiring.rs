@@ -430,8 +430,8 @@ where
     /// A channel named `name` at `route` (`/rooms/:roomId`). `auth` defaults to true: messages need a session
     /// unless a route says otherwise (D9).
     ///
-    /// `route` starts with `/` and holds literal segments and `:name` params (`[A-Za-z0-9_]` names); a trailing
-    /// `/` is ignored. Params and the query string together are the opening data, deserialized into `O`. The
+    /// `route` starts with `/` and holds literal segments and whole-segment params, written `:name` or `{name}`
+    /// (`[A-Za-z0-9_]` names); a trailing `/` is ignored, wildcards are not supported. Params and the query string together are the opening data, deserialized into `O`. The
     /// pattern is checked when the channel is added to the app, and an error names this line.
     ///
     /// ```

@@ -128,8 +128,8 @@ where
         .await
 }
 
-/// Serves your own axum `router` with `app` (or a [`ChannelServer`] you built) on `addr`: requests the router
-/// routes go to your handlers, every other request is a channel upgrade. Runs until SIGINT or SIGTERM (see
+/// Serves your own axum `router` with `app` (or a [`ChannelServer`] you built) on `addr`: the channels' paths
+/// (see [`ChannelServer::router`]) upgrade, every other path is your router's. Runs until SIGINT or SIGTERM (see
 /// [`shutdown_signal`]), then shuts down gracefully as [`serve`] does.
 ///
 /// Prefer it to plain `axum::serve`, which has no request-head timeout: there, sockets that never send a request

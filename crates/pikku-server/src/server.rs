@@ -18,7 +18,9 @@ use hyper_util::rt::TokioIo;
 use pikku_core::channel::CloseRequest;
 use pikku_core::handler::BoxFuture;
 use pikku_core::runtime::UpgradeInput;
-use pikku_core::{App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame};
+use pikku_core::{
+    App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame, RoutePattern, RouteSegment,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -64,7 +66,7 @@ struct Shared<S, U> {
 /// // Mount into an existing axum router…
 /// let router: axum::Router = axum::Router::new()
 ///     .route("/health", axum::routing::get(|| async { "ok" }))
-///     .fallback_service(server.service());
+///     .merge(server.router());
 /// # let _ = router;
 /// // …or serve it on its own.
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
@@ -212,12 +214,13 @@ where
         self.shared.budget.used()
     }
 
-    /// The upgrade service, for `axum::Router::fallback_service` or any tower-based HTTP server.
+    /// The upgrade service, for any tower-based HTTP server; in axum, prefer [`router`](Self::router).
     ///
-    /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets the
-    /// JSON 404 of protocol §2.3, and a request that is not a well-formed upgrade (a plain `GET`, any other
-    /// method) gets 400 `Malformed upgrade request`. Mount your other routes on the router before falling back
-    /// to it. Serve the router with [`serve_router`](Self::serve_router), which also applies the handshake
+    /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets a
+    /// JSON 404 (`NotFoundError`, `Channel not found: <path>`), and a request that is not a well-formed upgrade
+    /// (a plain `GET`, any other method) gets 400 `Malformed upgrade request`. As an axum fallback it therefore
+    /// answers every path your router does not route; [`router`](Self::router) mounts only the channels'
+    /// paths. Serve either with [`serve_router`](Self::serve_router), which also applies the handshake
     /// timeout and the connection limit at accept; with plain `axum::serve` no request-head timeout applies, so
     /// silent sockets stay open until the process runs out of descriptors. There, serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()` if upgrade middleware or
@@ -258,8 +261,17 @@ where
         }
     }
 
-    /// An axum router that serves only the channels: every request goes to the [`service`](Self::service). The
-    /// `serve` methods serve this router.
+    /// An axum router with one route per channel pattern, to [`merge`](axum::Router::merge) into your own:
+    /// channel paths upgrade, every other path is your router's (a 404 unless you route it).
+    ///
+    /// Patterns are mounted in axum's syntax (`/rooms/:roomId` and `/rooms/{roomId}` both become a one-segment
+    /// param), with and without a trailing `/`, as the channels match them. On a channel path, a `GET` that is
+    /// not a WebSocket upgrade gets 400 with the JSON body `{"name":"BadRequestError","message":"Malformed upgrade
+    /// request",…}`, and other methods get 405 with an `Allow` header, as any axum `get` route answers them. A
+    /// route of yours at a channel path makes `merge` panic, as overlapping axum routes do.
+    ///
+    /// Serve the merged router with [`serve_router`](Self::serve_router) (or [`crate::serve_router`]), which
+    /// does the merging for you and applies the [`ServerConfig`] limits to every connection.
     ///
     /// ```
     /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -269,18 +281,33 @@ where
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let app = App::new(()).channel(ChannelRoute::new("rooms", "/rooms/{roomId}").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
-    /// let mut router = server.router();
-    /// let request = http::Request::get("/anything").body(axum::body::Body::empty()).unwrap();
-    /// let response = router.call(request).await.unwrap();
-    /// assert_eq!(response.status(), 400); // not an upgrade
+    /// let mut router = axum::Router::new()
+    ///     .route("/health", axum::routing::get(|| async { "ok" }))
+    ///     .merge(server.router());
+    ///
+    /// let status = |path: &str| http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    /// assert_eq!(router.call(status("/health")).await.unwrap().status(), 200);
+    /// assert_eq!(router.call(status("/favicon.ico")).await.unwrap().status(), 404);
+    /// assert_eq!(router.call(status("/rooms/lobby")).await.unwrap().status(), 400); // a GET, not an upgrade
     /// # });
     /// ```
     ///
     /// # Panics
     /// Outside a Tokio runtime, as [`service`](Self::service).
     pub fn router(&self) -> axum::Router {
+        let service = self.service();
+        axum_paths(self.shared.rt.channel_patterns())
+            .into_iter()
+            .fold(axum::Router::new(), |router, path| {
+                router.route(&path, axum::routing::get_service(service.clone()))
+            })
+    }
+
+    /// Every request is a channel upgrade: what the standalone `serve` methods serve, so that an upgrade to a
+    /// path no channel has gets the JSON `Channel not found` refusal.
+    fn upgrade_router(&self) -> axum::Router {
         axum::Router::new().fallback_service(self.service())
     }
 
@@ -313,7 +340,7 @@ where
     /// keep running in their own tasks until they close or [`shutdown`](Self::shutdown) is called.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let finished = self.finished();
-        let router = self.router();
+        let router = self.upgrade_router();
         self.serve_on(router, listener, finished).await
     }
 
@@ -394,18 +421,18 @@ where
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = self.router();
+        let router = self.upgrade_router();
         self.serve_on(router, listener, stop).await
     }
 
-    /// Serves your own axum `router` on `listener`, with the channels answering every request it does not route,
-    /// until [`shutdown`](Self::shutdown) (called through any clone) completes.
+    /// Serves your own axum `router` with the channels' [`router`](Self::router) merged in, on `listener`, until
+    /// [`shutdown`](Self::shutdown) (called through any clone) completes.
     ///
     /// This is how to serve channels next to pages or an API: unlike plain `axum::serve`, it applies the
     /// [`ServerConfig`] limits to every connection (the handshake timeout for request heads and idle keep-alive
     /// connections, and [`ServerConfig::max_connections`] counted at accept), and handlers and middleware can
-    /// extract `ConnectInfo<SocketAddr>`. The channels become the router's fallback, replacing any fallback it
-    /// has; mount a catch-all route of your own under a path prefix instead. Bodies are not timed: put a
+    /// extract `ConnectInfo<SocketAddr>`. Paths that are not channels stay your router's, fallback included; a
+    /// route of yours at a channel path panics, as overlapping axum routes do. Bodies are not timed: put a
     /// timeout layer on routes that read request bodies. TCP_NODELAY is set on every accepted socket.
     ///
     /// ```
@@ -443,7 +470,7 @@ where
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<()> {
         let finished = self.finished();
-        let router = router.fallback_service(self.service());
+        let router = router.merge(self.router());
         self.serve_on(router, listener, finished).await
     }
 
@@ -480,7 +507,7 @@ where
             signal.await;
             this.shutdown().await;
         };
-        let router = router.fallback_service(self.service());
+        let router = router.merge(self.router());
         self.serve_on(router, listener, stop).await
     }
 
@@ -814,6 +841,32 @@ where
     let task = Holding::new(task, guards);
     tokio::spawn(task);
     response
+}
+
+/// The axum paths of the channels' patterns, each with and without a trailing `/`. Params are named by position
+/// (`{p0}`, `{p1}`, …): the channel service matches the path itself, and axum refuses two routes that give the
+/// same position different names.
+fn axum_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pattern in patterns {
+        let mut path = String::new();
+        for (position, segment) in pattern.segments().enumerate() {
+            match segment {
+                RouteSegment::Literal(text) => {
+                    path.push('/');
+                    path.push_str(text);
+                }
+                RouteSegment::Param(_) => path.push_str(&format!("/{{p{position}}}")),
+            }
+        }
+        if path.is_empty() {
+            paths.push("/".to_owned());
+        } else {
+            paths.push(format!("{path}/"));
+            paths.push(path);
+        }
+    }
+    paths
 }
 
 /// The close of a shutdown: 1001 `going away`, after the frames already queued.

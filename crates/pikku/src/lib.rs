@@ -94,8 +94,8 @@ pub use pikku_core::{
     permission, App, AppConfig, Capability, Channel, ChannelError, ChannelRoute, ChannelState,
     ClientError, ClosedChannel, Ctx, DisconnectReason, ErrorClass, ErrorDetail, EventHub,
     FromInput, HubError, IntoBinaryReply, IntoReply, Json, MiddlewareCtx, Next, OriginPolicy,
-    Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RpcError, RpcFailure,
-    SendError, SlowConsumerPolicy, UpgradeRequest,
+    Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RoutePattern, RouteSegment,
+    RpcError, RpcFailure, SendError, SlowConsumerPolicy, UpgradeRequest,
 };
 
 mod hub_url;
