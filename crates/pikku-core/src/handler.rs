@@ -11,6 +11,39 @@
 //!
 //! `R` is anything [`IntoReply`], `B` anything [`IntoBinaryReply`], `D` is `()` or `Result<(), E>`. Each is
 //! erased into one boxed function at registration, so the router's type does not grow with its routes.
+//!
+//! # When a handler does not compile
+//! The error names the handler, shows the signature it should have and says what to write. The usual causes:
+//!
+//! - Parameters out of order: the context comes first, then the channel, then the message (or the bytes).
+//! - A plain `fn`, or a closure that returns no future: handlers are `async fn`s or `|..| async move { .. }`.
+//! - A wrong number of parameters, or a `Channel` in a disconnection handler: it takes a [`ClosedChannel`].
+//! - One handler's `Channel<O, _, SS>` differs from the others': all handlers of a channel share the opening data
+//!   `O` and the socket state `SS` (the label shows the channel's; `Params` shows as `HashMap<String, String>`).
+//! - A result that is not a reply, such as your own struct: return `Ok(value)` or [`Json`]`(value)`.
+//! - A future that is not `Send`: the error points at the value held across an `.await` (an `Rc`, a `RefCell`
+//!   borrow, a `std::sync::MutexGuard`). Drop it before the `.await`, or use `Arc` and `tokio::sync::Mutex`.
+//! - Sending, closing or calling the client from a disconnection handler: the client is gone; publish through
+//!   [`Ctx::hub`] to tell the others.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+//!
+//! async fn bump(ctx: Ctx<Arc<Mutex<u64>>, ()>, _ch: Channel<Params, ()>, _in: ()) -> u64 {
+//!     // The guard ends with its block, before the `.await`, so the future stays `Send`.
+//!     let count = {
+//!         let mut count = ctx.state().lock().unwrap();
+//!         *count += 1;
+//!         *count
+//!     };
+//!     tokio::task::yield_now().await;
+//!     count
+//! }
+//!
+//! let channel = ChannelRoute::new("counter", "/counter").route("action", "bump", bump);
+//! # let _ = channel;
+//! ```
 
 use std::any::TypeId;
 use std::future::Future;
