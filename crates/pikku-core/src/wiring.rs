@@ -319,11 +319,24 @@ pub enum RouteMarker {}
 ///     .route("type", "ping", Route::new(ping).auth(false)); // a configured route
 /// # let _ = channel;
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a message handler or `Route` of this channel",
+    label = "expected `async fn(Ctx<{S}, {U}>, Channel<{O}, Out, {SS}>, In) -> impl IntoReply`",
+    note = "write `async fn handle(ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In) -> R`: an `async fn`, \
+            the context first, then the channel, then the message",
+    note = "the message `In` is any `serde::Deserialize` type, `serde_json::Value` to take it as it is, or `()` to \
+            ignore it",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In| \
+            async move {{ .. }}`"
+)]
 pub trait IntoRoute<S, U, O, SS, M> {
     /// Converts into a [`Route`]; a bare handler becomes `Route::new(handler)`.
     fn into_route(self) -> Route<S, U, O, SS>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<S, U, O, SS> IntoRoute<S, U, O, SS, RouteMarker> for Route<S, U, O, SS> {
     fn into_route(self) -> Route<S, U, O, SS> {
         self

@@ -39,7 +39,8 @@
 //! ```
 //!
 //! # Where to look
-//! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`].
+//! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`], which also lists
+//!   the mistakes the compiler explains when a handler does not compile.
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,

@@ -9,6 +9,7 @@
 //! A `Channel` is cheap to clone and may be moved into a spawned task. It never keeps a closed connection alive in
 //! any useful sense: every send through a stale handle returns `Err(SendError::Closed)`.
 
+mod closed_guards;
 mod connection;
 mod registry;
 
@@ -559,28 +560,7 @@ fn serialize_input<T: Serialize>(
 /// The read-only channel view handed to disconnection handlers.
 ///
 /// It has no `send`, `send_binary`, `close` or `remote`: the connection is gone, so sending from a disconnection
-/// handler does not compile (D13).
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     channel.send("bye"); // error[E0599]: no method named `send` found
-/// }
-/// ```
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     channel.close(); // error[E0599]: no method named `close` found
-/// }
-/// ```
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     let _ = channel.remote_raw("f", None, None).await; // error[E0599]: no method named `remote_raw`
-/// }
-/// ```
+/// handler does not compile, and the error says why and what to do instead.
 ///
 /// What a disconnection handler can do:
 ///
