@@ -452,6 +452,29 @@ impl<S, U> Clone for UpgradeRequest<S, U> {
     }
 }
 
+/// The subprotocols a WebSocket upgrade offers in `Sec-WebSocket-Protocol`, in the client's order: several header
+/// lines count in order, names are trimmed, empty ones and values that are not visible ASCII are skipped. What
+/// [`UpgradeRequest::subprotocols`] reads, for runners that pick the one to echo.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.append("sec-websocket-protocol", HeaderValue::from_static("chat, pikku.v1"));
+/// headers.append("sec-websocket-protocol", HeaderValue::from_static("token.abc"));
+/// let offered: Vec<&str> = pikku_core::middleware::offered_subprotocols(&headers).collect();
+/// assert_eq!(offered, ["chat", "pikku.v1", "token.abc"]);
+/// ```
+pub fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
 impl<S, U> fmt::Debug for UpgradeRequest<S, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpgradeRequest")
@@ -517,6 +540,30 @@ impl<S, U> UpgradeRequest<S, U> {
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order (several header lines count
+    /// in order; names are trimmed, empty ones skipped). Browsers cannot set headers on a WebSocket, so a page
+    /// often carries its token here: read it to set the session, and let the server's subprotocol policy echo
+    /// the protocol name (see `pikku::server::SubprotocolPolicy`).
+    ///
+    /// ```
+    /// use pikku_core::{ChannelError, UpgradeRequest};
+    ///
+    /// // A page opens `new WebSocket(url, ["pikku.v1", "token.s3cret"])`.
+    /// async fn token_in_subprotocol(req: UpgradeRequest<(), String>) -> Result<(), ChannelError> {
+    ///     let token = req.subprotocols().find_map(|p| p.strip_prefix("token."));
+    ///     match token {
+    ///         Some("s3cret") => {
+    ///             req.set_session("u1".to_owned());
+    ///             Ok(())
+    ///         }
+    ///         _ => Err(ChannelError::unauthorized("Missing or invalid token")),
+    ///     }
+    /// }
+    /// ```
+    pub fn subprotocols(&self) -> impl Iterator<Item = &str> {
+        offered_subprotocols(&self.headers)
     }
 
     /// A header as text, if present and visible ASCII (the first value when repeated); names are

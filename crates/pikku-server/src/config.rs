@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::subprotocol::SubprotocolPolicy;
+
 /// Settings of the embedded server; every field documents its default.
 ///
 /// These are transport settings; the application's own (outbound queue bound, slow-consumer policy,
@@ -74,9 +76,10 @@ pub struct ServerConfig {
     /// every client shares the proxy's, so leave it unset there. A mounted service sees an address only when
     /// served with `into_make_service_with_connect_info::<SocketAddr>()`; without one the limit does not apply.
     pub max_connections_per_ip: Option<usize>,
-    /// Subprotocols the application accepts (default none: none is selected); the first one the client offers
-    /// that is listed here is echoed.
-    pub subprotocols: Vec<String>,
+    /// Which subprotocol an accepted upgrade echoes (default [`SubprotocolPolicy::None`]: none is selected,
+    /// whatever the client offers). [`SubprotocolPolicy::list`] selects from names the application accepts;
+    /// see [`SubprotocolPolicy`] for echoing the first offer and for a callback that may refuse.
+    pub subprotocols: SubprotocolPolicy,
 }
 
 impl Default for ServerConfig {
@@ -93,7 +96,7 @@ impl Default for ServerConfig {
             max_path_bytes: 8 * 1024,
             max_connections: crate::limits::default_max_connections(),
             max_connections_per_ip: None,
-            subprotocols: Vec::new(),
+            subprotocols: SubprotocolPolicy::None,
         }
     }
 }

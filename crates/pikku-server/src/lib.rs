@@ -41,6 +41,7 @@ mod driver;
 mod limits;
 mod listener;
 mod server;
+mod subprotocol;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.
 #[doc(hidden)]
@@ -48,6 +49,7 @@ pub mod ws;
 
 pub use config::ServerConfig;
 pub use server::{ChannelServer, ChannelService};
+pub use subprotocol::{SelectSubprotocol, SubprotocolPolicy};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -793,7 +793,11 @@ where
         Ok(admitted) => admitted,
         Err(err) => return upgrade::refusal(&err, &path),
     };
-    let subprotocol = upgrade::select_subprotocol(&headers, &shared.config.subprotocols);
+    // Last, after upgrade middleware, so a callback refusal never hides an earlier check's answer.
+    let subprotocol = match shared.config.subprotocols.choose(&headers) {
+        Ok(subprotocol) => subprotocol,
+        Err(err) => return upgrade::refusal(&err, &path),
+    };
     let response = upgrade::switching_protocols(&key, subprotocol, admitted.response_headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let live = admitted.into_channel(None, shared.epoch);

@@ -64,21 +64,6 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
 }
 
-/// Picks the first subprotocol the client offers that the application accepts.
-pub(crate) fn select_subprotocol(headers: &HeaderMap, accepted: &[String]) -> Option<HeaderValue> {
-    if accepted.is_empty() {
-        return None;
-    }
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|offered| accepted.iter().any(|a| a == offered))
-        .and_then(|p| HeaderValue::from_str(p).ok())
-}
-
 /// The 101 response.
 pub(crate) fn switching_protocols(
     key: &HeaderValue,

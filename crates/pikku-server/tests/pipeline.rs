@@ -1546,7 +1546,7 @@ async fn a_lone_ping_is_answered_without_other_traffic() {
 #[tokio::test]
 async fn subprotocol_selection_echoes_the_first_offered_accepted_one() {
     let config = ServerConfig {
-        subprotocols: vec!["pikku.v2".into(), "pikku.v1".into()],
+        subprotocols: pikku_server::SubprotocolPolicy::list(["pikku.v2", "pikku.v1"]),
         ..ServerConfig::default()
     };
     let srv = serve(hello_app(), config).await;
@@ -1568,11 +1568,14 @@ async fn subprotocol_selection_echoes_the_first_offered_accepted_one() {
     ];
     let response = raw_upgrade(srv.addr, "/hello", &offer).await;
     assert_eq!(selected(&response).as_deref(), Some("pikku.v2"));
-    // Nothing acceptable, or nothing offered: no subprotocol.
+    // Only unacceptable names offered: a refusal that says why (a 101 without the header would make browsers
+    // and Node's `ws` abort with no reason). Nothing offered: no subprotocol.
     let offer = [("Sec-WebSocket-Protocol", "chat, PIKKU.V1")];
-    assert_eq!(
-        selected(&raw_upgrade(srv.addr, "/hello", &offer).await),
-        None
+    let refused = raw_upgrade(srv.addr, "/hello", &offer).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_json(
+        &serde_json::from_slice::<Value>(&refused.body).unwrap(),
+        &json!({"name": "BadRequestError", "message": "Unsupported subprotocol", "errorId": ANY}),
     );
     assert_eq!(selected(&raw_upgrade(srv.addr, "/hello", &[]).await), None);
 
