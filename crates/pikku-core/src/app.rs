@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::channel::Registry;
 use crate::channel::SlowConsumerPolicy;
 use crate::error::RegistrationError;
+use crate::events::EventsSpec;
 use crate::handler::{ErasedBinary, ErasedConnect, ErasedDisconnect, ErasedMessage};
 use crate::hub::{EventHub, HubDriver, HubLimits};
 use crate::middleware::{
@@ -491,6 +492,7 @@ struct ErasedChannel<S, U> {
     max_in_flight: usize,
     rpc_timeout: Option<Option<Duration>>,
     rate_limit: Option<Option<RateLimit>>,
+    events: Option<EventsSpec<S, U>>,
 }
 
 struct ErasedRoute<S, U> {
@@ -550,6 +552,7 @@ impl<S, U, O, SS> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
             max_in_flight: c.max_in_flight,
             rpc_timeout: c.rpc_timeout,
             rate_limit: c.rate_limit,
+            events: c.events,
         }
     }
 }
@@ -640,6 +643,7 @@ impl<S, U> ErasedChannel<S, U> {
                 .collect(),
             max_in_flight: self.max_in_flight,
             rpc_timeout: self.rpc_timeout.unwrap_or(app.config.rpc_timeout),
+            events: self.events,
         }
     }
 }
@@ -684,6 +688,8 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) upgrade: Vec<ErasedUpgrade<S, U>>,
     pub(crate) max_in_flight: usize,
     pub(crate) rpc_timeout: Option<Duration>,
+    /// The topic streams of an events channel, served at `<pattern>/<topic>`.
+    pub(crate) events: Option<EventsSpec<S, U>>,
 }
 
 /// The built application that runners serve: immutable, shared by every connection.
@@ -765,5 +771,24 @@ impl<S, U> AppRuntime<S, U> {
     /// mount them in its own router.
     pub fn channel_patterns(&self) -> impl Iterator<Item = &RoutePattern> {
         self.channels.iter().map(|c| &c.pattern)
+    }
+
+    /// The route patterns of the events channels (built with
+    /// [`EventsChannel`](crate::events::EventsChannel)), whose topic streams are at `<pattern>/<topic>`: what a
+    /// runner mounts besides [`channel_patterns`](Self::channel_patterns).
+    ///
+    /// ```
+    /// use pikku_core::events::EventsChannel;
+    /// use pikku_core::App;
+    ///
+    /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
+    /// let streams: Vec<&str> = rt.stream_patterns().map(|p| p.as_str()).collect();
+    /// assert_eq!(streams, ["/realtime/events"]);
+    /// ```
+    pub fn stream_patterns(&self) -> impl Iterator<Item = &RoutePattern> {
+        self.channels
+            .iter()
+            .filter(|c| c.events.is_some())
+            .map(|c| &c.pattern)
     }
 }

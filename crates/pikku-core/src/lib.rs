@@ -52,6 +52,7 @@ pub mod app;
 pub mod channel;
 pub mod ctx;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod handler;
 pub mod hub;

@@ -285,7 +285,7 @@ fn malformed() -> ChannelError {
     ChannelError::bad_request("Malformed upgrade request")
 }
 
-fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
+pub(crate) fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
     check_escapes(raw)?;
     let owned;
     let raw = if plus_is_space && raw.contains('+') {

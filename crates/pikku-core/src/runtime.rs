@@ -231,6 +231,124 @@ where
         }
         let (index, params) = found
             .ok_or_else(|| ChannelError::not_found(format!("Channel not found: {}", input.path)))?;
+        self.admit_matched(index, params, query, &input).await
+    }
+
+    /// The events channel whose topic streams `path` names (`<channel path>/<topic>`, one trailing `/`
+    /// ignored), with the decoded topic; `None` when no events channel has that path or the topic segment is
+    /// empty or not decodable. Runners call it on plain `GET` requests, then [`admit_stream`](Self::admit_stream).
+    ///
+    /// ```
+    /// use pikku_core::events::EventsChannel;
+    /// use pikku_core::App;
+    ///
+    /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
+    /// assert_eq!(rt.match_stream("/realtime/events/news%20desk").unwrap().topic(), "news desk");
+    /// assert!(rt.match_stream("/realtime/events").is_none());
+    /// assert!(rt.match_stream("/elsewhere/news").is_none());
+    /// ```
+    #[must_use]
+    pub fn match_stream(&self, path: &str) -> Option<StreamTarget> {
+        if !self.channels.iter().any(|c| c.events.is_some()) {
+            return None;
+        }
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        let (prefix, segment) = trimmed.rsplit_once('/')?;
+        if segment.is_empty() || prefix.is_empty() {
+            return None;
+        }
+        let topic = crate::opening::decode(segment, false).ok()?;
+        if topic.is_empty() {
+            return None;
+        }
+        self.match_order.iter().find_map(|&index| {
+            let spec = &self.channels[index];
+            spec.events.as_ref()?;
+            match spec.pattern.matches(prefix) {
+                Ok(Some(params)) => Some(StreamTarget {
+                    index,
+                    params,
+                    topic: topic.clone(),
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    /// Runs the upgrade checks of [`admit`](Self::admit) after the route match (origin, params and query,
+    /// opening data, upgrade middleware) for a topic stream found by [`match_stream`](Self::match_stream),
+    /// creates its connection (state `Initial`, with `channel_id` or a fresh UUID v4, and `epoch` as for
+    /// [`Admitted::into_channel`]), then runs the topic's authorizer with the session the middleware set. On
+    /// success the runner answers with the stream, [`open`](LiveChannel::open)s the connection, subscribes it to
+    /// the topic and writes what its queue hands out; dropping the result abandons the stream before any handler
+    /// ran.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pikku_core::events::EventsChannel;
+    /// use pikku_core::runtime::UpgradeInput;
+    /// use pikku_core::{App, ChannelError};
+    ///
+    /// let events = EventsChannel::<(), ()>::new("/events")
+    ///     .authorize(|_ctx, topic| async move {
+    ///         if topic == "secret" { Err(ChannelError::forbidden("Permission denied")) } else { Ok(()) }
+    ///     })
+    ///     .build();
+    /// let rt = App::new(()).channel(events).into_runtime();
+    /// let input = |path| UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let target = rt.match_stream("/events/news").unwrap();
+    /// let stream = rt.admit_stream(target, input("/events/news"), None, Instant::now()).await.unwrap();
+    /// stream.live.open();
+    /// rt.hub().subscribe(&stream.topic, stream.live.connection().id()).await.unwrap();
+    /// assert_eq!(rt.hub().subscriber_count("news"), 1);
+    ///
+    /// let target = rt.match_stream("/events/secret").unwrap();
+    /// let refused = rt.admit_stream(target, input("/events/secret"), None, Instant::now()).await.unwrap_err();
+    /// assert_eq!(refused.status(), 403);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`admit`](Self::admit), and the authorizer's refusal (a panicking authorizer gives an internal error).
+    ///
+    /// # Cancel safety
+    /// As [`admit`](Self::admit).
+    pub async fn admit_stream(
+        self: &Arc<Self>,
+        target: StreamTarget,
+        input: UpgradeInput<'_>,
+        channel_id: Option<String>,
+        epoch: Instant,
+    ) -> Result<AdmittedStream<S, U>, ChannelError> {
+        let query = parse_query(input.query.unwrap_or(""))?;
+        let authorize = self.channels[target.index]
+            .events
+            .as_ref()
+            .and_then(|events| events.authorize.clone());
+        let mut admitted = self
+            .admit_matched(target.index, target.params, query, &input)
+            .await?;
+        let response_headers = std::mem::take(&mut admitted.response_headers);
+        let live = admitted.into_channel(channel_id, epoch);
+        if let Some(authorize) = authorize {
+            catch(authorize(live.ctx(None), target.topic.clone())).await?;
+        }
+        Ok(AdmittedStream {
+            live,
+            response_headers,
+            topic: target.topic,
+        })
+    }
+
+    /// Steps 4–7 of [`admit`](Self::admit) for the channel at `index`.
+    async fn admit_matched(
+        self: &Arc<Self>,
+        index: usize,
+        params: Vec<(String, String)>,
+        query: crate::opening::Params,
+        input: &UpgradeInput<'_>,
+    ) -> Result<Admitted<S, U>, ChannelError> {
         let spec = &self.channels[index];
         // Step 4.
         if !self.config().origin.allows_request(&input.headers) {
@@ -342,6 +460,43 @@ where
             session: self.session,
             limiter,
         }
+    }
+}
+
+/// A topic stream a `GET` path names: found by [`AppRuntime::match_stream`](crate::AppRuntime::match_stream),
+/// admitted by [`AppRuntime::admit_stream`](crate::AppRuntime::admit_stream) (see its example).
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    index: usize,
+    params: Vec<(String, String)>,
+    topic: String,
+}
+
+impl StreamTarget {
+    /// The topic, percent-decoded (see [`AppRuntime::match_stream`](crate::AppRuntime::match_stream)).
+    #[must_use]
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+/// A topic stream that passed every check, authorizer included: made by
+/// [`AppRuntime::admit_stream`](crate::AppRuntime::admit_stream), which shows the runner's next steps.
+pub struct AdmittedStream<S, U> {
+    /// The stream's connection, in state `Initial`.
+    pub live: LiveChannel<S, U>,
+    /// Headers upgrade middleware added, for the runner to copy into its response.
+    pub response_headers: HeaderMap,
+    /// The topic to subscribe the connection to once it is open.
+    pub topic: String,
+}
+
+impl<S, U> std::fmt::Debug for AdmittedStream<S, U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmittedStream")
+            .field("live", &self.live)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 

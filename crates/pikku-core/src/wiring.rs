@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ChannelError, RegistrationError};
+use crate::events::EventsSpec;
 use crate::handler::{
     BinaryHandler, ConnectHandler, DisconnectHandler, ErasedBinary, ErasedConnect,
     ErasedDisconnect, ErasedMessage, MessageHandler,
@@ -424,6 +425,8 @@ pub struct ChannelRoute<S, U, O = Params, SS = ()> {
     pub(crate) rpc_timeout: Option<Option<Duration>>,
     pub(crate) rate_limit: Option<Option<RateLimit>>,
     pub(crate) errors: Vec<(RegistrationError, &'static Location<'static>)>,
+    /// Set by [`EventsChannel`](crate::events::EventsChannel): the channel also serves topic streams.
+    pub(crate) events: Option<EventsSpec<S, U>>,
 }
 
 impl<S, U, O, SS> std::fmt::Debug for ChannelRoute<S, U, O, SS> {
@@ -482,6 +485,7 @@ where
             rpc_timeout: None,
             rate_limit: None,
             errors: Vec::new(),
+            events: None,
         }
     }
 }

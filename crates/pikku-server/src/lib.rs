@@ -41,6 +41,7 @@ mod driver;
 mod limits;
 mod listener;
 mod server;
+mod sse;
 mod subprotocol;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.

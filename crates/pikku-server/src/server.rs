@@ -17,7 +17,7 @@ use http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pikku_core::channel::CloseRequest;
 use pikku_core::handler::BoxFuture;
-use pikku_core::runtime::UpgradeInput;
+use pikku_core::runtime::{StreamTarget, UpgradeInput};
 use pikku_core::{
     App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame, RoutePattern, RouteSegment,
 };
@@ -27,8 +27,9 @@ use tokio::sync::Notify;
 use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
 use crate::limits::PerIpCounts;
+use crate::listener::HttpConnection;
 use crate::ws::WsStream;
-use crate::{driver, listener, upgrade};
+use crate::{driver, listener, sse, upgrade};
 
 struct Shared<S, U> {
     rt: Arc<AppRuntime<S, U>>,
@@ -298,11 +299,15 @@ where
     /// Outside a Tokio runtime, as [`service`](Self::service).
     pub fn router(&self) -> axum::Router {
         let service = self.service();
-        axum_paths(self.shared.rt.channel_patterns())
-            .into_iter()
-            .fold(axum::Router::new(), |router, path| {
-                router.route(&path, axum::routing::get_service(service.clone()))
-            })
+        let mut paths = axum_paths(self.shared.rt.channel_patterns());
+        paths.extend(stream_paths(self.shared.rt.stream_patterns()));
+        // A stream path can coincide with a channel's (`/rooms/{p1}` for an events channel at `/rooms` and a
+        // channel at `/rooms/:roomId`): both are this service, mounted once.
+        let mut seen = std::collections::HashSet::new();
+        paths.retain(|path| seen.insert(path.clone()));
+        paths.into_iter().fold(axum::Router::new(), |router, path| {
+            router.route(&path, axum::routing::get_service(service.clone()))
+        })
     }
 
     /// Every request is a channel upgrade: what the standalone `serve` methods serve, so that an upgrade to a
@@ -744,7 +749,11 @@ where
     // Step 1.
     let key = match upgrade::check_request(&req, shared.config.max_path_bytes) {
         Ok(key) => key,
-        Err(err) => return upgrade::refusal(&err, &path),
+        // Not an upgrade: it may be a plain `GET` for an events channel's topic stream.
+        Err(err) => match stream_target(&shared, &req) {
+            Some(target) => return handle_stream(shared, req, target).await,
+            None => return upgrade::refusal(&err, &path),
+        },
     };
     // Step 2.
     if !shared.accepting.load(Ordering::Acquire) {
@@ -847,6 +856,131 @@ where
     response
 }
 
+/// The topic stream a request asks for: a `GET` within the path limit whose path is an events channel's
+/// `<path>/<topic>`.
+fn stream_target<S, U, B>(shared: &Shared<S, U>, req: &Request<B>) -> Option<StreamTarget>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
+    let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if req.method() != http::Method::GET || path_len > shared.config.max_path_bytes {
+        return None;
+    }
+    shared.rt.match_stream(req.uri().path())
+}
+
+/// Answers a topic stream: the checks of an upgrade (shutdown, connection limits, then the application's, its
+/// authorizer included), then a `text/event-stream` response whose connection is a hub subscriber like a socket.
+async fn handle_stream<S, U, B>(
+    shared: Arc<Shared<S, U>>,
+    mut req: Request<B>,
+    target: StreamTarget,
+) -> Response<Body>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+    B: Send + 'static,
+{
+    let path = req.uri().path().to_owned();
+    if !shared.accepting.load(Ordering::Acquire) {
+        return upgrade::refusal(
+            &ChannelError::service_unavailable("Server is shutting down"),
+            &path,
+        );
+    }
+    if let Some(max) = shared.config.max_connections {
+        if shared.active.load(Ordering::Acquire) >= max {
+            return upgrade::refusal(
+                &ChannelError::service_unavailable("Connection limit reached"),
+                &path,
+            );
+        }
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
+        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
+            Some(slot) => Some(slot),
+            None => {
+                return upgrade::refusal(
+                    &ChannelError::too_many_requests("Too many connections from this address"),
+                    &path,
+                )
+            }
+        },
+        _ => None,
+    };
+    let headers = Arc::new(std::mem::take(req.headers_mut()));
+    let input = UpgradeInput {
+        path: &path,
+        query: req.uri().query(),
+        headers,
+        peer,
+    };
+    let stream = match shared
+        .rt
+        .admit_stream(target, input, None, shared.epoch)
+        .await
+    {
+        Ok(stream) => stream,
+        Err(err) => return upgrade::refusal(&err, &path),
+    };
+    let live = stream.live;
+    shared.active.fetch_add(1, Ordering::AcqRel);
+    let guards = (ActiveGuard(shared.clone()), ip_slot);
+    live.open();
+    if let Err(err) = shared
+        .rt
+        .hub()
+        .subscribe(&stream.topic, live.connection().id())
+        .await
+    {
+        let reason = live.begin_disconnect(DisconnectReason::ServerClosed);
+        live.run_disconnect(reason).await;
+        return upgrade::refusal(&err.into(), &path);
+    }
+    // As for an upgrade: a shutdown that began meanwhile may have missed this connection.
+    if !shared.accepting.load(Ordering::SeqCst) {
+        live.connection().request_close(going_away());
+    }
+    let http = req.extensions().get::<Arc<HttpConnection>>().cloned();
+    if let Some(http) = &http {
+        http.begin_stream();
+    }
+    let (tx, body) = sse::channel();
+    tokio::spawn(sse::run(
+        live,
+        tx,
+        http,
+        shared.config.close_timeout,
+        guards,
+    ));
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    for (name, value) in &stream.response_headers {
+        headers.append(name, value.clone());
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    // One stream per connection: the connection ends with it.
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    // Proxies that buffer responses (nginx) would hold events back.
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    response
+}
+
 /// The axum paths of the channels' patterns, each with and without a trailing `/`. Params are named by position
 /// (`{p0}`, `{p1}`, …): the channel service matches the path itself, and axum refuses two routes that give the
 /// same position different names.
@@ -869,6 +1003,23 @@ fn axum_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<Strin
             paths.push(format!("{path}/"));
             paths.push(path);
         }
+    }
+    paths
+}
+
+/// The axum paths of the events channels' topic streams (`<pattern>/<topic>`), as [`axum_paths`] writes them.
+fn stream_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pattern in patterns {
+        let base = axum_paths(std::iter::once(pattern))
+            .into_iter()
+            .find(|p| !p.ends_with('/') || p == "/")
+            .unwrap_or_default();
+        let position = pattern.segments().count();
+        let base = base.trim_end_matches('/');
+        let path = format!("{base}/{{p{position}}}");
+        paths.push(format!("{path}/"));
+        paths.push(path);
     }
     paths
 }

@@ -131,9 +131,11 @@ impl SubprotocolPolicy {
                 match callback(&offered)? {
                     None => return Ok(None),
                     Some(name) if offered.contains(&name.as_str()) => name,
-                    Some(name) => return Err(ChannelError::internal(format!(
+                    Some(name) => {
+                        return Err(ChannelError::internal(format!(
                         "the subprotocol callback chose '{name}', which the client did not offer"
-                    ))),
+                    )))
+                    }
                 }
             }
         };
