@@ -1,7 +1,10 @@
 //! The fixture of the pikku wire protocol (protocol.md §8.1), in one place: served in-process by the golden
 //! tests ([`TestServer`]) and by the `conformance` example for clients written in other languages.
 //!
-//! Channels: `events` at `/events`, `greet` at `/greet`, `rooms` at `/rooms/:roomId`, `secure` at `/secure`.
+//! Channels: `events` at `/events`, `greet` at `/greet`, `rooms` at `/rooms/:roomId`, `secure` at `/secure`, and
+//! the realtime events channel `realtime-events` at `/realtime/events` (Server-Sent Events at
+//! `/realtime/events/<topic>`), sharing the hub, so that a realtime client pointed at `/realtime` receives what
+//! `emit`, `emitAll` and `emitRaw` publish. The server selects the subprotocol `pikku.v1` when offered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +14,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pikku::core::middleware::UpgradeRequest;
 use pikku::core::SlowConsumerPolicy;
+use pikku::events::EventsChannel;
 use pikku::prelude::*;
+use pikku::server::SubprotocolPolicy;
 use pikku::{AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -494,6 +499,11 @@ pub fn fixture_app(settings: &FixtureSettings, recorder: Recorder) -> App<Servic
         .channel(greet())
         .channel(rooms())
         .channel(secure())
+        .channel(
+            EventsChannel::new("/realtime/events")
+                .name("realtime-events")
+                .build(),
+        )
 }
 
 /// The server settings that go with `settings`.
@@ -502,6 +512,7 @@ pub fn server_config(settings: &FixtureSettings) -> ServerConfig {
     ServerConfig {
         ping_interval: settings.ping_interval,
         idle_timeout: settings.idle_timeout,
+        subprotocols: SubprotocolPolicy::list(["pikku.v1"]),
         ..ServerConfig::default()
     }
 }

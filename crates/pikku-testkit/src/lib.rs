@@ -5,13 +5,15 @@
 //! - [`Rng`]: a small xorshift64* generator, for reproducible random inputs without a dependency;
 //! - [`json_mismatch`] / [`assert_json_matches`]: JSON comparison with the [`ANY`] wildcard;
 //! - [`http`]: raw HTTP upgrade requests and responses over plain TCP;
-//! - [`ws`]: a hand-written RFC 6455 client, for what a well-behaved library refuses to send.
+//! - [`ws`]: a hand-written RFC 6455 client, for what a well-behaved library refuses to send;
+//! - [`sse`]: a raw client for Server-Sent Events streams.
 
 use std::time::Duration;
 
 pub mod http;
 mod json;
 mod rng;
+pub mod sse;
 pub mod ws;
 
 pub use http::{raw_upgrade, read_head, upgrade_request, write_upgrade, HttpResponse};

@@ -43,6 +43,8 @@
 //!   the mistakes the compiler explains when a handler does not compile.
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
+//! - Realtime clients: [`events::EventsChannel`] serves Pikku's realtime client (socket and Server-Sent Events);
+//!   [`server::SubprotocolPolicy`] answers clients that offer subprotocols.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
@@ -81,11 +83,28 @@
 /// The channel model (`pikku-core`), for the items the facade does not re-export: the [`core::runtime`]
 /// pipeline, [`core::middleware::Invocation`], [`core::permission`], [`core::RegistrationError`], …
 pub use pikku_core as core;
+/// The events channel of Pikku's realtime client ([`EventsChannel`](events::EventsChannel)): topic
+/// subscriptions over a socket, the same topics as Server-Sent Events, and
+/// [`publish_event`](events::publish_event) for the `{"topic","data"}` envelope. See `docs/realtime.md`.
+///
+/// ```
+/// use pikku::events::{publish_event, EventsChannel};
+/// use pikku::prelude::*;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let app: App<(), ()> = App::new(()).channel(EventsChannel::new("/realtime/events").build());
+/// let server = ChannelServer::new(app, ServerConfig::default());
+/// // Sockets subscribed to `news`, and streams at /realtime/events/news, get {"topic":"news","data":{"n":1}}.
+/// publish_event(server.hub(), "news", &serde_json::json!({"n": 1})).await.unwrap();
+/// # });
+/// ```
+pub use pikku_core::events;
 /// The event hub's parts beyond [`EventHub`]: the [`HubDriver`](hub::HubDriver) seam that links hubs of several
 /// processes through a broker, its [`RemoteEvent`](hub::RemoteEvent) envelope, the in-process
 /// [`LocalBus`](hub::LocalBus) and the link's [`HubStatus`](hub::HubStatus).
 pub use pikku_core::hub;
-/// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum.
+/// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum
+/// and the [`SubprotocolPolicy`](server::SubprotocolPolicy) of [`ServerConfig::subprotocols`].
 pub use pikku_server as server;
 
 pub use pikku_core::error::BackendError;
