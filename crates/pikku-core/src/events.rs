@@ -86,7 +86,7 @@ impl<S, U> Clone for EventsSpec<S, U> {
 ///
 /// ```
 /// use pikku_core::events::EventsChannel;
-/// use pikku_core::{App, ChannelError, UpgradeRequest};
+/// use pikku_core::{App, ChannelError, Ctx, UpgradeRequest};
 ///
 /// #[derive(Clone)]
 /// struct User { id: String }
@@ -100,7 +100,7 @@ impl<S, U> Clone for EventsSpec<S, U> {
 ///
 /// let events = EventsChannel::new("/realtime/events")
 ///     // `user:<id>` topics are for their user only.
-///     .authorize(|ctx, topic| async move {
+///     .authorize(|ctx: Ctx<(), User>, topic: String| async move {
 ///         match topic.strip_prefix("user:") {
 ///             Some(id) if ctx.session().map(|u| u.id).as_deref() != Some(id) => {
 ///                 Err(ChannelError::forbidden("Permission denied"))
@@ -193,6 +193,10 @@ where
 
     /// The channel route: `subscribe` and `unsubscribe` under `action`, both without a session, plus the
     /// topic streams. Add it with [`App::channel`](crate::App::channel).
+    ///
+    /// Settings added to the route apply to its sockets and, where they make sense for a stream, to its streams
+    /// too: upgrade middleware and a disconnection handler run for both. A connection handler runs for sockets
+    /// only, since a stream carries nothing but its topic's events.
     ///
     /// ```
     /// use pikku_core::events::EventsChannel;
