@@ -19,7 +19,7 @@ use crate::origin::OriginPolicy;
 use crate::rate_limit::RateLimit;
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
-/// Behaviour and limits shared by every channel of an app (semantics §11).
+/// Behaviour and limits shared by every channel of an app.
 ///
 /// Every field has a default ([`AppConfig::default`]). The struct is `#[non_exhaustive]`, so outside this crate
 /// it cannot be built with a struct literal: change the fields you need through [`App::configure`], or start
@@ -261,7 +261,7 @@ where
     }
 
     /// Adds a channel definition. Channels are matched against the upgrade path with literal routes first, then
-    /// parameterised ones, each kind in registration order (protocol §2.4).
+    /// parameterised ones, each kind in registration order.
     ///
     /// ```
     /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -275,7 +275,7 @@ where
     /// ```
     ///
     /// # Panics
-    /// On a registration error (semantics §4.2): a duplicate channel name, a route of the same shape as an earlier
+    /// On a registration error: a duplicate channel name, a route of the same shape as an earlier
     /// channel's, an invalid route pattern, or an invalid or duplicate message route. The message names the
     /// offending `ChannelRoute::new` or `.route(..)` line. Use [`try_channel`](Self::try_channel) to get the
     /// error as a value.
@@ -430,7 +430,7 @@ where
             let spec = channel.build(&self);
             self.channels.push(spec);
         }
-        // Literal routes win over parameterised ones; among each kind, registration order (protocol §2.4).
+        // Literal routes win over parameterised ones; among each kind, registration order.
         let mut order: Vec<usize> = (0..self.channels.len()).collect();
         order.sort_by_key(|&i| !self.channels[i].pattern.is_literal());
         Arc::new(AppRuntime {

@@ -9,7 +9,7 @@ use crate::app::AppRuntime;
 use crate::channel::Connection;
 use crate::hub::EventHub;
 
-/// The live session holder of one connection (D8): every read sees the latest `set_session`/`clear_session`.
+/// The live session holder of one connection: every read sees the latest `set_session`/`clear_session`.
 ///
 /// The pipeline keeps one per connection and shares it between upgrade middleware, the auth gate, [`Ctx`] and
 /// permissions; applications use those instead ([`Ctx::set_session`], [`Ctx::session`], …). Each call takes a
@@ -211,7 +211,7 @@ impl<S, U> Ctx<S, U> {
         self.route.as_ref().map(|(p, v)| (&**p, &**v))
     }
 
-    /// A copy of the current session, `None` when there is none (D8: always the latest value, including one set
+    /// A copy of the current session, `None` when there is none (always the latest value, including one set
     /// by another message of the same connection). Shown in the type-level example.
     #[must_use]
     pub fn session(&self) -> Option<U>

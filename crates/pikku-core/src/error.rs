@@ -91,7 +91,7 @@ pub trait ClientError: std::error::Error + Send + Sync + 'static {
     }
 }
 
-/// The built-in client error classes of the protocol (protocol §4.4, semantics §10).
+/// The built-in client error classes of the protocol.
 ///
 /// Use them with [`ChannelError::new`], or through the shorthand constructors ([`ChannelError::forbidden`], …).
 ///
@@ -667,7 +667,7 @@ impl From<HubError> for ChannelError {
     }
 }
 
-/// Why a channel definition could not be registered (semantics §4.2). Raised at startup, never at runtime.
+/// Why a channel definition could not be registered. Raised at startup, never at runtime.
 ///
 /// [`App::channel`](crate::App::channel) panics with it; [`App::try_channel`](crate::App::try_channel) returns it
 /// with the location of the offending call. Its `Display` text says what to change.
@@ -706,7 +706,7 @@ pub enum RegistrationError {
         /// What is wrong.
         reason: String,
     },
-    /// A route value is empty or starts with the reserved `pikku-` prefix (D24).
+    /// A route value is empty or starts with the reserved `pikku-` prefix (kept for the protocol's own frames).
     InvalidRouteValue {
         /// The channel.
         channel: String,

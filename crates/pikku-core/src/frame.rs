@@ -1,4 +1,4 @@
-//! Outbound frames and the encoding rules of protocol §4.1 (D11).
+//! Outbound frames and how values are encoded into them: a JSON string as its raw text, anything else as JSON.
 
 use std::borrow::Cow;
 
@@ -11,7 +11,7 @@ use crate::error::{ChannelError, SendError};
 /// One frame on its way to a client, already encoded.
 ///
 /// Cloning is cheap: the payload is a reference-counted [`Bytes`], which is how one publication reaches every
-/// subscriber with a single encode (D10). Handlers rarely see frames; runners take them from a connection's
+/// subscriber with a single encode. Handlers rarely see frames; runners take them from a connection's
 /// outbound queue, and [`EventHub::publish_frame`](crate::EventHub::publish_frame) sends a pre-encoded one.
 ///
 /// ```
@@ -71,8 +71,8 @@ impl OutFrame {
     }
 }
 
-/// Encodes a value by D11: a JSON string goes out as raw text (`""` for the empty string), anything else as JSON
-/// text.
+/// Encodes a value for the wire: a JSON string goes out as raw text (`""` for the empty string), anything else
+/// as JSON text.
 ///
 /// It is the encoding of [`Channel::send`](crate::Channel::send) and
 /// [`EventHub::publish`](crate::EventHub::publish); use it to encode a value once and hand the frame to
@@ -105,7 +105,7 @@ pub(crate) fn encode_value_with_kind<T: Serialize + ?Sized>(
     Ok((frame_from_json(json), kind))
 }
 
-/// Encodes an already built JSON value by D11, like [`encode_value`] but infallible: a string goes out as raw
+/// Encodes an already built JSON value, like [`encode_value`] but infallible: a string goes out as raw
 /// text (`""` for the empty string), anything else as JSON text.
 ///
 /// ```
@@ -137,7 +137,7 @@ fn string_frame(s: &str) -> OutFrame {
 /// Turns serialized JSON into a frame, unquoting it when it is a string.
 fn frame_from_json(json: Vec<u8>) -> OutFrame {
     if json.first() == Some(&b'"') {
-        // A JSON string: send its characters, unescaped (D11).
+        // A JSON string: send its characters, unescaped.
         match serde_json::from_slice::<String>(&json) {
             Ok(s) if s.is_empty() => OutFrame::Text(Bytes::from_static(b"\"\"")),
             Ok(s) => OutFrame::Text(Bytes::from(s.into_bytes())),
@@ -148,7 +148,7 @@ fn frame_from_json(json: Vec<u8>) -> OutFrame {
     }
 }
 
-/// Builds the error frame of protocol §4.4: `{"error","errorName"}`, plus the routing member when the message was
+/// Builds an error frame: `{"error","errorName"}`, plus the routing member when the message was
 /// routed, `details` for validation errors and `debug` in development mode for internal errors.
 ///
 /// The pipeline sends these frames itself; runners and tests use this to build the same frame.

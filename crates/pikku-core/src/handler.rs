@@ -1,4 +1,4 @@
-//! The handler kinds of the seed (connection, message, disconnection) plus binary, and what they may return.
+//! The handler kinds of Pikku (connection, message, disconnection) plus binary, and what they may return.
 //!
 //! Handlers are plain async functions or closures:
 //!
@@ -73,11 +73,11 @@ use crate::middleware::check_permissions;
 /// ```
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// The result of a handler, before it is shaped into a frame (protocol §4.2, §4.3).
+/// The result of a handler, before it is shaped into a frame.
 ///
 /// Middleware sees it as the `Ok` value of [`Next::run`](crate::Next::run) and may inspect or replace it. For the
 /// default route and onConnect, a `Value` is sent as is and `Nothing` sends nothing; for a routed message it
-/// becomes `{key: value, ..}` (D2).
+/// becomes `{key: value, ..}`.
 ///
 /// ```
 /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
@@ -430,7 +430,7 @@ mod shape {
 
 use shape::HandlerFn;
 
-/// A connection handler (`ChannelConnection<Out>` of the seed): runs once after the upgrade; its result is sent
+/// A connection handler (Pikku's `ChannelConnection<Out>`): runs once after the upgrade; its result is sent
 /// as is.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` (or closure) where `R:`
@@ -485,7 +485,7 @@ where
     }
 }
 
-/// A message handler (`ChannelMessage<In, Out>` of the seed): runs per routed or default message.
+/// A message handler (Pikku's `ChannelMessage<In, Out>`): runs per routed or default message.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` (or closure) where `In:`
 /// [`FromInput`] (any `DeserializeOwned` type, `()` to ignore the message, `Valid<T>` to validate it with the
@@ -544,7 +544,7 @@ where
     fn erase(self) -> ErasedMessage<S, U> {
         let handler = Arc::new(self);
         Arc::new(move |ctx, conn, value, permissions| match permissions {
-            // Validation, then permissions over the validated input, then the handler (semantics §5.2).
+            // Validation, then permissions over the validated input, then the handler.
             Some(plan) => {
                 let raw = Arc::new(value.clone());
                 let handler = handler.clone();
@@ -624,8 +624,8 @@ where
     }
 }
 
-/// A disconnection handler (`ChannelDisconnection` of the seed): runs once after the close, with a channel view
-/// that cannot send (D13).
+/// A disconnection handler (Pikku's `ChannelDisconnection`): runs once after the close, with a channel view
+/// that cannot send.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, ClosedChannel<O, SS>) -> D` (or closure) where `D:`
 /// [`IntoDisconnectOutcome`] (`()` or `Result<(), E>`); register it with

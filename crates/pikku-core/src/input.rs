@@ -1,4 +1,4 @@
-//! Turning a message's JSON into a handler's typed input, with JSON-Pointer validation details (protocol §4.4).
+//! Turning a message's JSON into a handler's typed input, with JSON-Pointer validation details.
 
 use std::any::{Any, TypeId};
 
@@ -50,7 +50,7 @@ impl<T: DeserializeOwned + Send + 'static> FromInput for T {
             return Ok(same.take().expect("the slot was just filled"));
         }
         let value = slot.take().expect("the slot was just filled");
-        // A handler whose input type is `()` ignores the message's members (semantics §3.3).
+        // A handler whose input type is `()` ignores the message's members.
         if TypeId::of::<T>() == TypeId::of::<()>() {
             return deserialize(Value::Null);
         }

@@ -3,7 +3,7 @@
 //! the `pikku` facade instead of this crate.
 //!
 //! # Contents
-//! - [`Channel`] / [`ClosedChannel`]: what handlers get (the seed's `PikkuChannel`).
+//! - [`Channel`] / [`ClosedChannel`]: what handlers get (Pikku's `PikkuChannel`).
 //! - [`handler`]: the handler kinds and what they may return ([`IntoReply`]).
 //! - [`ChannelRoute`] / [`Route`]: wiring a channel; [`App`]: the application.
 //! - [`Ctx`]: services, the live session and the [`EventHub`].

@@ -1,4 +1,4 @@
-//! Middleware and permissions (semantics §4.4, §4.5).
+//! Middleware and permissions.
 //!
 //! # Order
 //! There is one order only: **global, then channel, then route**, each in registration order. Message middleware
@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Lifecycle middleware wraps onConnect and onDisconnect the same way (global, then the handler's own); channel
-//! message middleware does not wrap them (D20). Upgrade middleware runs before the 101 response and may refuse
-//! the connection with a client error, which becomes the HTTP status and JSON body of protocol §2.3.
+//! message middleware does not wrap them. Upgrade middleware runs before the 101 response and may refuse
+//! the connection with a client error, which becomes the HTTP status of the refusal, with a JSON body
+//! `{name, message, errorId}`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -120,7 +121,8 @@ impl<S, U> MiddlewareCtx<S, U> {
         self.invocation
     }
 
-    /// Sends a value to this channel (encoded by protocol §4.1), for example a notice before the reply.
+    /// Sends a value to this channel, encoded like [`Channel::send`](crate::Channel::send) does it, for example
+    /// a notice before the reply.
     ///
     /// ```
     /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
@@ -382,7 +384,7 @@ where
     }
 }
 
-/// The upgrade request as upgrade middleware sees it (protocol §2.3 step 7).
+/// The upgrade request as upgrade middleware sees it.
 ///
 /// By then the route matched, the origin was accepted and the opening data parsed. The middleware may seed the
 /// session and add headers to the 101 response; cloning is cheap.
@@ -618,7 +620,7 @@ where
     }
 }
 
-/// Runs a route's permissions: every channel check, then at least one route group (semantics §4.5).
+/// Runs a route's permissions: every channel check, then at least one route group.
 pub(crate) async fn check_permissions<S, U>(
     plan: &PermissionPlan<S, U>,
     ctx: &Ctx<S, U>,

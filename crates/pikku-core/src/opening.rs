@@ -1,4 +1,4 @@
-//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL (protocol §2.4, D6).
+//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL.
 //!
 //! Path params and query merge into one string map, which is deserialized into the channel's opening-data type.
 //! String values become numbers and booleans where the target field needs one (`?limit=5` gives `5`).
@@ -366,8 +366,8 @@ pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
     Ok(map)
 }
 
-/// Merges route params into the query map; a key in both with different values is a 422 (step 5). The same
-/// value in both is accepted.
+/// Merges route params into the query map; a key in both with different values refuses the upgrade with 422. The
+/// same value in both is accepted.
 ///
 /// ```
 /// use pikku_core::opening::merge_params;
@@ -401,7 +401,7 @@ pub fn merge_params(
     Ok(query)
 }
 
-/// Deserializes the merged string map into `O` (step 6).
+/// Deserializes the merged string map into `O`, the channel's opening-data type.
 ///
 /// Every value is a string, converted to the type the field asks for: numbers and `true`/`false` parse, an
 /// `Option` field is `None` when its key is absent, a unit enum variant is matched by name. A key the type does

@@ -1,4 +1,4 @@
-//! Reverse RPC: the server calls a function the connected client exposes (semantics §9, protocol §3.4, §4.5).
+//! Reverse RPC: the server calls a function the connected client exposes.
 //!
 //! Requests are `{"action":"pikku-rpc-request","id":"1","funcName":"f","data":…}` with ids from a per-connection
 //! counter. The reader hands response and pending frames to the connection's registry before routing, so a
@@ -196,7 +196,7 @@ impl ClientError for RpcError {
     }
 }
 
-/// A valid reverse-RPC frame from the client (protocol §3.4).
+/// A valid reverse-RPC frame from the client: a `pikku-rpc-response` or a `pikku-rpc-pending`.
 ///
 /// The pipeline recognises these in [`LiveChannel::text`](crate::runtime::LiveChannel::text) and hands them to
 /// the connection's pending calls; they are never routed to handlers.

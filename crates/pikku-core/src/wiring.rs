@@ -1,5 +1,4 @@
-//! Channel definitions: a name, a route and the handlers, routes, auth, middleware and permissions
-//! (semantics §4.1).
+//! Channel definitions: a name, a route and the handlers, routes, auth, middleware and permissions.
 //!
 //! ```
 //! use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, Route};
@@ -441,7 +440,7 @@ where
     O: DeserializeOwned + Send + Sync + 'static,
 {
     /// A channel named `name` at `route` (`/rooms/:roomId`). `auth` defaults to true: messages need a session
-    /// unless a route says otherwise (D9).
+    /// unless a route says otherwise.
     ///
     /// `route` starts with `/` and holds literal segments and whole-segment params, written `:name` or `{name}`
     /// (`[A-Za-z0-9_]` names); a trailing `/` is ignored, wildcards are not supported. Params and the query string together are the opening data, deserialized into `O`. The
@@ -508,7 +507,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     }
 
     /// The connection handler (`async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R`, see [`ConnectHandler`]): runs once
-    /// after the upgrade, before any message is handled (D19). A returned value is sent to the client as is; an
+    /// after the upgrade, before any message is handled. A returned value is sent to the client as is; an
     /// error becomes an error frame and the connection stays open. A second call replaces the handler.
     ///
     /// ```
@@ -563,7 +562,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
 
     /// The disconnection handler (`async fn(Ctx<S, U>, ClosedChannel<O, SS>)`, see [`DisconnectHandler`]): runs
     /// once per connection that was opened, after the close, once in-flight handlers finished or the drain
-    /// timeout passed. Its [`ClosedChannel`](crate::ClosedChannel) cannot send (D13); it tells why the connection
+    /// timeout passed. Its [`ClosedChannel`](crate::ClosedChannel) cannot send; it tells why the connection
     /// closed. Errors it returns are logged. A second call replaces the handler.
     ///
     /// ```
@@ -612,7 +611,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
         self
     }
 
-    /// The default message route (protocol §3.3): a plain handler or a [`Route`]. It gets every message that no
+    /// The default message route: a plain handler or a [`Route`]. It gets every message that no
     /// [`route`](Self::route) claims: non-object messages, objects without a routing property, and objects whose
     /// routing property names no registered route (those arrive whole, routing member included). Its result is
     /// sent as is, not wrapped in `{key: value}`.
@@ -642,7 +641,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// [`Route`].
     ///
     /// A message is routed when it is a JSON object whose member `property` is the string `value`. The handler
-    /// gets the object with that member removed, and a reply is `{property: value, ..}` (D2): an object result gets
+    /// gets the object with that member removed, and a reply is `{property: value, ..}`: an object result gets
     /// the member added, `()` sends just `{property: value}`, any other value is sent as
     /// `{property: value, "result": ..}`. When several properties are used (`"action"`, `"type"`), they are tried
     /// in the order they first appear.
@@ -719,7 +718,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// The binary handler (`async fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> B`, see [`BinaryHandler`]): runs
     /// for every binary frame, in order with the text messages. Returned bytes go back as a binary frame; an error
     /// becomes a (text) error frame. Binary frames are dropped and logged at debug level when the channel has no
-    /// binary handler, or when it needs a session and has none (D21); no error frame is sent. Binary frames do not
+    /// binary handler, or when it needs a session and has none; no error frame is sent. Binary frames do not
     /// pass through message middleware or permissions.
     ///
     /// ```
@@ -792,7 +791,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     }
 
     /// Message middleware applied to every message route of this channel, inside global message middleware and
-    /// outside route middleware, in registration order. It does not wrap lifecycle handlers (D20) or binary frames.
+    /// outside route middleware, in registration order. It does not wrap lifecycle handlers or binary frames.
     ///
     /// ```
     /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
@@ -836,7 +835,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
         self
     }
 
-    /// How many messages of one connection may run at once (default 1: in order, D7). With more than one, a slow
+    /// How many messages of one connection may run at once (default 1: in order). With more than one, a slow
     /// handler no longer holds up the next message, and replies follow completion order.
     ///
     /// ```

@@ -344,8 +344,8 @@ where
         self.serve_on(router, listener, finished).await
     }
 
-    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
-    /// the shutdown finished. Upgrades arriving during the shutdown get 503.
+    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (see [`shutdown`](Self::shutdown))
+    /// and returns once the shutdown finished. Upgrades arriving during the shutdown get 503.
     ///
     /// ```
     /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
@@ -529,7 +529,7 @@ where
         listener::serve(router, listener, stop, limits).await
     }
 
-    /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
+    /// Graceful shutdown: new upgrades get 503, every open connection is closed with 1001
     /// `going away` and runs its disconnect sequence; returns when all have finished or the shutdown timeout
     /// passed. The listener keeps answering until the serve future ends; [`serve`](Self::serve) ends on its own
     /// once this returns. There is no way back: the server refuses upgrades from the first call on.
@@ -674,7 +674,7 @@ where
 /// The tower service that answers channel upgrades (see [`ChannelServer::service`], which makes one).
 ///
 /// It is always ready and never fails: a refused upgrade is a JSON response `{name, message, errorId}` with the
-/// error's status (protocol §2.3), an accepted one a 101 response whose connection then runs in its own task.
+/// error's status, an accepted one a 101 response whose connection then runs in its own task.
 /// Cloning is cheap.
 ///
 /// ```
@@ -741,12 +741,12 @@ where
     B: Send + 'static,
 {
     let path = req.uri().path().to_owned();
-    // Step 1.
+    // A well-formed upgrade within the path limit (400).
     let key = match upgrade::check_request(&req, shared.config.max_path_bytes) {
         Ok(key) => key,
         Err(err) => return upgrade::refusal(&err, &path),
     };
-    // Step 2.
+    // The server takes connections (503), and this address may open one more (429).
     if !shared.accepting.load(Ordering::Acquire) {
         return upgrade::refusal(
             &ChannelError::service_unavailable("Server is shutting down"),
@@ -778,7 +778,7 @@ where
         },
         _ => None,
     };
-    // Steps 3–7.
+    // The application's checks: route, origin, opening data, upgrade middleware.
     let headers = Arc::new(std::mem::take(req.headers_mut()));
     let admitted = match shared
         .rt

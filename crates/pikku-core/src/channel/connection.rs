@@ -15,7 +15,7 @@ use crate::error::SendError;
 use crate::frame::OutFrame;
 use crate::rpc::RpcRegistry;
 
-/// What to do when a frame would overflow a connection's outbound queue (semantics §5.5).
+/// What to do when a frame would overflow a connection's outbound queue.
 ///
 /// Set it app-wide with [`AppConfig::slow_consumer`](crate::AppConfig::slow_consumer). `Close` suits clients that
 /// must see every frame (a client that cannot keep up reconnects and resynchronises); `Drop` suits streams where
@@ -342,7 +342,7 @@ impl Connection {
     /// down to.
     ///
     /// A frame that would take the queue past its bound is handled by the policy; a frame larger than the bound is
-    /// still admitted into an empty queue (semantics §5.5).
+    /// still admitted into an empty queue.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
@@ -366,7 +366,7 @@ impl Connection {
                 return Err(SendError::Closed);
             }
             let len = frame.len();
-            // A frame larger than the bound is admitted only into an empty queue (semantics §5.5).
+            // A frame larger than the bound is admitted only into an empty queue.
             if !q.frames.is_empty() && q.bytes + len > self.queue_limit {
                 match self.policy {
                     SlowConsumerPolicy::Drop => return Err(SendError::Backpressure),

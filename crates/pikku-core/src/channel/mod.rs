@@ -1,4 +1,4 @@
-//! The channel object handed to handlers (the seed's `PikkuChannel`), and its closed, read-only counterpart.
+//! The channel object handed to handlers (Pikku's `PikkuChannel`), and its closed, read-only counterpart.
 //!
 //! # Lifecycle
 //! A connection starts `Initial` when its upgrade passed every check, becomes `Open` once the 101 response is
@@ -65,7 +65,7 @@ impl ChannelState {
     }
 }
 
-/// Why a connection closed: the first trigger wins (semantics §5.6).
+/// Why a connection closed: the first trigger wins.
 ///
 /// Disconnection handlers read it with [`ClosedChannel::reason`]; its `Display` is the stable
 /// [`as_str`](Self::as_str) name, handy as a log or metrics label.
@@ -263,7 +263,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
         self.conn.state()
     }
 
-    /// Sends a value at once, encoded by protocol §4.1: a string goes out as raw text, anything else as JSON.
+    /// Sends a value at once: a string goes out as raw text, anything else as JSON.
     ///
     /// The frame is queued on the connection's bounded outbound queue and written in order with replies and
     /// publications. Anything that converts `Into<Out>` is accepted (`&str` for `Out = String`). A `SendError`
@@ -456,7 +456,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
         result
     }
 
-    /// Calls capability `C` on the connected client and waits for its result (semantics §9), with the channel's
+    /// Calls capability `C` on the connected client and waits for its result, with the channel's
     /// reverse-RPC timeout.
     ///
     /// The request (`{"action":"pikku-rpc-request","id":…,"funcName":…,"data":…}`) is queued like any other frame;
@@ -553,7 +553,7 @@ fn serialize_input<T: Serialize>(
     input: &T,
 ) -> Result<Option<serde_json::Value>, RpcError> {
     let value = serde_json::to_value(input).map_err(|_| RpcError::invalid(name))?;
-    // A capability that takes no argument (`()`) sends no `data` member (protocol §4.5).
+    // A capability that takes no argument (`()`) sends no `data` member.
     Ok(if value.is_null() { None } else { Some(value) })
 }
 

@@ -3,7 +3,7 @@
 //! They are public for the fuzz targets and for anyone checking client frames the way the server does; the
 //! server's reader is built on them.
 
-/// Opcodes (RFC 6455 §5.2).
+/// Opcodes (RFC 6455, section 5.2).
 pub(crate) mod opcode {
     pub(crate) const CONTINUATION: u8 = 0x0;
     pub(crate) const TEXT: u8 = 0x1;
@@ -13,7 +13,7 @@ pub(crate) mod opcode {
     pub(crate) const PONG: u8 = 0xA;
 }
 
-/// Why a connection must be closed while reading (protocol §6). Each variant stands for a close code and
+/// Why a connection must be closed while reading. Each variant stands for a close code and
 /// reason the server sends: 1002 with the variant's text, 1007 `invalid utf-8`, or 1009 `message too big`.
 ///
 /// ```
@@ -133,7 +133,7 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
             let mut be = [0u8; 8];
             be.copy_from_slice(bytes);
             let len = u64::from_be_bytes(be);
-            // The most significant bit must be 0 and the shortest form must be used (RFC 6455 §5.2).
+            // The most significant bit must be 0 and the shortest form must be used (RFC 6455, section 5.2).
             if len >> 63 != 0 || len <= u64::from(u16::MAX) {
                 return Err(Violation::Protocol("invalid payload length"));
             }
@@ -160,8 +160,8 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
     }))
 }
 
-/// Unmasks `payload` in place (RFC 6455 §5.3), eight bytes at a time. `payload` must start at the first payload
-/// byte of the frame, since the mask is applied by position. Masking is its own inverse.
+/// Unmasks `payload` in place (RFC 6455, section 5.3), eight bytes at a time. `payload` must start at the first
+/// payload byte of the frame, since the mask is applied by position. Masking is its own inverse.
 ///
 /// ```
 /// use pikku_server::ws::frame::unmask;
