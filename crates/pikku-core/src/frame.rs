@@ -10,13 +10,13 @@ use crate::error::{ChannelError, SendError};
 
 /// One frame on its way to a client, already encoded.
 ///
-/// Cloning is cheap: the payload is a reference-counted [`Bytes`], which is how one publication reaches every
+/// Cloning is cheap: the payload is a reference-counted `Bytes`, which is how one publication reaches every
 /// subscriber with a single encode. Handlers rarely see frames; runners take them from a connection's
 /// outbound queue, and [`EventHub::publish_frame`](crate::EventHub::publish_frame) sends a pre-encoded one.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::OutFrame;
+/// use pikku::Bytes;
+/// use pikku::core::OutFrame;
 ///
 /// let text = OutFrame::text("hello!");
 /// assert_eq!(text, OutFrame::Text(Bytes::from_static(b"hello!")));
@@ -58,7 +58,7 @@ impl OutFrame {
     /// [`encode_value`] to encode a value by the protocol's rules instead.
     ///
     /// ```
-    /// use pikku_core::OutFrame;
+    /// use pikku::core::OutFrame;
     ///
     /// let frame = OutFrame::text(format!("{{\"n\":{}}}", 1));
     /// assert_eq!(frame, OutFrame::text("{\"n\":1}"));
@@ -79,7 +79,7 @@ impl OutFrame {
 /// [`EventHub::publish_frame`](crate::EventHub::publish_frame) for several topics.
 ///
 /// ```
-/// use pikku_core::{encode_value, OutFrame};
+/// use pikku::core::{encode_value, OutFrame};
 /// assert_eq!(encode_value(&"hello!").unwrap(), OutFrame::text("hello!"));
 /// assert_eq!(encode_value(&"").unwrap(), OutFrame::text("\"\""));
 /// assert_eq!(encode_value(&serde_json::json!({"a":1})).unwrap(), OutFrame::text("{\"a\":1}"));
@@ -109,7 +109,7 @@ pub(crate) fn encode_value_with_kind<T: Serialize + ?Sized>(
 /// text (`""` for the empty string), anything else as JSON text.
 ///
 /// ```
-/// use pikku_core::{encode_json, OutFrame};
+/// use pikku::core::{encode_json, OutFrame};
 /// use serde_json::json;
 ///
 /// assert_eq!(encode_json(&json!("hello!")), OutFrame::text("hello!"));
@@ -154,8 +154,9 @@ fn frame_from_json(json: Vec<u8>) -> OutFrame {
 /// The pipeline sends these frames itself; runners and tests use this to build the same frame.
 ///
 /// ```
-/// use pikku_core::frame::error_frame;
-/// use pikku_core::{ChannelError, OutFrame};
+/// use pikku::core::frame::error_frame;
+/// use pikku::ChannelError;
+/// use pikku::core::OutFrame;
 /// use serde_json::json;
 ///
 /// # fn json_of(frame: &OutFrame) -> serde_json::Value {

@@ -13,10 +13,10 @@
 //!
 //! # Example
 //! A channel with a connection handler, two routed messages that need a session (one of them opens it), and a
-//! disconnection handler. Serve the app with `pikku_server::ChannelServer` (or `pikku::serve`).
+//! disconnection handler. Serve the app with `pikku::ChannelServer` (or `pikku::serve`).
 //!
 //! ```
-//! use pikku_core::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
+//! use pikku::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
 //!
 //! #[derive(Clone)]
 //! struct User { name: String }

@@ -21,8 +21,9 @@
 //! use std::collections::VecDeque;
 //! use std::task::{Context, Waker};
 //! use std::time::Instant;
-//! use pikku_core::runtime::{TextFrame, UpgradeInput};
-//! use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, OutFrame, Params};
+//! use pikku::core::runtime::{TextFrame, UpgradeInput};
+//! use pikku::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, Params};
+//! use pikku::core::OutFrame;
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //! async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
@@ -94,7 +95,7 @@ static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pikku_core::runtime::UpgradeInput;
+/// use pikku::core::runtime::UpgradeInput;
 ///
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert(http::header::ORIGIN, http::HeaderValue::from_static("https://example.com"));
@@ -126,7 +127,7 @@ pub struct UpgradeInput<'a> {
 ///
 /// ```
 /// use std::time::Instant;
-/// use pikku_core::runtime::{Admitted, LiveChannel};
+/// use pikku::core::runtime::{Admitted, LiveChannel};
 ///
 /// // A runner's step after writing the 101 response.
 /// fn accept<S, U>(admitted: Admitted<S, U>, epoch: Instant) -> LiveChannel<S, U>
@@ -186,8 +187,8 @@ where
     /// [`Admitted::into_channel`].
     ///
     /// ```
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
@@ -304,8 +305,8 @@ where
     ///
     /// ```
     /// use std::time::Instant;
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -349,7 +350,7 @@ where
 ///
 /// ```
 /// use std::collections::VecDeque;
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
 ///
 /// // A runner's reader: queue messages for the worker, drop the rest.
 /// fn on_text<S, U>(live: &LiveChannel<S, U>, text: &str, inbound: &mut VecDeque<serde_json::Value>)
@@ -380,8 +381,8 @@ pub enum TextFrame {
 /// once ([`max_in_flight`](Self::max_in_flight)) and when to drop them.
 ///
 /// ```
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
-/// use pikku_core::DisconnectReason;
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
+/// use pikku::DisconnectReason;
 ///
 /// // The life of one connection in a minimal, strictly sequential runner. (A real runner keeps reading while
 /// // handlers run, so that reverse-RPC responses reach a handler awaiting `remote`.)
@@ -460,12 +461,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
     ///
@@ -485,12 +486,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -515,17 +516,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn closed_room(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> Result<(), ChannelError> {
     ///     Err(ChannelError::forbidden("Room is closed"))
@@ -578,13 +580,13 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::runtime::TextFrame;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::runtime::TextFrame;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     /// use serde_json::json;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
@@ -620,17 +622,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit, Route};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: serde_json::Value) {}
     ///
@@ -684,18 +687,19 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn store(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
     ///
@@ -780,17 +784,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     /// use serde_json::json;
     ///
     /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
@@ -875,18 +880,19 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
     ///     bytes.iter().rev().copied().collect()
@@ -948,12 +954,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -965,7 +971,7 @@ where
     /// hub.subscribe("news", live.connection().id()).await.unwrap();
     ///
     /// // The server was shutting down when the transport failed: the first trigger wins.
-    /// live.connection().request_close(pikku_core::channel::CloseRequest {
+    /// live.connection().request_close(pikku::core::channel::CloseRequest {
     ///     code: 1001, reason: "going away".into(), flush: true, cause: DisconnectReason::Shutdown,
     /// });
     /// let reason = live.begin_disconnect(DisconnectReason::TransportError);

@@ -1,7 +1,7 @@
 //! Channel definitions: a name, a route and the handlers, routes, auth, middleware and permissions.
 //!
 //! ```
-//! use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, Route};
+//! use pikku::{App, Channel, ChannelRoute, Ctx, Params, Route};
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //! async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> serde_json::Value {
@@ -48,7 +48,7 @@ fn parse_opening<O: DeserializeOwned + Send + Sync + 'static>(
 /// suit it; wrap it in a `Route` to give it settings of its own.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+/// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// #[derive(Clone)]
 /// struct User { admin: bool }
@@ -91,7 +91,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// middleware or permissions of its own.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input
@@ -119,7 +119,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// Typical use: `auth(false)` on the login route of an authenticated channel.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -149,7 +149,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// registration order; see [`middleware`](crate::middleware) for the order).
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply, Route};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply, Route};
     ///
     /// async fn log_input(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     tracing::debug!(input = ?mw.input(), "create");
@@ -174,7 +174,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// gets the first error a check returned, or `ForbiddenError` `Permission denied`.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { admin: bool, moderator: bool }
@@ -201,7 +201,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// at least one of its groups passes; an empty group always passes.
     ///
     /// ```
-    /// use pikku_core::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+    /// use pikku::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { admin: bool, verified: bool }
@@ -233,7 +233,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// budget per limited route.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
     ///
     /// async fn search(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _query: String) {}
     /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
@@ -257,8 +257,8 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
 /// It is a type-erased, reference-counted function; checks of different types can share one `Vec`.
 ///
 /// ```
-/// use pikku_core::wiring::ErasedPermissionCheck;
-/// use pikku_core::{permission, ChannelError, PermissionCtx};
+/// use pikku::core::wiring::ErasedPermissionCheck;
+/// use pikku::{permission, ChannelError, PermissionCtx};
 ///
 /// async fn signed_in(p: PermissionCtx<(), String>) -> Result<bool, ChannelError> {
 ///     Ok(p.session().is_some())
@@ -276,7 +276,7 @@ pub type ErasedPermissionCheck<S, U> = ErasedPermission<S, U>;
 /// [`Permission`]) so that checks of different types fit in one [`Route::permission_group`].
 ///
 /// ```
-/// use pikku_core::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+/// use pikku::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// async fn signed_in(p: PermissionCtx<(), String>) -> Result<bool, ChannelError> {
 ///     Ok(p.session().is_some())
@@ -309,7 +309,7 @@ pub enum RouteMarker {}
 /// marker that keeps the two implementations apart; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+/// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
 ///
 /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
 ///
@@ -370,7 +370,7 @@ pub(crate) struct RoutingProperty<S, U, O, SS> {
 /// the line of the offending call.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, Route};
+/// use pikku::{App, Channel, ChannelRoute, ClosedChannel, Ctx, Route};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Room {
@@ -447,7 +447,7 @@ where
     /// pattern is checked when the channel is added to the app, and an error names this line.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
     ///     // `/rooms/lobby?nick=ann` opens with {"roomId": "lobby", "nick": "ann"}.
@@ -491,7 +491,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// an `UnauthorizedError` frame; its handler does not run. Connection and disconnection handlers always run.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input
@@ -511,7 +511,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// error becomes an error frame and the connection stays open. A second call replaces the handler.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
     ///
     /// #[derive(serde::Serialize)]
     /// struct Welcome { channel_id: String }
@@ -539,7 +539,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// handler. An error it returns is sent to the client as an error frame, and the handler does not run.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn only_in_business_hours(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let open = true; // look at the clock here
@@ -566,7 +566,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// closed. Errors it returns are logged. A second call replaces the handler.
     ///
     /// ```
-    /// use pikku_core::{ChannelRoute, ClosedChannel, Ctx, Params};
+    /// use pikku::{ChannelRoute, ClosedChannel, Ctx, Params};
     ///
     /// async fn bye(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
     ///     tracing::info!(channel = ctx.channel_name(), id = ch.channel_id(), reason = %ch.reason(), "closed");
@@ -591,7 +591,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// logged, since the client is gone.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, ChannelRoute, ClosedChannel, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{ChannelError, ChannelRoute, ClosedChannel, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn timed(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let started = std::time::Instant::now();
@@ -619,7 +619,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// Without a default route, such messages get a `NotFoundError` frame.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// // "hi!" (a text frame that is not JSON is the JSON string "hi!") gets "HI!" back.
     /// async fn shout(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, text: String) -> String {
@@ -650,7 +650,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// twice is a registration error, reported by [`App::channel`](crate::App::channel) with this call's line.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Create { title: String }
@@ -722,8 +722,8 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// pass through message middleware or permissions.
     ///
     /// ```
-    /// use bytes::Bytes;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
     ///     bytes.iter().rev().copied().collect()
@@ -744,8 +744,8 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// and arrive without it are dropped (no error frame is sent).
     ///
     /// ```
-    /// use bytes::Bytes;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn upload(_ctx: Ctx<(), String>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
     ///
@@ -764,7 +764,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// cookies and seed the session.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, UpgradeRequest};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, UpgradeRequest};
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -794,7 +794,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// outside route middleware, in registration order. It does not wrap lifecycle handlers or binary frames.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn read_only(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     if mw.ctx().route().is_some_and(|(_, value)| value.starts_with("delete")) {
@@ -817,7 +817,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// sends `ForbiddenError` `Permission denied`, an `Err` is sent as is.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx};
     ///
     /// #[derive(Clone)]
     /// struct User { banned: bool }
@@ -839,7 +839,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// handler no longer holds up the next message, and replies follow completion order.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
     ///
@@ -860,7 +860,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -882,7 +882,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// `rate limit exceeded` (see [`RateLimit`]).
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, RateLimit};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input

@@ -55,8 +55,8 @@ struct Shared<S, U> {
 /// [`service`](Self::service) or `serve` call) and ends once every clone is dropped.
 ///
 /// ```no_run
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 ///
@@ -81,8 +81,8 @@ pub struct ChannelServer<S, U> {
 /// app or a server.
 ///
 /// ```
-/// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// # use pikku_server::ChannelServer;
+/// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// # use pikku::ChannelServer;
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let server: ChannelServer<(), ()> = app.into();
@@ -126,8 +126,8 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -157,8 +157,8 @@ where
     /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -176,8 +176,8 @@ where
     /// The built application: its services, configuration and channel routes.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -202,8 +202,8 @@ where
     /// for their handler), as charged to [`ServerConfig::inbound_budget_bytes`]. For metrics and health checks.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -227,8 +227,8 @@ where
     /// [`ServerConfig::max_connections_per_ip`] needs the peer address.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
@@ -274,8 +274,8 @@ where
     /// does the merging for you and applies the [`ServerConfig`] limits to every connection.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
@@ -317,8 +317,8 @@ where
     /// [crate example](crate#example). TCP_NODELAY is set on every accepted socket.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -348,8 +348,8 @@ where
     /// and returns once the shutdown finished. Upgrades arriving during the shutdown get 503.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -393,8 +393,8 @@ where
     ///
     /// ```
     /// use std::sync::Arc;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -437,8 +437,8 @@ where
     ///
     /// ```
     /// use futures_util::StreamExt;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -479,15 +479,15 @@ where
     /// [`shutdown_signal`](crate::shutdown_signal) to stop on SIGINT or SIGTERM.
     ///
     /// ```no_run
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # async fn run() -> std::io::Result<()> {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
     /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
-    /// server.serve_router_with_shutdown(pages, listener, pikku_server::shutdown_signal()).await
+    /// server.serve_router_with_shutdown(pages, listener, pikku::shutdown_signal()).await
     /// # }
     /// ```
     ///
@@ -537,8 +537,8 @@ where
     /// ```
     /// use futures_util::StreamExt;
     /// use tokio_tungstenite::tungstenite::Message;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -678,8 +678,9 @@ where
 /// Cloning is cheap.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ChannelService, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
+/// use pikku::server::ChannelService;
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 ///

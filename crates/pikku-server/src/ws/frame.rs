@@ -17,7 +17,7 @@ pub(crate) mod opcode {
 /// reason the server sends: 1002 with the variant's text, 1007 `invalid utf-8`, or 1009 `message too big`.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Violation};
+/// use pikku::server::ws::frame::{parse_header, Violation};
 ///
 /// // A text frame without a mask: clients must mask every frame.
 /// assert_eq!(parse_header(&[0x81, 0x05], 1024), Err(Violation::Protocol("unmasked client frame")));
@@ -55,7 +55,7 @@ impl Violation {
 /// A decoded frame header, as [`parse_header`] returns it.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Header};
+/// use pikku::server::ws::frame::{parse_header, Header};
 ///
 /// // FIN + text, masked, 5-byte payload, mask 1 2 3 4.
 /// let header = parse_header(&[0x81, 0x85, 1, 2, 3, 4], 1024).unwrap().unwrap();
@@ -82,7 +82,7 @@ pub struct Header {
 /// `header_len` and is still masked (see [`unmask`]).
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Violation};
+/// use pikku::server::ws::frame::{parse_header, Violation};
 ///
 /// let frame = [0x82, 0xFE, 0x01, 0x00, 9, 9, 9, 9]; // binary, 16-bit length 256, then the mask
 /// assert_eq!(parse_header(&frame[..3], 1024), Ok(None)); // not all there yet
@@ -164,7 +164,7 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
 /// payload byte of the frame, since the mask is applied by position. Masking is its own inverse.
 ///
 /// ```
-/// use pikku_server::ws::frame::unmask;
+/// use pikku::server::ws::frame::unmask;
 ///
 /// let mask = [1, 2, 3, 4];
 /// let mut payload = *b"hello";
@@ -209,7 +209,7 @@ pub(crate) fn encode_header(opcode: u8, len: usize, out: &mut [u8; 10]) -> usize
 /// for an empty payload). Valid codes are 1000–1003, 1007–1014 and 3000–4999.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_close, Violation};
+/// use pikku::server::ws::frame::{parse_close, Violation};
 ///
 /// assert_eq!(parse_close(&[]), Ok(None));
 /// assert_eq!(parse_close(&[0x03, 0xE8, b'b', b'y', b'e']), Ok(Some(1000)));
