@@ -132,8 +132,8 @@ fn prose_of<'a>(kind: &str, line: &'a str) -> Option<&'a str> {
     }
 }
 
-/// Bare citation ids: `D` or `H`, one or two digits, on word boundaries (`D9`, `H11`; not `0xD3`, `H264`,
-/// `h2`).
+/// Bare citation ids: a `D` or an `H` followed by one or two digits, standing alone as a word (so not `0xD3`,
+/// `H264` or `h2`).
 fn citation_ids(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let word = |c: char| c.is_alphanumeric() || c == '_';
@@ -263,6 +263,17 @@ fn page_references(line: &str) -> Vec<(String, String)> {
         let Some(end) = rest.find('`') else { break };
         let page = rest[..end].to_owned();
         rest = &rest[end + 1..];
+        // Only a page name (`docs/protocol.md`), not a directory or a placeholder (`docs/`, `docs/<page>.md`).
+        let name = page
+            .strip_prefix("docs/")
+            .and_then(|p| p.strip_suffix(".md"));
+        if !name.is_some_and(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        }) {
+            continue;
+        }
         if let Some(after) = rest.strip_prefix(", *") {
             if let Some(close) = after.find('*') {
                 found.push((page, after[..close].to_owned()));
@@ -463,7 +474,7 @@ fn the_checks_catch_what_they_are_meant_to() {
         ["protocol.md#close-codes", "soak.png"]
     );
     assert_eq!(
-        page_references("see `docs/protocol.md`, *Close codes*, and `docs/hubs.md`"),
+        page_references("see `docs/protocol.md`, *Close codes*, and `docs/hubs.md`, not `docs/` or `docs/<x>.md`"),
         [
             ("docs/protocol.md".to_owned(), "Close codes".to_owned()),
             ("docs/hubs.md".to_owned(), String::new())
