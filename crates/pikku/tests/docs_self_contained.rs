@@ -89,10 +89,10 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let rel = rel.join(&name);
         match entry.file_type() {
-            Ok(kind) if kind.is_dir() => {
-                if !SKIPPED_DIRS.contains(&name.to_string_lossy().as_ref()) {
-                    walk(root, &rel, out);
-                }
+            Ok(kind)
+                if kind.is_dir() && !SKIPPED_DIRS.contains(&name.to_string_lossy().as_ref()) =>
+            {
+                walk(root, &rel, out);
             }
             Ok(kind) if kind.is_file() => out.push(rel),
             _ => {}
