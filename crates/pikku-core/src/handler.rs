@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+//! use pikku::{Channel, ChannelRoute, Ctx, Params};
 //!
 //! async fn bump(ctx: Ctx<Arc<Mutex<u64>>, ()>, _ch: Channel<Params, ()>, _in: ()) -> u64 {
 //!     // The guard ends with its block, before the `.await`, so the future stays `Send`.

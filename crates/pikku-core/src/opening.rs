@@ -60,7 +60,7 @@ pub struct RoutePattern {
 /// One segment of a [`RoutePattern`], as [`RoutePattern::segments`] yields them.
 ///
 /// ```
-/// use pikku_core::{RoutePattern, RouteSegment};
+/// use pikku::core::{RoutePattern, RouteSegment};
 ///
 /// let route = RoutePattern::parse("/rooms/{roomId}").unwrap();
 /// let segments: Vec<_> = route.segments().collect();
@@ -84,9 +84,9 @@ impl RoutePattern {
     /// assert!(route.matches("/rooms").unwrap().is_none());
     ///
     /// // Wildcards and params inside a segment are refused rather than taken as literal text.
-    /// assert!(pikku_core::RoutePattern::parse("/files/*rest").is_err());
-    /// assert!(pikku_core::RoutePattern::parse("/files/{*rest}").is_err());
-    /// assert!(pikku_core::RoutePattern::parse("/files/v{version}").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/*rest").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/{*rest}").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/v{version}").is_err());
     /// ```
     ///
     /// # Errors
@@ -150,7 +150,7 @@ impl RoutePattern {
     /// The segments, in order: what a runner needs to mount the pattern in another router.
     ///
     /// ```
-    /// use pikku_core::{RoutePattern, RouteSegment};
+    /// use pikku::core::{RoutePattern, RouteSegment};
     ///
     /// let route = RoutePattern::parse("/files/:dir/latest/").unwrap();
     /// let axum_path: String = route
