@@ -47,6 +47,8 @@
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
+//! - The wire protocol and what the server does with each frame, rule by rule: `docs/protocol.md` and
+//!   `docs/semantics.md` in the repository (design choices: `docs/decisions.md`).
 //!
 //! # Serving with a handle
 //! [`ChannelServer`] keeps a handle on the running server: publish from outside any connection, and shut down
