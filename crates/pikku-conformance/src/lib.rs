@@ -1,5 +1,6 @@
-//! The fixture of the pikku wire protocol (protocol.md §8.1), in one place: served in-process by the golden
-//! tests ([`TestServer`]) and by the `conformance` example for clients written in other languages.
+//! The fixture of the pikku wire protocol (`docs/protocol.md`, *Conformance fixture*), in one place: served
+//! in-process by the golden tests ([`TestServer`]) and by the `conformance` example for clients written in other
+//! languages.
 //!
 //! Channels: `events` at `/events`, `greet` at `/greet`, `rooms` at `/rooms/:roomId`, `secure` at `/secure`, and
 //! the realtime events channel `realtime-events` at `/realtime/events` (Server-Sent Events at
@@ -22,21 +23,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-/// The settings that differ between rows (protocol §8.1 "Test settings").
+/// The settings that differ between scenarios.
 #[derive(Debug, Clone)]
 pub struct FixtureSettings {
-    /// Reverse-RPC timeout (spec default 30 s; test settings 200 ms).
+    /// Reverse-RPC timeout (default 30 s; the test settings use 200 ms).
     pub rpc_timeout: Duration,
-    /// Ping interval (default 30 s; row 56 uses 100 ms).
+    /// Ping interval (default 30 s; `row_56_idle_timeout` uses 100 ms).
     pub ping_interval: Duration,
-    /// Idle timeout (default 60 s; row 56 uses 300 ms).
+    /// Idle timeout (default 60 s; `row_56_idle_timeout` uses 300 ms).
     pub idle_timeout: Duration,
-    /// Outbound queue bound (default 1 MiB; row 57 uses 64 KiB).
+    /// Outbound queue bound (default 1 MiB; `row_57_slow_consumer_closed` uses 64 KiB).
     pub outbound_queue_bytes: usize,
 }
 
 impl FixtureSettings {
-    /// The spec defaults.
+    /// The server's defaults.
     #[must_use]
     pub fn defaults() -> Self {
         Self {
@@ -47,7 +48,7 @@ impl FixtureSettings {
         }
     }
 
-    /// The test settings of §8.1 used by most rows: reverse-RPC timeout 200 ms, everything else default.
+    /// The test settings most scenarios use: reverse-RPC timeout 200 ms, everything else default.
     #[must_use]
     pub fn test() -> Self {
         Self {

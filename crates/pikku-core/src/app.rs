@@ -20,16 +20,16 @@ use crate::origin::OriginPolicy;
 use crate::rate_limit::RateLimit;
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
-/// Behaviour and limits shared by every channel of an app (semantics §11).
+/// Behaviour and limits shared by every channel of an app.
 ///
 /// Every field has a default ([`AppConfig::default`]). The struct is `#[non_exhaustive]`, so outside this crate
 /// it cannot be built with a struct literal: change the fields you need through [`App::configure`], or start
 /// from `AppConfig::default()` and pass the result to [`App::config`]. Transport settings (frame size, heartbeats,
-/// shutdown) live in the server's own configuration (`pikku_server::ServerConfig`).
+/// shutdown) live in the server's own configuration (`pikku::ServerConfig`).
 ///
 /// ```
 /// use std::time::Duration;
-/// use pikku_core::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
+/// use pikku::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
 ///
 /// let mut config = AppConfig::default();
 /// assert_eq!(config.outbound_queue_bytes, 1 << 20);
@@ -99,11 +99,11 @@ impl Default for AppConfig {
 /// `S` is whatever your handlers share (database pools, configuration); they read it with
 /// [`Ctx::state`](crate::Ctx::state). `U` is the session type a connection may carry (default `()`); because it
 /// is a type parameter, a handler asking for the wrong session type does not compile. Build the app with the
-/// consuming builder methods below, then hand it to a runner (`pikku_server::ChannelServer::new` or
+/// consuming builder methods below, then hand it to a runner (`pikku::ChannelServer::new` or
 /// `pikku::serve`), which calls [`into_runtime`](App::into_runtime) once and serves the result.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
 ///
 /// #[derive(Clone)]
 /// struct Services { greeting: &'static str }
@@ -153,7 +153,7 @@ where
     /// (`App::<S, User>::new(..)`) when no handler mentions it.
     ///
     /// ```
-    /// use pikku_core::App;
+    /// use pikku::App;
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -183,7 +183,7 @@ where
     /// [`hub`](Self::hub).
     ///
     /// ```
-    /// use pikku_core::{App, AppConfig};
+    /// use pikku::{App, AppConfig};
     ///
     /// let mut config = AppConfig::default();
     /// config.dev_mode = true;
@@ -203,7 +203,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{App, AppConfig, SlowConsumerPolicy};
+    /// use pikku::{App, AppConfig, SlowConsumerPolicy};
     ///
     /// let app: App<()> = App::new(()).configure(|config: &mut AppConfig| {
     ///     config.outbound_queue_bytes = 64 * 1024;
@@ -223,7 +223,7 @@ where
     /// The returned handle is a cheap clone of the hub the app's connections use.
     ///
     /// ```
-    /// use pikku_core::App;
+    /// use pikku::App;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let app: App<()> = App::new(());
@@ -243,8 +243,8 @@ where
     /// picks one from a URL. Handles taken earlier with [`hub`](Self::hub) use it too.
     ///
     /// ```
-    /// use pikku_core::hub::LocalBus;
-    /// use pikku_core::App;
+    /// use pikku::hub::LocalBus;
+    /// use pikku::App;
     ///
     /// // Two apps in one process sharing topics; across processes, use a broker's driver instead.
     /// let bus = LocalBus::new();
@@ -262,10 +262,10 @@ where
     }
 
     /// Adds a channel definition. Channels are matched against the upgrade path with literal routes first, then
-    /// parameterised ones, each kind in registration order (protocol §2.4).
+    /// parameterised ones, each kind in registration order.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -276,7 +276,7 @@ where
     /// ```
     ///
     /// # Panics
-    /// On a registration error (semantics §4.2): a duplicate channel name, a route of the same shape as an earlier
+    /// On a registration error: a duplicate channel name, a route of the same shape as an earlier
     /// channel's, an invalid route pattern, or an invalid or duplicate message route. The message names the
     /// offending `ChannelRoute::new` or `.route(..)` line. Use [`try_channel`](Self::try_channel) to get the
     /// error as a value.
@@ -295,7 +295,7 @@ where
     /// configuration) and a bad one should be reported rather than panic.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -348,7 +348,7 @@ where
     /// not to onConnect and onDisconnect (use [`lifecycle_middleware`](Self::lifecycle_middleware)).
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::{App, ChannelError, MiddlewareCtx, Next, Reply};
     ///
     /// async fn timing(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let started = std::time::Instant::now();
@@ -371,8 +371,8 @@ where
     /// sent to the client as an error frame; around onDisconnect it is only logged.
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
-    /// use pikku_core::middleware::Invocation;
+    /// use pikku::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::core::middleware::Invocation;
     ///
     /// async fn audit(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let what = if mw.invocation() == Invocation::Connect { "connected" } else { "disconnected" };
@@ -393,7 +393,7 @@ where
     /// An error refuses the upgrade with its status and a JSON body; it can also seed the session.
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, UpgradeRequest};
+    /// use pikku::{App, ChannelError, UpgradeRequest};
     ///
     /// async fn no_bots(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
     ///     match req.header("user-agent") {
@@ -415,7 +415,7 @@ where
     /// the pipeline without a server (see [`runtime`](crate::runtime)).
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -431,7 +431,7 @@ where
             let spec = channel.build(&self);
             self.channels.push(spec);
         }
-        // Literal routes win over parameterised ones; among each kind, registration order (protocol §2.4).
+        // Literal routes win over parameterised ones; among each kind, registration order.
         let mut order: Vec<usize> = (0..self.channels.len()).collect();
         order.sort_by_key(|&i| !self.channels[i].pattern.is_literal());
         Arc::new(AppRuntime {
@@ -700,7 +700,7 @@ pub(crate) struct ChannelSpec<S, U> {
 /// handler.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
 ///
 /// async fn hello(_ctx: Ctx<&'static str, ()>, _ch: Channel<Params, ()>) {}
 ///
@@ -778,8 +778,8 @@ impl<S, U> AppRuntime<S, U> {
     /// runner mounts besides [`channel_patterns`](Self::channel_patterns).
     ///
     /// ```
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::App;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
     ///
     /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
     /// let streams: Vec<&str> = rt.stream_patterns().map(|p| p.as_str()).collect();

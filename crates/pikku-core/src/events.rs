@@ -26,8 +26,8 @@
 //! publication.
 //!
 //! ```
-//! use pikku_core::events::{publish_event, EventsChannel};
-//! use pikku_core::{App, ChannelError};
+//! use pikku::events::{publish_event, EventsChannel};
+//! use pikku::{App, ChannelError};
 //!
 //! let app: App<(), ()> = App::new(()).channel(
 //!     EventsChannel::new("/realtime/events")
@@ -85,8 +85,8 @@ impl<S, U> Clone for EventsSpec<S, U> {
 /// or a token into the session the authorizer then sees.
 ///
 /// ```
-/// use pikku_core::events::EventsChannel;
-/// use pikku_core::{App, ChannelError, Ctx, UpgradeRequest};
+/// use pikku::events::EventsChannel;
+/// use pikku::{App, ChannelError, Ctx, UpgradeRequest};
 ///
 /// #[derive(Clone)]
 /// struct User { id: String }
@@ -146,8 +146,8 @@ where
     /// named `events`, open to every topic. Its streams are at `<route>/<topic>`.
     ///
     /// ```
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::App;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
     ///
     /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
     /// assert_eq!(rt.channel_routes().collect::<Vec<_>>(), [("events", "/realtime/events")]);
@@ -165,8 +165,8 @@ where
     /// Names the channel (default `events`), for an app with more than one events channel.
     ///
     /// ```
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::App;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
     ///
     /// let app: App<(), ()> = App::new(())
     ///     .channel(EventsChannel::new("/public/events").build())
@@ -199,8 +199,8 @@ where
     /// only, since a stream carries nothing but its topic's events.
     ///
     /// ```
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::App;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
     ///
     /// let app: App<(), ()> = App::new(()).channel(EventsChannel::new("/events").build());
     /// # let _ = app;
@@ -245,8 +245,8 @@ struct Envelope<'a, T: ?Sized> {
 /// same bytes reach every socket and stream subscriber. Same as [`EventHub::publish_event`].
 ///
 /// ```
-/// use pikku_core::events::publish_event;
-/// use pikku_core::{Channel, ChannelError, Ctx, Params};
+/// use pikku::events::publish_event;
+/// use pikku::{Channel, ChannelError, Ctx, Params};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct NewTodo { title: String }
@@ -275,7 +275,8 @@ impl EventHub {
     /// `topic`, encoded once.
     ///
     /// ```
-    /// use pikku_core::{EventHub, HubLimits};
+    /// use pikku::core::HubLimits;
+    /// use pikku::EventHub;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());

@@ -1,4 +1,4 @@
-//! The handler kinds of the seed (connection, message, disconnection) plus binary, and what they may return.
+//! The handler kinds of Pikku (connection, message, disconnection) plus binary, and what they may return.
 //!
 //! Handlers are plain async functions or closures:
 //!
@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+//! use pikku::{Channel, ChannelRoute, Ctx, Params};
 //!
 //! async fn bump(ctx: Ctx<Arc<Mutex<u64>>, ()>, _ch: Channel<Params, ()>, _in: ()) -> u64 {
 //!     // The guard ends with its block, before the `.await`, so the future stays `Send`.
@@ -64,7 +64,7 @@ use crate::middleware::check_permissions;
 /// A boxed, sendable future: what [`Next::run`](crate::Next::run) and the pipeline's runner-facing calls return.
 ///
 /// ```
-/// use pikku_core::handler::BoxFuture;
+/// use pikku::core::handler::BoxFuture;
 ///
 /// fn later(n: u32) -> BoxFuture<u32> {
 ///     Box::pin(async move { n + 1 })
@@ -73,14 +73,14 @@ use crate::middleware::check_permissions;
 /// ```
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// The result of a handler, before it is shaped into a frame (protocol §4.2, §4.3).
+/// The result of a handler, before it is shaped into a frame.
 ///
 /// Middleware sees it as the `Ok` value of [`Next::run`](crate::Next::run) and may inspect or replace it. For the
 /// default route and onConnect, a `Value` is sent as is and `Nothing` sends nothing; for a routed message it
-/// becomes `{key: value, ..}` (D2).
+/// becomes `{key: value, ..}`.
 ///
 /// ```
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
 ///
 /// // Adds a server timestamp to every object reply.
 /// async fn stamp(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
@@ -110,7 +110,7 @@ pub enum Reply {
 /// serializable type in `Ok(..)` or wrapped in [`Json`]. A value that fails to serialize becomes an internal error.
 ///
 /// ```
-/// use pikku_core::{ChannelError, IntoReply, Reply};
+/// use pikku::{ChannelError, IntoReply, Reply};
 /// use serde_json::json;
 ///
 /// assert_eq!(().into_reply().unwrap(), Reply::Nothing);
@@ -179,7 +179,7 @@ where
 /// Any serializable value as a handler result, for handlers that cannot fail and return their own type.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, IntoReply, Json, Params, Reply};
+/// use pikku::{Channel, Ctx, IntoReply, Json, Params, Reply};
 ///
 /// #[derive(serde::Serialize)]
 /// struct Upper { text: String }
@@ -232,12 +232,12 @@ impl<T: Serialize> IntoReply for Vec<T> {
 
 /// What a binary handler may return: bytes to send back as a binary frame, nothing, or an error.
 ///
-/// Implemented for `()`, [`Bytes`], `Vec<u8>`, `Option<T>` and `Result<T, E>` (with `T` one of these and `E`
+/// Implemented for `()`, `Bytes`, `Vec<u8>`, `Option<T>` and `Result<T, E>` (with `T` one of these and `E`
 /// anything that converts into a [`ChannelError`]).
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::{ChannelError, IntoBinaryReply};
+/// use pikku::Bytes;
+/// use pikku::{ChannelError, IntoBinaryReply};
 ///
 /// assert_eq!(().into_binary_reply().unwrap(), None);
 /// assert_eq!(vec![1u8, 2].into_binary_reply().unwrap(), Some(Bytes::from_static(&[1, 2])));
@@ -292,8 +292,8 @@ impl<T: IntoBinaryReply, E: Into<ChannelError>> IntoBinaryReply for Result<T, E>
 /// What a disconnection handler may return: `()` or `Result<(), E>` (errors are logged; the client is gone).
 ///
 /// ```
-/// use pikku_core::handler::IntoDisconnectOutcome;
-/// use pikku_core::{ChannelError, ClosedChannel, Ctx, Params};
+/// use pikku::core::handler::IntoDisconnectOutcome;
+/// use pikku::{ChannelError, ClosedChannel, Ctx, Params};
 ///
 /// // `?` works in a disconnection handler that returns a `Result`.
 /// async fn cleanup(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) -> Result<(), ChannelError> {
@@ -430,7 +430,7 @@ mod shape {
 
 use shape::HandlerFn;
 
-/// A connection handler (`ChannelConnection<Out>` of the seed): runs once after the upgrade; its result is sent
+/// A connection handler (Pikku's `ChannelConnection<Out>`): runs once after the upgrade; its result is sent
 /// as is.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` (or closure) where `R:`
@@ -438,7 +438,7 @@ use shape::HandlerFn;
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) -> Result<(), ChannelError> {
 ///     ch.send(format!("hello {}", ch.channel_id()))?;
@@ -485,7 +485,7 @@ where
     }
 }
 
-/// A message handler (`ChannelMessage<In, Out>` of the seed): runs per routed or default message.
+/// A message handler (Pikku's `ChannelMessage<In, Out>`): runs per routed or default message.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` (or closure) where `In:`
 /// [`FromInput`] (any `DeserializeOwned` type, `()` to ignore the message, `Valid<T>` to validate it with the
@@ -494,7 +494,7 @@ where
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Rename { name: String }
@@ -544,7 +544,7 @@ where
     fn erase(self) -> ErasedMessage<S, U> {
         let handler = Arc::new(self);
         Arc::new(move |ctx, conn, value, permissions| match permissions {
-            // Validation, then permissions over the validated input, then the handler (semantics §5.2).
+            // Validation, then permissions over the validated input, then the handler.
             Some(plan) => {
                 let raw = Arc::new(value.clone());
                 let handler = handler.clone();
@@ -575,8 +575,8 @@ where
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::Bytes;
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// async fn checksum(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Result<Vec<u8>, ChannelError> {
 ///     if bytes.is_empty() {
@@ -624,8 +624,8 @@ where
     }
 }
 
-/// A disconnection handler (`ChannelDisconnection` of the seed): runs once after the close, with a channel view
-/// that cannot send (D13).
+/// A disconnection handler (Pikku's `ChannelDisconnection`): runs once after the close, with a channel view
+/// that cannot send.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, ClosedChannel<O, SS>) -> D` (or closure) where `D:`
 /// [`IntoDisconnectOutcome`] (`()` or `Result<(), E>`); register it with
@@ -633,7 +633,7 @@ where
 /// You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{ChannelRoute, ClosedChannel, Ctx, Params};
+/// use pikku::{ChannelRoute, ClosedChannel, Ctx, Params};
 ///
 /// async fn bye(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
 ///     tracing::info!(id = ch.channel_id(), reason = %ch.reason(), "disconnected");

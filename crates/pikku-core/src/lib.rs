@@ -3,7 +3,7 @@
 //! the `pikku` facade instead of this crate.
 //!
 //! # Contents
-//! - [`Channel`] / [`ClosedChannel`]: what handlers get (the seed's `PikkuChannel`).
+//! - [`Channel`] / [`ClosedChannel`]: what handlers get (Pikku's `PikkuChannel`).
 //! - [`handler`]: the handler kinds and what they may return ([`IntoReply`]).
 //! - [`ChannelRoute`] / [`Route`]: wiring a channel; [`App`]: the application.
 //! - [`Ctx`]: services, the live session and the [`EventHub`].
@@ -13,10 +13,10 @@
 //!
 //! # Example
 //! A channel with a connection handler, two routed messages that need a session (one of them opens it), and a
-//! disconnection handler. Serve the app with `pikku_server::ChannelServer` (or `pikku::serve`).
+//! disconnection handler. Serve the app with `pikku::ChannelServer` (or `pikku::serve`).
 //!
 //! ```
-//! use pikku_core::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
+//! use pikku::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
 //!
 //! #[derive(Clone)]
 //! struct User { name: String }

@@ -1,4 +1,4 @@
-//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL (protocol §2.4, D6).
+//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL.
 //!
 //! Path params and query merge into one string map, which is deserialized into the channel's opening-data type.
 //! String values become numbers and booleans where the target field needs one (`?limit=5` gives `5`).
@@ -17,7 +17,7 @@ use crate::input::deserialize_with_message;
 /// Use it as the `O` of [`Channel<O, Out>`](crate::Channel) when you do not need a typed opening struct.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params};
+/// use pikku::{Channel, Ctx, Params};
 ///
 /// // `/rooms/lobby?nick=ann` on `/rooms/:roomId`: {"roomId": "lobby", "nick": "ann"}
 /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
@@ -40,7 +40,7 @@ enum Segment {
 /// percent-decoded). Both param spellings mean the same: `:name` as in Pikku and Express, `{name}` as in axum.
 ///
 /// ```
-/// use pikku_core::RoutePattern;
+/// use pikku::core::RoutePattern;
 ///
 /// let route = RoutePattern::parse("/rooms/:roomId").unwrap();
 /// assert_eq!(route.to_string(), "/rooms/:roomId");
@@ -60,7 +60,7 @@ pub struct RoutePattern {
 /// One segment of a [`RoutePattern`], as [`RoutePattern::segments`] yields them.
 ///
 /// ```
-/// use pikku_core::{RoutePattern, RouteSegment};
+/// use pikku::core::{RoutePattern, RouteSegment};
 ///
 /// let route = RoutePattern::parse("/rooms/{roomId}").unwrap();
 /// let segments: Vec<_> = route.segments().collect();
@@ -78,15 +78,15 @@ impl RoutePattern {
     /// Parses `/a/:b/c` (or `/a/{b}/c`).
     ///
     /// ```
-    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId").unwrap();
+    /// let route = pikku::core::RoutePattern::parse("/rooms/:roomId").unwrap();
     /// let params = route.matches("/rooms/abc/").unwrap().unwrap();
     /// assert_eq!(params, vec![("roomId".to_string(), "abc".to_string())]);
     /// assert!(route.matches("/rooms").unwrap().is_none());
     ///
     /// // Wildcards and params inside a segment are refused rather than taken as literal text.
-    /// assert!(pikku_core::RoutePattern::parse("/files/*rest").is_err());
-    /// assert!(pikku_core::RoutePattern::parse("/files/{*rest}").is_err());
-    /// assert!(pikku_core::RoutePattern::parse("/files/v{version}").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/*rest").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/{*rest}").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/v{version}").is_err());
     /// ```
     ///
     /// # Errors
@@ -150,7 +150,7 @@ impl RoutePattern {
     /// The segments, in order: what a runner needs to mount the pattern in another router.
     ///
     /// ```
-    /// use pikku_core::{RoutePattern, RouteSegment};
+    /// use pikku::core::{RoutePattern, RouteSegment};
     ///
     /// let route = RoutePattern::parse("/files/:dir/latest/").unwrap();
     /// let axum_path: String = route
@@ -172,7 +172,7 @@ impl RoutePattern {
     /// The pattern as written (also its `Display`).
     ///
     /// ```
-    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId/").unwrap();
+    /// let route = pikku::core::RoutePattern::parse("/rooms/:roomId/").unwrap();
     /// assert_eq!(route.as_str(), "/rooms/:roomId/");
     /// ```
     #[must_use]
@@ -183,7 +183,7 @@ impl RoutePattern {
     /// Whether the pattern has no params. Literal patterns are matched before parameterised ones.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// assert!(RoutePattern::parse("/rooms/lobby").unwrap().is_literal());
     /// assert!(!RoutePattern::parse("/rooms/:roomId").unwrap().is_literal());
@@ -199,7 +199,7 @@ impl RoutePattern {
     /// param names). Two channels with routes of the same shape cannot both be registered.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// let a = RoutePattern::parse("/rooms/:id").unwrap();
     /// assert!(a.same_shape(&RoutePattern::parse("/rooms/:roomId/").unwrap()));
@@ -224,7 +224,7 @@ impl RoutePattern {
     /// segment.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// let route = RoutePattern::parse("/files/:dir/:name").unwrap();
     /// let params = route.matches("/files/docs/a%20b.txt").unwrap().unwrap();
@@ -325,7 +325,7 @@ fn check_escapes(raw: &str) -> Result<(), ChannelError> {
 /// refusal is the first upgrade check, `BadRequestError` `Malformed upgrade request` (400).
 ///
 /// ```
-/// use pikku_core::opening::check_path;
+/// use pikku::core::opening::check_path;
 ///
 /// assert!(check_path("/rooms/caf%C3%A9").is_ok());
 /// for bad in ["/rooms/%zz", "/rooms/a%", "/rooms/a%0", "/rooms/%00", "/rooms/%FF"] {
@@ -348,7 +348,7 @@ pub fn check_path(path: &str) -> Result<(), ChannelError> {
 /// `query` is the part after `?`, still percent-encoded; empty pairs (`a=1&&b=2`) are skipped.
 ///
 /// ```
-/// let q = pikku_core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
+/// let q = pikku::core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
 /// assert_eq!(q["limit"], "7");
 /// assert_eq!(q["a b"], "c d");
 /// assert_eq!(q["flag"], "");
@@ -366,12 +366,12 @@ pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
     Ok(map)
 }
 
-/// Merges route params into the query map; a key in both with different values is a 422 (step 5). The same
-/// value in both is accepted.
+/// Merges route params into the query map; a key in both with different values refuses the upgrade with 422. The
+/// same value in both is accepted.
 ///
 /// ```
-/// use pikku_core::opening::merge_params;
-/// use pikku_core::parse_query;
+/// use pikku::core::opening::merge_params;
+/// use pikku::core::parse_query;
 ///
 /// let params = vec![("roomId".to_string(), "lobby".to_string())];
 /// let merged = merge_params(params.clone(), parse_query("nick=ann").unwrap()).unwrap();
@@ -401,7 +401,7 @@ pub fn merge_params(
     Ok(query)
 }
 
-/// Deserializes the merged string map into `O` (step 6).
+/// Deserializes the merged string map into `O`, the channel's opening-data type.
 ///
 /// Every value is a string, converted to the type the field asks for: numbers and `true`/`false` parse, an
 /// `Option` field is `None` when its key is absent, a unit enum variant is matched by name. A key the type does
@@ -412,11 +412,11 @@ pub fn merge_params(
 /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
 ///
 /// let map = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "5".to_string())].into();
-/// let room: Room = pikku_core::opening_from_params(map).unwrap();
+/// let room: Room = pikku::core::opening_from_params(map).unwrap();
 /// assert_eq!(room, Room { room_id: "abc".into(), limit: Some(5) });
 ///
 /// let bad = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "many".to_string())].into();
-/// let err = pikku_core::opening_from_params::<Room>(bad).unwrap_err();
+/// let err = pikku::core::opening_from_params::<Room>(bad).unwrap_err();
 /// assert_eq!((err.status(), err.details()[0].path.as_str()), (422, "/limit"));
 /// ```
 ///

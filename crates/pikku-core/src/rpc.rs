@@ -1,4 +1,4 @@
-//! Reverse RPC: the server calls a function the connected client exposes (semantics §9, protocol §3.4, §4.5).
+//! Reverse RPC: the server calls a function the connected client exposes.
 //!
 //! Requests are `{"action":"pikku-rpc-request","id":"1","funcName":"f","data":…}` with ids from a per-connection
 //! counter. The reader hands response and pending frames to the connection's registry before routing, so a
@@ -24,7 +24,7 @@ use crate::frame::encode_json;
 /// Implement it on a marker type per client function; the types make the call site typed on both ends.
 ///
 /// ```
-/// use pikku_core::{Capability, Channel, ChannelError, Ctx, Params};
+/// use pikku::{Capability, Channel, ChannelError, Ctx, Params};
 ///
 /// struct ClientThing;
 /// impl Capability for ClientThing {
@@ -57,7 +57,7 @@ pub trait Capability {
 /// Why a reverse call failed.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params, RpcFailure};
+/// use pikku::{Channel, Ctx, Params, RpcFailure};
 ///
 /// async fn ask(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> &'static str {
 ///     match ch.remote_raw("confirm", None, None).await {
@@ -98,7 +98,7 @@ impl RpcFailure {
     /// metrics labels.
     ///
     /// ```
-    /// use pikku_core::RpcFailure;
+    /// use pikku::RpcFailure;
     ///
     /// assert_eq!(RpcFailure::Timeout.as_str(), "timeout");
     /// assert_eq!(RpcFailure::Remote { name: None, message: None }.as_str(), "remote");
@@ -121,7 +121,7 @@ impl RpcFailure {
 /// function (`Remote call 'f' timed out`).
 ///
 /// ```
-/// use pikku_core::{ChannelError, RpcError, RpcFailure};
+/// use pikku::{ChannelError, RpcError, RpcFailure};
 ///
 /// let err = RpcError::new("clientThing", RpcFailure::Timeout);
 /// assert_eq!(err.func_name(), "clientThing");
@@ -196,13 +196,13 @@ impl ClientError for RpcError {
     }
 }
 
-/// A valid reverse-RPC frame from the client (protocol §3.4).
+/// A valid reverse-RPC frame from the client: a `pikku-rpc-response` or a `pikku-rpc-pending`.
 ///
 /// The pipeline recognises these in [`LiveChannel::text`](crate::runtime::LiveChannel::text) and hands them to
 /// the connection's pending calls; they are never routed to handlers.
 ///
 /// ```
-/// use pikku_core::rpc::RpcFrame;
+/// use pikku::core::rpc::RpcFrame;
 /// use serde_json::json;
 ///
 /// let ok = json!({"action": "pikku-rpc-response", "id": "1", "ok": true, "result": 42});
@@ -233,7 +233,7 @@ impl RpcFrame {
     /// (as clients write it), passes.
     ///
     /// ```
-    /// use pikku_core::rpc::RpcFrame;
+    /// use pikku::core::rpc::RpcFrame;
     ///
     /// assert!(RpcFrame::may_be_reply(r#"{"action":"pikku-rpc-response","id":"1","ok":true}"#));
     /// assert!(!RpcFrame::may_be_reply(r#"{"action":"say","text":"hello"}"#));
@@ -250,7 +250,7 @@ impl RpcFrame {
     /// object.
     ///
     /// ```
-    /// use pikku_core::rpc::RpcFrame;
+    /// use pikku::core::rpc::RpcFrame;
     /// use serde_json::json;
     ///
     /// let refused = json!({"action": "pikku-rpc-response", "id": "2", "ok": false, "error": {"message": "no"}});

@@ -1,5 +1,5 @@
-//! The message pipeline shared by every runner: upgrade admission (protocol §2.3 steps 3–7), then per
-//! connection the connect, message, binary and disconnect flows (semantics §5).
+//! The message pipeline shared by every runner: upgrade admission (the application's checks: route, origin,
+//! opening data, upgrade middleware), then per connection the connect, message, binary and disconnect flows.
 //!
 //! Runners (the embedded server in `pikku-server`, or your own) own sockets, timers and queues; this module owns
 //! what happens to a frame: parse, RPC interception, routing, the auth gate, middleware, validation, permissions,
@@ -21,8 +21,9 @@
 //! use std::collections::VecDeque;
 //! use std::task::{Context, Waker};
 //! use std::time::Instant;
-//! use pikku_core::runtime::{TextFrame, UpgradeInput};
-//! use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, OutFrame, Params};
+//! use pikku::core::runtime::{TextFrame, UpgradeInput};
+//! use pikku::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, Params};
+//! use pikku::core::OutFrame;
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //! async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
@@ -94,7 +95,7 @@ static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pikku_core::runtime::UpgradeInput;
+/// use pikku::core::runtime::UpgradeInput;
 ///
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert(http::header::ORIGIN, http::HeaderValue::from_static("https://example.com"));
@@ -126,7 +127,7 @@ pub struct UpgradeInput<'a> {
 ///
 /// ```
 /// use std::time::Instant;
-/// use pikku_core::runtime::{Admitted, LiveChannel};
+/// use pikku::core::runtime::{Admitted, LiveChannel};
 ///
 /// // A runner's step after writing the 101 response.
 /// fn accept<S, U>(admitted: Admitted<S, U>, epoch: Instant) -> LiveChannel<S, U>
@@ -177,7 +178,7 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    /// Runs the upgrade checks that belong to the application, in the order of protocol §2.3: route match (404),
+    /// Runs the upgrade checks that belong to the application, in this order: route match (404),
     /// origin (403), param/query conflicts (422), opening data (422), upgrade middleware. Path and query
     /// decodability (400) are checked first.
     ///
@@ -186,8 +187,8 @@ where
     /// [`Admitted::into_channel`].
     ///
     /// ```
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
@@ -218,10 +219,10 @@ where
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
-        // Step 1 (the part about decodability).
+        // Path and query must decode (400).
         check_path(input.path)?;
         let query = parse_query(input.query.unwrap_or(""))?;
-        // Step 3.
+        // The route (404).
         let mut found = None;
         for &i in &self.match_order {
             if let Some(params) = self.channels[i].pattern.matches(input.path)? {
@@ -239,8 +240,8 @@ where
     /// empty or not decodable. Runners call it on plain `GET` requests, then [`admit_stream`](Self::admit_stream).
     ///
     /// ```
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::App;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
     ///
     /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
     /// assert_eq!(rt.match_stream("/realtime/events/news%20desk").unwrap().topic(), "news desk");
@@ -285,9 +286,9 @@ where
     ///
     /// ```
     /// use std::time::Instant;
-    /// use pikku_core::events::EventsChannel;
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, ChannelError};
+    /// use pikku::events::EventsChannel;
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, ChannelError};
     ///
     /// let events = EventsChannel::<(), ()>::new("/events")
     ///     .authorize(|_ctx, topic| async move {
@@ -350,15 +351,15 @@ where
         input: &UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
         let spec = &self.channels[index];
-        // Step 4.
+        // The origin (403).
         if !self.config().origin.allows_request(&input.headers) {
             return Err(ChannelError::forbidden("Origin not allowed"));
         }
-        // Steps 5 and 6.
+        // Params against query, then the opening data (422).
         let merged = merge_params(params, query)?;
         let for_middleware = (!spec.upgrade.is_empty()).then(|| merged.clone());
         let opening = (spec.opening)(merged)?;
-        // Step 7.
+        // Upgrade middleware, the app's then the channel's.
         let session = Arc::new(SessionSlot::new(None));
         let response_headers = Arc::new(Mutex::new(HeaderMap::new()));
         if let Some(params) = for_middleware {
@@ -422,8 +423,8 @@ where
     ///
     /// ```
     /// use std::time::Instant;
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -504,7 +505,7 @@ impl<S, U> std::fmt::Debug for AdmittedStream<S, U> {
 ///
 /// ```
 /// use std::collections::VecDeque;
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
 ///
 /// // A runner's reader: queue messages for the worker, drop the rest.
 /// fn on_text<S, U>(live: &LiveChannel<S, U>, text: &str, inbound: &mut VecDeque<serde_json::Value>)
@@ -520,7 +521,7 @@ impl<S, U> std::fmt::Debug for AdmittedStream<S, U> {
 /// ```
 #[derive(Debug)]
 pub enum TextFrame {
-    /// A zero-length frame: ignored (D17).
+    /// A zero-length frame: ignored.
     Ignored,
     /// A reverse-RPC response or pending frame, handed to the call registry (never routed or answered).
     Consumed,
@@ -535,8 +536,8 @@ pub enum TextFrame {
 /// once ([`max_in_flight`](Self::max_in_flight)) and when to drop them.
 ///
 /// ```
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
-/// use pikku_core::DisconnectReason;
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
+/// use pikku::DisconnectReason;
 ///
 /// // The life of one connection in a minimal, strictly sequential runner. (A real runner keeps reading while
 /// // handlers run, so that reverse-RPC responses reach a handler awaiting `remote`.)
@@ -615,12 +616,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
     ///
@@ -640,12 +641,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -663,24 +664,25 @@ where
     }
 
     /// Runs onConnect inside its lifecycle middleware and queues its result or error frame. A channel without a
-    /// connection handler gives a future that is ready at once. Run it to completion before starting messages
-    /// (D19); panics in the handler are caught and become an internal error frame.
+    /// connection handler gives a future that is ready at once. Run it to completion before starting messages;
+    /// panics in the handler are caught and become an internal error frame.
     ///
     /// Dropping the future cancels the handler (the embedded server does so after the drain timeout).
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn closed_room(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> Result<(), ChannelError> {
     ///     Err(ChannelError::forbidden("Room is closed"))
@@ -726,20 +728,20 @@ where
     }
 
     /// Classifies a text frame: empty (ignored), reverse-RPC envelope (consumed here), or a message. Text that
-    /// is not JSON is the JSON string with the same characters (D12).
+    /// is not JSON is the JSON string with the same characters.
     ///
     /// Call it as frames arrive, even while handlers run: reverse-RPC responses must reach the handler awaiting
     /// them without waiting behind queued messages.
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::runtime::TextFrame;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::runtime::TextFrame;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     /// use serde_json::json;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
@@ -775,17 +777,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit, Route};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: serde_json::Value) {}
     ///
@@ -839,18 +842,19 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn store(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
     ///
@@ -926,7 +930,7 @@ where
         false
     }
 
-    /// Runs one message through the pipeline (semantics §5.2) and queues its reply.
+    /// Runs one message through the pipeline and queues its reply.
     ///
     /// Routing and the auth gate are decided at once: an unknown route or a missing session queues its error
     /// frame before this returns, and the future is already complete. Otherwise the future runs middleware,
@@ -935,17 +939,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     /// use serde_json::json;
     ///
     /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
@@ -978,7 +983,7 @@ where
             }
         };
         let routing = route.name.clone();
-        // The auth gate reads the live session (D4, D8).
+        // The auth gate reads the live session: a session set by an earlier message counts.
         if route.auth && !self.session.is_present() {
             let err = match &routing {
                 Some((p, v)) => {
@@ -1026,22 +1031,23 @@ where
     }
 
     /// Runs the binary handler for a frame, or `None` when the frame is dropped (no handler, or no session when
-    /// one is needed; D21). The future queues the returned bytes as a binary frame, or an error frame.
+    /// one is needed). The future queues the returned bytes as a binary frame, or an error frame.
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
     ///     bytes.iter().rev().copied().collect()
@@ -1095,7 +1101,7 @@ where
         }))
     }
 
-    /// Disconnect steps 1–3 (semantics §5.6): the channel becomes `Closed`, pending reverse calls fail with
+    /// The start of the disconnect sequence: the channel becomes `Closed`, pending reverse calls fail with
     /// `closed`, and its hub subscriptions are removed. Returns the reason that won (the first trigger).
     ///
     /// Call it as soon as the connection ends; then let in-flight handlers finish (or drop them after the drain
@@ -1103,12 +1109,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -1120,7 +1126,7 @@ where
     /// hub.subscribe("news", live.connection().id()).await.unwrap();
     ///
     /// // The server was shutting down when the transport failed: the first trigger wins.
-    /// live.connection().request_close(pikku_core::channel::CloseRequest {
+    /// live.connection().request_close(pikku::core::channel::CloseRequest {
     ///     code: 1001, reason: "going away".into(), flush: true, cause: DisconnectReason::Shutdown,
     /// });
     /// let reason = live.begin_disconnect(DisconnectReason::TransportError);
@@ -1139,10 +1145,10 @@ where
         reason
     }
 
-    /// Disconnect steps 6–7: onDisconnect inside its lifecycle middleware (errors are logged), then the socket
-    /// state is released. Call it once, after [`begin_disconnect`](Self::begin_disconnect) and after in-flight
-    /// handlers finished or were dropped, with the reason `begin_disconnect` returned. Without a disconnection
-    /// handler the future is ready at once. Shown in the module example and under `begin_disconnect`.
+    /// The end of the disconnect sequence: onDisconnect inside its lifecycle middleware (errors are logged),
+    /// then the socket state is released. Call it once, after [`begin_disconnect`](Self::begin_disconnect) and
+    /// after in-flight handlers finished or were dropped, with the reason `begin_disconnect` returned. Without a
+    /// disconnection handler the future is ready at once. Shown in the module example and under `begin_disconnect`.
     ///
     /// Dropping the future cancels onDisconnect, and the socket state is then not released until the connection
     /// itself is dropped.
@@ -1192,7 +1198,7 @@ enum Selected<'a, S, U> {
     NoDefault,
 }
 
-/// Route selection (D1): the first routing property whose value is a string naming a registered route wins, and
+/// Route selection: the first routing property whose value is a string naming a registered route wins, and
 /// only that member is removed from the input.
 fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_, S, U> {
     let mut unknown = None;
@@ -1214,7 +1220,7 @@ fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_
     }
 }
 
-/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters (D12).
+/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters.
 fn parse_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
@@ -1250,7 +1256,7 @@ fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String,
         })
 }
 
-/// Shapes a handler result into its frame: D2 for routed messages, as is for the default route.
+/// Shapes a handler result into its frame: with the routing key for routed messages, as is for the default route.
 fn reply_frame(
     routing: Option<(&str, &str)>,
     result: Result<Reply, ChannelError>,
@@ -1268,7 +1274,7 @@ fn reply_frame(
                     map
                 }
                 Reply::Value(Value::Object(mut map)) => {
-                    // A member already named like the routing property is overwritten (D25).
+                    // A member already named like the routing property is overwritten.
                     map.insert(key.to_owned(), Value::String(name.to_owned()));
                     map
                 }

@@ -7,11 +7,11 @@ use crate::subprotocol::SubprotocolPolicy;
 /// Settings of the embedded server; every field documents its default.
 ///
 /// These are transport settings; the application's own (outbound queue bound, slow-consumer policy,
-/// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku_core::AppConfig`.
+/// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku::AppConfig`.
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = pikku_server::ServerConfig {
+/// let config = pikku::ServerConfig {
 ///     ping_interval: Duration::from_secs(10),
 ///     idle_timeout: Duration::from_secs(20),
 ///     max_connections: Some(10_000),

@@ -6,15 +6,15 @@
 //! and keep-alive timeouts, connection limits) and stop gracefully on SIGINT or SIGTERM ([`shutdown_signal`]) or
 //! a signal of your own. [`ChannelServer::service`] can also be mounted into an HTTP server you run yourself,
 //! which then owns the HTTP timeouts. The application's own settings (queue bounds, reverse-RPC timeout,
-//! origins) are in `pikku_core::AppConfig`.
+//! origins) are in `pikku::AppConfig`.
 //!
 //! # Example
 //! A server on a free local port, a client that connects and reads the greeting, then a graceful shutdown:
 //!
 //! ```
 //! use futures_util::StreamExt;
-//! use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-//! use pikku_server::{ChannelServer, ServerConfig};
+//! use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+//! use pikku::{ChannelServer, ServerConfig};
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //!
@@ -66,11 +66,11 @@ use pikku_core::App;
 /// too, or [`ChannelServer`] for a custom configuration, a listener of your own, or access to the hub.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
-/// pikku_server::serve(app, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve(app, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
@@ -95,12 +95,12 @@ where
 /// or on those and more: combine [`shutdown_signal`] with your own future in a `tokio::select!`.
 ///
 /// ```
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-/// let serving = tokio::spawn(pikku_server::serve_with_shutdown(app, "127.0.0.1:0".parse().unwrap(), async move {
+/// let serving = tokio::spawn(pikku::serve_with_shutdown(app, "127.0.0.1:0".parse().unwrap(), async move {
 ///     let _ = stopped.await;
 /// }));
 /// // … later, when it is time to stop:
@@ -140,20 +140,20 @@ where
 /// [`ChannelServer::serve_router`], which this calls) and handlers can extract `ConnectInfo<SocketAddr>`.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
-/// pikku_server::serve_router(app, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve_router(app, pages, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
 /// With a server of your own, for its hub or a custom configuration:
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
-/// # use pikku_server::{ChannelServer, ServerConfig};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{ChannelServer, ServerConfig};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// # async fn run() -> std::io::Result<()> {
 /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -165,7 +165,7 @@ where
 ///         let _ = hub.publish("news", None, &serde_json::json!("hi")).await;
 ///     }),
 /// );
-/// pikku_server::serve_router(server, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve_router(server, pages, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
@@ -201,19 +201,19 @@ where
 /// process. Called outside a runtime, it installs them on first poll.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// # async fn run() -> std::io::Result<()> {
 /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let signal = async move {
 ///     tokio::select! {
-///         () = pikku_server::shutdown_signal() => tracing::info!("signal received, draining"),
+///         () = pikku::shutdown_signal() => tracing::info!("signal received, draining"),
 ///         _ = stopped => tracing::info!("stop requested, draining"),
 ///     }
 /// };
 /// # drop(admin_stop);
-/// pikku_server::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
+/// pikku::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
 /// # }
 /// ```
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {

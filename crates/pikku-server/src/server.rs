@@ -56,8 +56,8 @@ struct Shared<S, U> {
 /// [`service`](Self::service) or `serve` call) and ends once every clone is dropped.
 ///
 /// ```no_run
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 ///
@@ -82,8 +82,8 @@ pub struct ChannelServer<S, U> {
 /// app or a server.
 ///
 /// ```
-/// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// # use pikku_server::ChannelServer;
+/// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// # use pikku::ChannelServer;
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let server: ChannelServer<(), ()> = app.into();
@@ -127,8 +127,8 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -158,8 +158,8 @@ where
     /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -177,8 +177,8 @@ where
     /// The built application: its services, configuration and channel routes.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -203,8 +203,8 @@ where
     /// for their handler), as charged to [`ServerConfig::inbound_budget_bytes`]. For metrics and health checks.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -228,8 +228,8 @@ where
     /// [`ServerConfig::max_connections_per_ip`] needs the peer address.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
@@ -275,8 +275,8 @@ where
     /// does the merging for you and applies the [`ServerConfig`] limits to every connection.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
@@ -322,8 +322,8 @@ where
     /// [crate example](crate#example). TCP_NODELAY is set on every accepted socket.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -349,12 +349,12 @@ where
         self.serve_on(router, listener, finished).await
     }
 
-    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
-    /// the shutdown finished. Upgrades arriving during the shutdown get 503.
+    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (see [`shutdown`](Self::shutdown))
+    /// and returns once the shutdown finished. Upgrades arriving during the shutdown get 503.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -398,8 +398,8 @@ where
     ///
     /// ```
     /// use std::sync::Arc;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -442,8 +442,8 @@ where
     ///
     /// ```
     /// use futures_util::StreamExt;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -484,15 +484,15 @@ where
     /// [`shutdown_signal`](crate::shutdown_signal) to stop on SIGINT or SIGTERM.
     ///
     /// ```no_run
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # async fn run() -> std::io::Result<()> {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
     /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
-    /// server.serve_router_with_shutdown(pages, listener, pikku_server::shutdown_signal()).await
+    /// server.serve_router_with_shutdown(pages, listener, pikku::shutdown_signal()).await
     /// # }
     /// ```
     ///
@@ -534,7 +534,7 @@ where
         listener::serve(router, listener, stop, limits).await
     }
 
-    /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
+    /// Graceful shutdown: new upgrades get 503, every open connection is closed with 1001
     /// `going away` and runs its disconnect sequence; returns when all have finished or the shutdown timeout
     /// passed. The listener keeps answering until the serve future ends; [`serve`](Self::serve) ends on its own
     /// once this returns. There is no way back: the server refuses upgrades from the first call on.
@@ -542,8 +542,8 @@ where
     /// ```
     /// use futures_util::StreamExt;
     /// use tokio_tungstenite::tungstenite::Message;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -679,12 +679,13 @@ where
 /// The tower service that answers channel upgrades (see [`ChannelServer::service`], which makes one).
 ///
 /// It is always ready and never fails: a refused upgrade is a JSON response `{name, message, errorId}` with the
-/// error's status (protocol §2.3), an accepted one a 101 response whose connection then runs in its own task.
+/// error's status, an accepted one a 101 response whose connection then runs in its own task.
 /// Cloning is cheap.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ChannelService, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
+/// use pikku::server::ChannelService;
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 ///
@@ -746,7 +747,7 @@ where
     B: Send + 'static,
 {
     let path = req.uri().path().to_owned();
-    // Step 1.
+    // A well-formed upgrade within the path limit (400).
     let key = match upgrade::check_request(&req, shared.config.max_path_bytes) {
         Ok(key) => key,
         // Not an upgrade: it may be a plain `GET` for an events channel's topic stream.
@@ -755,7 +756,7 @@ where
             None => return upgrade::refusal(&err, &path),
         },
     };
-    // Step 2.
+    // The server takes connections (503), and this address may open one more (429).
     if !shared.accepting.load(Ordering::Acquire) {
         return upgrade::refusal(
             &ChannelError::service_unavailable("Server is shutting down"),
@@ -787,7 +788,7 @@ where
         },
         _ => None,
     };
-    // Steps 3–7.
+    // The application's checks: route, origin, opening data, upgrade middleware.
     let headers = Arc::new(std::mem::take(req.headers_mut()));
     let admitted = match shared
         .rt

@@ -28,7 +28,8 @@ pub type SelectSubprotocol =
 /// | `Select` | the callback decides (it sees an empty list) | the callback decides |
 ///
 /// ```
-/// use pikku_server::{ServerConfig, SubprotocolPolicy};
+/// use pikku::server::SubprotocolPolicy;
+/// use pikku::ServerConfig;
 ///
 /// // Select `pikku.v1` when offered.
 /// let config = ServerConfig { subprotocols: SubprotocolPolicy::list(["pikku.v1"]), ..Default::default() };
@@ -42,8 +43,9 @@ pub type SelectSubprotocol =
 /// token sets the session):
 ///
 /// ```
-/// use pikku_core::ChannelError;
-/// use pikku_server::{ServerConfig, SubprotocolPolicy};
+/// use pikku::ChannelError;
+/// use pikku::server::SubprotocolPolicy;
+/// use pikku::ServerConfig;
 ///
 /// let policy = SubprotocolPolicy::select(|offered| {
 ///     if !offered.iter().any(|p| p.starts_with("token.")) {
@@ -86,7 +88,7 @@ impl SubprotocolPolicy {
     /// [`SubprotocolPolicy::List`] from any names.
     ///
     /// ```
-    /// use pikku_server::SubprotocolPolicy;
+    /// use pikku::server::SubprotocolPolicy;
     ///
     /// let policy = SubprotocolPolicy::list(["pikku.v2", "pikku.v1"]);
     /// assert!(matches!(policy, SubprotocolPolicy::List(names) if names == ["pikku.v2", "pikku.v1"]));

@@ -1,4 +1,4 @@
-//! The HTTP side of a channel upgrade: request checks (protocol §2.3 step 1), the 101 response and refusals.
+//! The HTTP side of a channel upgrade: the well-formedness checks, the 101 response and refusals.
 
 use axum::body::Body;
 use base64::Engine;
@@ -9,7 +9,7 @@ use pikku_core::ChannelError;
 /// Refusals logged per status per second; the rest are counted.
 static REFUSALS: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
 
-/// The GUID of RFC 6455 §1.3, appended to the client's key before hashing.
+/// The GUID of RFC 6455 (section 1.3), appended to the client's key before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Checks that the request is a well-formed WebSocket upgrade within the path limit; returns the client's key.

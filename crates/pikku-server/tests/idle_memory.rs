@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
 use pikku_server::{ChannelServer, ServerConfig};
+use pikku_testkit::rss_kib;
 use tokio::net::TcpListener;
 
 /// Connections opened before the first reading, so that the runtime's and the allocator's one-off growth is
@@ -17,15 +18,6 @@ use tokio::net::TcpListener;
 const WARM_UP: usize = 500;
 const MEASURED: usize = 4_000;
 const BOUND_BYTES: usize = 2_048;
-
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
 
 async fn subscribe(ctx: Ctx<(), ()>, channel: Channel<Params, ()>) {
     let topic = format!("topic-{}", channel.channel_id().len() % 7);

@@ -135,7 +135,7 @@ pub enum RoomEvent {
     },
 }
 
-/// The envelope the generated realtime client expects for hub events (protocol §4.3).
+/// The envelope the generated realtime client expects for hub events: the hub adds no envelope of its own.
 #[derive(Debug, Serialize)]
 struct Envelope<'a> {
     topic: &'a str,

@@ -16,3 +16,21 @@ fn the_page_shows_the_example_as_it_is() {
     contains_file(&doc, "src/lib.rs");
     contains_file(&doc, "src/main.rs");
 }
+
+#[test]
+fn the_facade_front_page_shows_the_example_as_it_is() {
+    let front = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/pikku/src/lib.rs");
+    let front = std::fs::read_to_string(front).expect("crates/pikku/src/lib.rs");
+    // The page's doc comment, without its `//! ` prefixes.
+    let doc: String = front
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+        .collect();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs"))
+        .expect("src/lib.rs");
+    assert!(
+        doc.contains(&format!("```no_run\n{source}")),
+        "the facade's front page (crates/pikku/src/lib.rs, # A first app) no longer shows src/lib.rs as it is"
+    );
+}
