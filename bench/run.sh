@@ -210,7 +210,7 @@ Measured by \`bash bench/run.sh\` (the \`pikku-bench\` crate). Each case starts 
 pinned to CPU 0 (\`taskset -c $SERVER_CPU\`) and loads it from CPU 1 (\`taskset -c $LOAD_CPU\`) with
 \`pikku-bench\`, a single-threaded tokio client. The framework server (\`bench-server\`) and the
 no-framework baseline (\`baseline-server\`: tokio-websockets, \`serde_json::Value\` routing, an mpsc
-writer per connection, a mutex-guarded topic map, one encode per publish) serve the same contract
+writer per connection, a mutex-guarded topic map, one encode per publish) speak the same protocol
 and get the same load, one after the other, so the ratio column is from one run on one machine.
 
 - **Run:** $started_at, $elapsed s in all; measured window ${DURATION} s after ${WARMUP} s of warmup

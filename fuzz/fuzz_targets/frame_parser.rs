@@ -2,7 +2,7 @@
 //!
 //! The first input byte picks the payload limit; the rest is read as client frames. Besides "no panic", an
 //! accepted header must fit the input and the limit, every prefix of it must ask for more bytes, and unmasking
-//! must match the bytewise definition of RFC 6455 §5.3.
+//! must match the bytewise definition of RFC 6455 (section 5.3).
 
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! Arbitrary text into the opening-data functions of `pikku_core` (protocol §2.4): `RoutePattern::parse` and
+//! Arbitrary text into the opening-data functions of `pikku_core`: `RoutePattern::parse` and
 //! `matches`, `parse_query`, `merge_params` and `opening_from_params`.
 //!
 //! The input is split on the first two newlines into a route pattern, a request path and a query.

@@ -1,7 +1,7 @@
 //! Benchmark harness for pikku channels.
 //!
-//! The crate holds three programs that speak the bench contract of issue 3 (a channel `bench` at
-//! `/bench`, routed by `action`: `echo`, `sub`, `pub`):
+//! The crate holds three programs that speak the bench contract (a channel `bench` at `/bench`,
+//! routed by `action`: `echo`, `sub`, `pub`; written out in `bench-server`'s docs):
 //!
 //! - `pikku-bench`, the load generator (scenarios [`scenario::echo`], [`scenario::fanout`],
 //!   [`scenario::idle`], [`scenario::connect`]), a single-threaded tokio client that reads the

@@ -175,7 +175,7 @@ fn bench_server_answers_the_contract_shapes() {
     contract_against(Server::spawn(env!("CARGO_BIN_EXE_bench-server")));
 }
 
-/// The exact replies other programs rely on (issue 3's bench-server contract).
+/// The exact replies other programs rely on (the contract in `bench-server`'s docs).
 fn contract_against(server: Server) {
     let url = format!("ws://127.0.0.1:{}/bench", server.port);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -376,7 +376,7 @@ impl fmt::Debug for Client {
 ///
 /// Replies carry no correlation id. As in the reference client, a call resolves with the next frame whose
 /// routing member names its route, so calls in flight to one route are matched in the order they were sent
-/// (the server answers a connection's messages in order, protocol §5).
+/// (the server answers a connection's messages in order).
 #[derive(Debug, Clone)]
 pub struct Route {
     client: Client,

@@ -53,10 +53,11 @@ type Waiter = oneshot::Sender<Result<Reply, ClientError>>;
 /// Waiting calls of one routing property, by route name.
 type ByName = HashMap<String, VecDeque<Waiter>>;
 
-/// Calls waiting for their reply, per routing property and route name, oldest first (protocol §4.6, D7).
+/// Calls waiting for their reply, per routing property and route name, oldest first: the protocol has no correlation
+/// ids, so replies to one route are matched by order, as the server answers in order.
 ///
-/// Unbounded, but it holds only calls in flight: the server answers every routed message exactly once
-/// (protocol §4.2), which removes its entry, and the rest are failed when the connection ends.
+/// Unbounded, but it holds only calls in flight: the server answers every routed message exactly once,
+/// which removes its entry, and the rest are failed when the connection ends.
 #[derive(Default)]
 struct Waiting {
     /// Routing properties in the order of their first call; a handful at most.
@@ -226,7 +227,7 @@ impl Driver {
             Frame::Binary(Bytes::from(message.into_payload()))
         } else if let Some(text) = message.as_text() {
             if text.is_empty() {
-                // The reference client drops empty frames; pikku never sends one (protocol §4.6).
+                // The reference client drops empty frames; pikku never sends one.
                 return;
             }
             match Frame::from_text(text) {

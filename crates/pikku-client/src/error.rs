@@ -42,7 +42,7 @@ pub enum ClientError {
     /// ([`ClientBuilder::call_timeout`](crate::ClientBuilder::call_timeout)); its reply, if it comes later, is
     /// discarded so later calls to the route still get theirs.
     CallTimeout(Duration),
-    /// The server refused the upgrade with an HTTP response (protocol §2.3).
+    /// The server refused the upgrade with an HTTP response (a JSON body `{name, message, errorId}`).
     Refused {
         /// The HTTP status, e.g. 404 for an unknown channel path.
         status: u16,
@@ -54,7 +54,7 @@ pub enum ClientError {
     Handshake(TransportError),
     /// The connection is closed; holds the close frame the server sent (code 1006 when none arrived).
     Closed(Close),
-    /// The server answered a call with an error frame (one with a top-level `errorName`, protocol §4.4).
+    /// The server answered a call with an error frame (one with a top-level `errorName`).
     Remote {
         /// The error class, e.g. `UnauthorizedError`, `UnprocessableContentError`, `ChannelRPCError`.
         name: String,
@@ -131,7 +131,7 @@ impl std::error::Error for ClientError {
     }
 }
 
-/// One validation failure of an error frame's `details` (protocol §4.4).
+/// One validation failure of an error frame's `details`: where (a JSON Pointer) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ErrorDetail {
     /// A JSON Pointer into the handler input (`""` is the whole input), e.g. `/title`.

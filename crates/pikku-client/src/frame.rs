@@ -16,7 +16,7 @@ use crate::ClientError;
 /// use pikku_client::Frame;
 /// use serde_json::json;
 ///
-/// // `txt hello!` is not JSON, `{"defaultGot":1}` is (protocol §4.1).
+/// // `txt hello!` is not JSON, `{"defaultGot":1}` is.
 /// assert_eq!(Frame::from_text("hello!"), Frame::Text("hello!".into()));
 /// assert_eq!(Frame::from_text(r#"{"defaultGot":1}"#), Frame::Json(json!({"defaultGot": 1})));
 /// ```
@@ -68,7 +68,7 @@ impl Frame {
     }
 }
 
-/// The reply frame that answered a [`Route::call`](crate::Route::call) (protocol §4.2).
+/// The reply frame that answered a [`Route::call`](crate::Route::call) (the result, with the routing member).
 ///
 /// [`value`](Reply::value) reads the handler's result back out of the frame: the `result` member of a wrapped
 /// reply (`{"action":"prim","result":"valid"}` → `"valid"`), `null` for a reply that holds only the routing

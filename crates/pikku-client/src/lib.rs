@@ -1,6 +1,6 @@
 //! A typed, async Rust client for pikku channels: the Rust counterpart of Pikku's browser client
-//! `CorePikkuWebsocket`, for tests, benchmarks and services. It speaks the wire protocol of
-//! `shared/spec/protocol.md` to any server that does (pikku-rs, or Pikku on Node).
+//! `CorePikkuWebsocket`, for tests, benchmarks and services. It speaks Pikku's wire protocol (described in
+//! `docs/protocol.md` of the pikku-rs repository) to any server that does: pikku-rs, or Pikku on Node.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,16 +31,15 @@
 //!
 //! # How replies are matched
 //! The protocol has no correlation ids. Like the reference client, a call on
-//! [`client.route("action")`](Client::route) resolves with the **next frame whose `action` member names its
-//! route**, so calls in flight to one route are matched by order; the server answers a connection's messages
-//! one at a time, in order (protocol §5, D7). A frame with a top-level `errorName` resolves the call as
-//! [`ClientError::Remote`]. Everything no call is waiting for, reverse-RPC requests excepted, goes to the frame
-//! queue read by [`Client::next_frame`] / [`Client::frames`]: onConnect output, default-handler replies, hub
-//! events, pushes, unrouted error frames (`{"error":"No default message route",…}`) and routed replies sent
-//! with [`Route::send`]. Two consequences, shared with the reference client: a push that carries a waiting
-//! route's member (`{"action":"create",…}` from the hub) resolves that call, and a channel that handles
-//! several messages concurrently (`max_in_flight` > 1) replies in completion order, which mismatches calls to
-//! the same route.
+//! [`client.route("action")`](Client::route) resolves with the **next frame whose `action` member names its route**,
+//! so calls in flight to one route are matched by order; the server answers a connection's messages one at a time, in
+//! order, unless the channel allows several at once. A frame with a top-level `errorName` resolves the call as
+//! [`ClientError::Remote`]. Everything no call is waiting for, reverse-RPC requests excepted, goes to the frame queue
+//! read by [`Client::next_frame`] / [`Client::frames`]: onConnect output, default-handler replies, hub events,
+//! pushes, unrouted error frames (`{"error":"No default message route",…}`) and routed replies sent with
+//! [`Route::send`]. Two consequences, shared with the reference client: a push that carries a waiting route's member
+//! (`{"action":"create",…}` from the hub) resolves that call, and a channel that handles several messages
+//! concurrently (`max_in_flight` > 1) replies in completion order, which mismatches calls to the same route.
 //!
 //! Reverse RPC: [`Client::expose`] registers functions the server can call with `channel.remote(..)`.
 //!

@@ -1,4 +1,5 @@
-//! Reverse RPC: functions the client exposes to the server (protocol §3.4, §4.5).
+//! Reverse RPC: functions the client exposes to the server, answered with `pikku-rpc-response` (and
+//! `pikku-rpc-pending`) frames.
 
 use std::fmt;
 use std::future::Future;

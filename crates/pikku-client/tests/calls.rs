@@ -1,4 +1,4 @@
-//! Routed calls (protocol §3.2, §4.2, §4.4): reply shapes, error frames, matching by order per route.
+//! Routed calls: reply shapes, error frames, matching by order per route.
 
 mod support;
 
@@ -34,14 +34,15 @@ async fn object_replies_lose_only_the_routing_member() {
         }
     );
 
-    // Other members, other routing properties included, travel with the message (row 11).
+    // Other members, other routing properties included, travel with the message (as in the golden test
+    // `row_11_only_matched_key_stripped`).
     let got = actions
         .call("echoIn", &json!({"a": 1, "type": "x"}))
         .await
         .unwrap();
     assert_eq!(got.value(), json!({"got": {"a": 1, "type": "x"}}));
 
-    // The server overwrites a member named like the routing property (D25).
+    // The server overwrites a member named like the routing property.
     let clash = actions.call("clash", &()).await.unwrap();
     assert_eq!(clash.value(), json!({"x": 1}));
 }
@@ -187,7 +188,8 @@ async fn calls_to_one_route_resolve_in_order() {
     );
     assert_eq!((first.unwrap(), second.unwrap(), third.unwrap()), (1, 2, 3));
 
-    // Different routes in flight: `slow` answers after 100 ms, `fast` is handled after it (protocol §5).
+    // Different routes in flight: `slow` answers after 100 ms, `fast` is handled after it (messages are handled in
+    // order).
     let (slow, fast) = tokio::join!(actions.call("slow", &()), actions.call("fast", &()));
     assert_eq!(slow.unwrap().value(), json!({"n": "slow"}));
     assert_eq!(fast.unwrap().value(), json!({"n": "fast"}));

@@ -147,7 +147,7 @@ async fn dropping_the_last_handle_closes_the_connection() {
 
 #[tokio::test]
 async fn pings_are_answered_while_idle() {
-    // Pinged every 100 ms, closed after 300 ms without an inbound frame (protocol §6): the pongs keep it open.
+    // Pinged every 100 ms, closed after 300 ms without an inbound frame: the pongs keep it open.
     let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings {
         ping_interval: Duration::from_millis(100),
         idle_timeout: Duration::from_millis(300),

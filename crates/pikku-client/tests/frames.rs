@@ -17,7 +17,7 @@ async fn default_handler_replies_arrive_as_frames() {
         next(&client).await,
         Frame::Json(json!({"defaultGot": {"hello": 1}}))
     );
-    // A string is sent as its JSON text; raw text is the same message (D12).
+    // A string is sent as its JSON text; raw text is the same message.
     client.send("hello").await.unwrap();
     assert_eq!(
         next(&client).await,
@@ -79,7 +79,7 @@ async fn hub_events_between_two_clients() {
     );
     sentinel(&a).await;
 
-    // `emitAll` reaches the sender too, before its own reply (protocol §5).
+    // `emitAll` reaches the sender too, before its own reply.
     a.route("action")
         .call("emitAll", &json!({"topic": "news", "data": {"hi": 2}}))
         .await

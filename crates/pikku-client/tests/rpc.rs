@@ -1,4 +1,4 @@
-//! Reverse RPC (protocol §3.4, §4.5): functions the client exposes, called by the fixture's `rev` route, which
+//! Reverse RPC: functions the client exposes, called by the fixture's `rev` route, which
 //! calls `clientThing` with `{"q":1}` and returns `{"remoteSaid":<result>}`.
 
 mod support;
@@ -131,7 +131,8 @@ async fn a_slow_function_without_pending_times_out() {
             if name == "ChannelRPCError" && message == "Remote call 'clientThing' timed out"),
         "{err:?}"
     );
-    // The late response is consumed by the server, never answered (row 45).
+    // The late response is consumed by the server, never answered (as in the golden test
+    // `row_45_stray_and_invalid_rpc_envelopes`).
     tokio::time::sleep(Duration::from_millis(300)).await;
     sentinel(&client).await;
 }

@@ -1,13 +1,20 @@
-//! Serves the fixture of protocol.md §8.1 on 127.0.0.1 for clients written in other languages.
+//! Serves the protocol fixture (`docs/protocol.md`, *Conformance fixture*) on 127.0.0.1 for clients written in other
+//! languages.
 //!
 //! ```text
 //! cargo run --release --example conformance -- --port 4010 [--test-timeouts]
 //! ```
 //!
-//! `--test-timeouts` applies the test settings of §8.1: reverse-RPC timeout 200 ms, ping 100 ms, idle timeout
+//! `--test-timeouts` applies the test settings: reverse-RPC timeout 200 ms, ping 100 ms, idle timeout
 //! 300 ms and an outbound queue of 64 KiB. Each can also be set on its own: `--rpc-timeout-ms`, `--ping-ms`,
 //! `--idle-ms`, `--outbound-bytes`. SIGINT (Ctrl-C) or SIGTERM shuts down gracefully: open connections close
 //! with 1001 `going away` and run their disconnect sequence, then the process exits with status 0.
+//!
+//! Besides the fixture's channels it serves the realtime events channel under `/realtime`: a realtime client
+//! pointed at `http://127.0.0.1:<port>/realtime` subscribes on the socket at `/realtime/events` or streams
+//! `/realtime/events/<topic>` as Server-Sent Events, and receives what the fixture's `emit`, `emitAll` and
+//! `emitRaw` publish (`emitAll` with `{"topic":"news","data":{"hi":1}}` sends exactly that object to the
+//! subscribers of `news`). Clients offering the subprotocol `pikku.v1` get it selected.
 
 use std::process::ExitCode;
 use std::time::Duration;

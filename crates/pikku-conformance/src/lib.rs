@@ -1,7 +1,11 @@
-//! The fixture of the pikku wire protocol (protocol.md §8.1), in one place: served in-process by the golden
-//! tests ([`TestServer`]) and by the `conformance` example for clients written in other languages.
+//! The fixture of the pikku wire protocol (`docs/protocol.md`, *Conformance fixture*), in one place: served
+//! in-process by the golden tests ([`TestServer`]) and by the `conformance` example for clients written in other
+//! languages.
 //!
-//! Channels: `events` at `/events`, `greet` at `/greet`, `rooms` at `/rooms/:roomId`, `secure` at `/secure`.
+//! Channels: `events` at `/events`, `greet` at `/greet`, `rooms` at `/rooms/:roomId`, `secure` at `/secure`, and
+//! the realtime events channel `realtime-events` at `/realtime/events` (Server-Sent Events at
+//! `/realtime/events/<topic>`), sharing the hub, so that a realtime client pointed at `/realtime` receives what
+//! `emit`, `emitAll` and `emitRaw` publish. The server selects the subprotocol `pikku.v1` when offered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,27 +15,29 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pikku::core::middleware::UpgradeRequest;
 use pikku::core::SlowConsumerPolicy;
+use pikku::events::EventsChannel;
 use pikku::prelude::*;
+use pikku::server::SubprotocolPolicy;
 use pikku::{AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-/// The settings that differ between rows (protocol §8.1 "Test settings").
+/// The settings that differ between scenarios.
 #[derive(Debug, Clone)]
 pub struct FixtureSettings {
-    /// Reverse-RPC timeout (spec default 30 s; test settings 200 ms).
+    /// Reverse-RPC timeout (default 30 s; the test settings use 200 ms).
     pub rpc_timeout: Duration,
-    /// Ping interval (default 30 s; row 56 uses 100 ms).
+    /// Ping interval (default 30 s; `row_56_idle_timeout` uses 100 ms).
     pub ping_interval: Duration,
-    /// Idle timeout (default 60 s; row 56 uses 300 ms).
+    /// Idle timeout (default 60 s; `row_56_idle_timeout` uses 300 ms).
     pub idle_timeout: Duration,
-    /// Outbound queue bound (default 1 MiB; row 57 uses 64 KiB).
+    /// Outbound queue bound (default 1 MiB; `row_57_slow_consumer_closed` uses 64 KiB).
     pub outbound_queue_bytes: usize,
 }
 
 impl FixtureSettings {
-    /// The spec defaults.
+    /// The server's defaults.
     #[must_use]
     pub fn defaults() -> Self {
         Self {
@@ -42,7 +48,7 @@ impl FixtureSettings {
         }
     }
 
-    /// The test settings of §8.1 used by most rows: reverse-RPC timeout 200 ms, everything else default.
+    /// The test settings most scenarios use: reverse-RPC timeout 200 ms, everything else default.
     #[must_use]
     pub fn test() -> Self {
         Self {
@@ -494,6 +500,11 @@ pub fn fixture_app(settings: &FixtureSettings, recorder: Recorder) -> App<Servic
         .channel(greet())
         .channel(rooms())
         .channel(secure())
+        .channel(
+            EventsChannel::new("/realtime/events")
+                .name("realtime-events")
+                .build(),
+        )
 }
 
 /// The server settings that go with `settings`.
@@ -502,6 +513,7 @@ pub fn server_config(settings: &FixtureSettings) -> ServerConfig {
     ServerConfig {
         ping_interval: settings.ping_interval,
         idle_timeout: settings.idle_timeout,
+        subprotocols: SubprotocolPolicy::list(["pikku.v1"]),
         ..ServerConfig::default()
     }
 }

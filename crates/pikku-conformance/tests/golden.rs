@@ -1,8 +1,10 @@
-//! The golden scenarios of protocol.md §8.3, one test per row, each over a real socket against its own
-//! fixture server (§8.1), driven by clients independent of the server's codec (see `support`).
+//! The golden scenarios of the wire protocol (`docs/protocol.md`), one test per scenario (`row_01_…` to
+//! `row_57_…`), each over a real socket against its own fixture server, driven by clients independent of the
+//! server's codec (see `support`).
 //!
-//! Conventions (§8.2): unless a row says otherwise a test uses a fresh connection to `/events` whose initial
-//! `txt hello!` was read ([`events`]); `auth()` is **S** and `sentinel()` is **⟂**. Frames are compared
+//! Conventions: unless a test says otherwise it uses a fresh connection to `/events` whose initial
+//! `txt hello!` was read ([`events`]); `auth()` logs in with the fixture's valid token, and `sentinel()` sends an
+//! `echoIn` whose reply must be the very next frame, which proves nothing was sent before it. Frames are compared
 //! exactly: JSON as values, `txt` frames byte for byte; `"<any>"` stands for `errorId` and
 //! `details[].message`. Many rows end with an extra sentinel to prove that no stray frame followed.
 //!
@@ -20,21 +22,21 @@ use support::{assert_refusal, raw_upgrade, timing_lock, Client, Frame, RawWs, AN
 // Fixture helpers
 // ---------------------------------------------------------------------------------------------------------
 
-/// A fresh connection to `/events` with the onConnect frame `txt hello!` already read (§8.2).
+/// A fresh connection to `/events` with the onConnect frame `txt hello!` already read.
 async fn events(srv: &TestServer) -> Client {
     let mut client = Client::connect(&srv.url("/events")).await;
     client.expect_text("hello!").await;
     client
 }
 
-/// A fresh `/events` connection after **S**.
+/// A fresh `/events` connection, logged in.
 async fn authed(srv: &TestServer, label: &str) -> Client {
     let mut client = events(srv).await.named(label);
     client.auth().await;
     client
 }
 
-/// The setup of rows 35–40: a connection that did **S** and subscribed to `news`.
+/// The setup of rows 35–40: a connection that logged in and subscribed to `news`.
 async fn news_subscriber(srv: &TestServer, label: &str) -> Client {
     let mut client = authed(srv, label).await;
     client
@@ -44,7 +46,7 @@ async fn news_subscriber(srv: &TestServer, label: &str) -> Client {
     client
 }
 
-/// The D4 frame for `sub` without a session (row 17, reused by 19–21 and 54).
+/// The single frame that answers `sub` without a session (row 17, reused by 19–21 and 54).
 fn unauthorized_sub() -> Value {
     json!({"action": "sub", "error": "Unauthorized for route 'action:sub'", "errorName": "UnauthorizedError"})
 }
@@ -69,7 +71,7 @@ fn rpc_ok(id: &str) -> Value {
 }
 
 /// Waits until at least `n` disconnects are recorded, then checks that no extra one shows up shortly after
-/// (onDisconnect runs exactly once per connection, D19). Returns exactly `n` records.
+/// (onDisconnect runs exactly once per connection). Returns exactly `n` records.
 async fn disconnects(srv: &TestServer, n: usize) -> Vec<Disconnect> {
     let got = srv.recorder().wait_for_disconnects(n, WAIT).await;
     assert!(
@@ -192,7 +194,7 @@ async fn row_08_secure_session_visible_in_on_connect() {
 async fn row_09_on_connect_precedes_first_reply() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/events")).await;
-    // Sent before reading anything: onConnect's frame must still come first (D19).
+    // Sent before reading anything: onConnect's frame must still come first.
     client.send_json(json!({"action": "echoIn", "a": 1})).await;
     client.expect_text("hello!").await;
     client
@@ -645,7 +647,7 @@ async fn row_37_double_subscribe_delivers_once() {
     b.expect_json(json!({"topic": "news", "data": {"hi": 3}}))
         .await;
     b.expect_json(json!({"action": "emitAll"})).await;
-    // B's reply came after the publish returned, so A's copies are queued by now: exactly one, then ⟂.
+    // B's reply came after the publish returned, so A's copies are queued by now: exactly one, then the sentinel.
     a.expect_json(json!({"topic": "news", "data": {"hi": 3}}))
         .await;
     a.sentinel().await;
@@ -699,7 +701,8 @@ async fn row_40_raw_text_and_binary_events() {
     let mut b = news_subscriber(&srv, "B").await;
     a.send_json(json!({"action": "emitRaw", "topic": "news", "text": "ping"}))
         .await;
-    // A is subscribed too and emitRaw publishes to everyone: its copy precedes its reply (H2, H7).
+    // A is subscribed too and emitRaw publishes to everyone: its copy precedes its reply (the hub queues local
+    // deliveries before `publish` returns).
     a.expect_text("ping").await;
     a.expect_json(json!({"action": "emitRaw"})).await;
     a.send_json(json!({"action": "emitRaw", "topic": "news", "bytes": [9, 8]}))
@@ -828,7 +831,8 @@ async fn row_46_rpc_response_bypasses_queue() {
     let mut client = authed(&srv, "client").await;
     client.send_json(json!({"action": "rev"})).await;
     client.expect_json(rev_request("1")).await;
-    // Queued behind the waiting `rev`; the response must still reach it (§5).
+    // Queued behind the waiting `rev`; the response must still reach it (reverse-RPC answers skip the
+    // queue).
     client.send_json(json!({"action": "echoIn", "a": 1})).await;
     client.send_json(rpc_ok("1")).await;
     client

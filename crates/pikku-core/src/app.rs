@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::channel::Registry;
 use crate::channel::SlowConsumerPolicy;
 use crate::error::RegistrationError;
+use crate::events::EventsSpec;
 use crate::handler::{ErasedBinary, ErasedConnect, ErasedDisconnect, ErasedMessage};
 use crate::hub::{EventHub, HubDriver, HubLimits};
 use crate::middleware::{
@@ -20,16 +21,16 @@ use crate::rate_limit::RateLimit;
 use crate::telemetry::{self, handles::ChannelMetrics, handles::RouteMetrics};
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
-/// Behaviour and limits shared by every channel of an app (semantics §11).
+/// Behaviour and limits shared by every channel of an app.
 ///
 /// Every field has a default ([`AppConfig::default`]). The struct is `#[non_exhaustive]`, so outside this crate
 /// it cannot be built with a struct literal: change the fields you need through [`App::configure`], or start
 /// from `AppConfig::default()` and pass the result to [`App::config`]. Transport settings (frame size, heartbeats,
-/// shutdown) live in the server's own configuration (`pikku_server::ServerConfig`).
+/// shutdown) live in the server's own configuration (`pikku::ServerConfig`).
 ///
 /// ```
 /// use std::time::Duration;
-/// use pikku_core::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
+/// use pikku::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
 ///
 /// let mut config = AppConfig::default();
 /// assert_eq!(config.outbound_queue_bytes, 1 << 20);
@@ -99,11 +100,11 @@ impl Default for AppConfig {
 /// `S` is whatever your handlers share (database pools, configuration); they read it with
 /// [`Ctx::state`](crate::Ctx::state). `U` is the session type a connection may carry (default `()`); because it
 /// is a type parameter, a handler asking for the wrong session type does not compile. Build the app with the
-/// consuming builder methods below, then hand it to a runner (`pikku_server::ChannelServer::new` or
+/// consuming builder methods below, then hand it to a runner (`pikku::ChannelServer::new` or
 /// `pikku::serve`), which calls [`into_runtime`](App::into_runtime) once and serves the result.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
 ///
 /// #[derive(Clone)]
 /// struct Services { greeting: &'static str }
@@ -153,7 +154,7 @@ where
     /// (`App::<S, User>::new(..)`) when no handler mentions it.
     ///
     /// ```
-    /// use pikku_core::App;
+    /// use pikku::App;
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -183,7 +184,7 @@ where
     /// [`hub`](Self::hub).
     ///
     /// ```
-    /// use pikku_core::{App, AppConfig};
+    /// use pikku::{App, AppConfig};
     ///
     /// let mut config = AppConfig::default();
     /// config.dev_mode = true;
@@ -203,7 +204,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{App, AppConfig, SlowConsumerPolicy};
+    /// use pikku::{App, AppConfig, SlowConsumerPolicy};
     ///
     /// let app: App<()> = App::new(()).configure(|config: &mut AppConfig| {
     ///     config.outbound_queue_bytes = 64 * 1024;
@@ -223,7 +224,7 @@ where
     /// The returned handle is a cheap clone of the hub the app's connections use.
     ///
     /// ```
-    /// use pikku_core::App;
+    /// use pikku::App;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let app: App<()> = App::new(());
@@ -243,8 +244,8 @@ where
     /// picks one from a URL. Handles taken earlier with [`hub`](Self::hub) use it too.
     ///
     /// ```
-    /// use pikku_core::hub::LocalBus;
-    /// use pikku_core::App;
+    /// use pikku::hub::LocalBus;
+    /// use pikku::App;
     ///
     /// // Two apps in one process sharing topics; across processes, use a broker's driver instead.
     /// let bus = LocalBus::new();
@@ -262,10 +263,10 @@ where
     }
 
     /// Adds a channel definition. Channels are matched against the upgrade path with literal routes first, then
-    /// parameterised ones, each kind in registration order (protocol §2.4).
+    /// parameterised ones, each kind in registration order.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -276,7 +277,7 @@ where
     /// ```
     ///
     /// # Panics
-    /// On a registration error (semantics §4.2): a duplicate channel name, a route of the same shape as an earlier
+    /// On a registration error: a duplicate channel name, a route of the same shape as an earlier
     /// channel's, an invalid route pattern, or an invalid or duplicate message route. The message names the
     /// offending `ChannelRoute::new` or `.route(..)` line. Use [`try_channel`](Self::try_channel) to get the
     /// error as a value.
@@ -295,7 +296,7 @@ where
     /// configuration) and a bad one should be reported rather than panic.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -348,7 +349,7 @@ where
     /// not to onConnect and onDisconnect (use [`lifecycle_middleware`](Self::lifecycle_middleware)).
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::{App, ChannelError, MiddlewareCtx, Next, Reply};
     ///
     /// async fn timing(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let started = std::time::Instant::now();
@@ -371,8 +372,8 @@ where
     /// sent to the client as an error frame; around onDisconnect it is only logged.
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, MiddlewareCtx, Next, Reply};
-    /// use pikku_core::middleware::Invocation;
+    /// use pikku::{App, ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::core::middleware::Invocation;
     ///
     /// async fn audit(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let what = if mw.invocation() == Invocation::Connect { "connected" } else { "disconnected" };
@@ -393,7 +394,7 @@ where
     /// An error refuses the upgrade with its status and a JSON body; it can also seed the session.
     ///
     /// ```
-    /// use pikku_core::{App, ChannelError, UpgradeRequest};
+    /// use pikku::{App, ChannelError, UpgradeRequest};
     ///
     /// async fn no_bots(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
     ///     match req.header("user-agent") {
@@ -416,7 +417,7 @@ where
     /// ([`telemetry::enable`]), this is also where every channel's and route's metric handles are resolved.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -438,7 +439,7 @@ where
             }
             self.hub.init_metrics();
         }
-        // Literal routes win over parameterised ones; among each kind, registration order (protocol §2.4).
+        // Literal routes win over parameterised ones; among each kind, registration order.
         let mut order: Vec<usize> = (0..self.channels.len()).collect();
         order.sort_by_key(|&i| !self.channels[i].pattern.is_literal());
         Arc::new(AppRuntime {
@@ -499,6 +500,7 @@ struct ErasedChannel<S, U> {
     max_in_flight: usize,
     rpc_timeout: Option<Option<Duration>>,
     rate_limit: Option<Option<RateLimit>>,
+    events: Option<EventsSpec<S, U>>,
 }
 
 struct ErasedRoute<S, U> {
@@ -558,6 +560,7 @@ impl<S, U, O, SS> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
             max_in_flight: c.max_in_flight,
             rpc_timeout: c.rpc_timeout,
             rate_limit: c.rate_limit,
+            events: c.events,
         }
     }
 }
@@ -650,6 +653,7 @@ impl<S, U> ErasedChannel<S, U> {
             max_in_flight: self.max_in_flight,
             rpc_timeout: self.rpc_timeout.unwrap_or(app.config.rpc_timeout),
             metrics: None,
+            events: self.events,
         }
     }
 }
@@ -698,6 +702,8 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) rpc_timeout: Option<Duration>,
     /// Resolved when the app is built with metrics on.
     pub(crate) metrics: Option<Box<ChannelMetrics>>,
+    /// The topic streams of an events channel, served at `<pattern>/<topic>`.
+    pub(crate) events: Option<EventsSpec<S, U>>,
 }
 
 /// The built application that runners serve: immutable, shared by every connection.
@@ -708,7 +714,7 @@ pub(crate) struct ChannelSpec<S, U> {
 /// handler.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
 ///
 /// async fn hello(_ctx: Ctx<&'static str, ()>, _ch: Channel<Params, ()>) {}
 ///
@@ -773,5 +779,30 @@ impl<S, U> AppRuntime<S, U> {
     /// pages; matching tries literal routes first).
     pub fn channel_routes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.channels.iter().map(|c| (&*c.name, c.pattern.as_str()))
+    }
+
+    /// The parsed route patterns of the registered channels, in registration order: what a runner needs to
+    /// mount them in its own router.
+    pub fn channel_patterns(&self) -> impl Iterator<Item = &RoutePattern> {
+        self.channels.iter().map(|c| &c.pattern)
+    }
+
+    /// The route patterns of the events channels (built with
+    /// [`EventsChannel`](crate::events::EventsChannel)), whose topic streams are at `<pattern>/<topic>`: what a
+    /// runner mounts besides [`channel_patterns`](Self::channel_patterns).
+    ///
+    /// ```
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
+    ///
+    /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
+    /// let streams: Vec<&str> = rt.stream_patterns().map(|p| p.as_str()).collect();
+    /// assert_eq!(streams, ["/realtime/events"]);
+    /// ```
+    pub fn stream_patterns(&self) -> impl Iterator<Item = &RoutePattern> {
+        self.channels
+            .iter()
+            .filter(|c| c.events.is_some())
+            .map(|c| &c.pattern)
     }
 }

@@ -9,14 +9,14 @@ use crate::app::AppRuntime;
 use crate::channel::Connection;
 use crate::hub::EventHub;
 
-/// The live session holder of one connection (D8): every read sees the latest `set_session`/`clear_session`.
+/// The live session holder of one connection: every read sees the latest `set_session`/`clear_session`.
 ///
 /// The pipeline keeps one per connection and shares it between upgrade middleware, the auth gate, [`Ctx`] and
 /// permissions; applications use those instead ([`Ctx::set_session`], [`Ctx::session`], …). Each call takes a
 /// short lock, so a read never sees a half-written session.
 ///
 /// ```
-/// use pikku_core::ctx::SessionSlot;
+/// use pikku::core::ctx::SessionSlot;
 ///
 /// let slot = SessionSlot::new(None);
 /// assert!(!slot.is_present());
@@ -76,7 +76,7 @@ impl<U> fmt::Debug for SessionSlot<U> {
 /// its session, so a session set by one message is seen by the next (and by the auth gate). Cloning is cheap.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, Route};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params, Route};
 /// use serde_json::json;
 ///
 /// struct Services { greeting: String }
@@ -101,7 +101,7 @@ impl<U> fmt::Debug for SessionSlot<U> {
 /// );
 /// # async fn run<S, U>(app: App<S, U>, messages: &[serde_json::Value]) -> Vec<serde_json::Value>
 /// # where S: Send + Sync + 'static, U: Send + Sync + 'static {
-/// #     let input = pikku_core::runtime::UpgradeInput { path: "/events", query: None, headers: Default::default(), peer: None };
+/// #     let input = pikku::core::runtime::UpgradeInput { path: "/events", query: None, headers: Default::default(), peer: None };
 /// #     let live = app.into_runtime().admit(input).await.unwrap().into_channel(None, std::time::Instant::now());
 /// #     live.open();
 /// #     for message in messages { live.run_message(message.clone()).await; }
@@ -109,7 +109,7 @@ impl<U> fmt::Debug for SessionSlot<U> {
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
 /// #     let _ = live.connection().poll_outgoing(&mut cx, &mut out, true);
 /// #     out.iter().map(|frame| match frame {
-/// #         pikku_core::OutFrame::Text(bytes) => serde_json::from_slice(bytes).unwrap(),
+/// #         pikku::core::OutFrame::Text(bytes) => serde_json::from_slice(bytes).unwrap(),
 /// #         other => panic!("{other:?}"),
 /// #     }).collect()
 /// # }
@@ -162,7 +162,7 @@ impl<S, U> Ctx<S, U> {
     /// The app's event hub: subscribe this connection to topics, publish to others.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Join { room: String }
@@ -192,7 +192,7 @@ impl<S, U> Ctx<S, U> {
     /// [`ChannelRoute::new`](crate::ChannelRoute::new)), useful in logs and shared middleware.
     ///
     /// ```
-    /// use pikku_core::{ClosedChannel, Ctx, Params};
+    /// use pikku::{ClosedChannel, Ctx, Params};
     ///
     /// async fn bye(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
     ///     tracing::info!(channel = ctx.channel_name(), id = ch.channel_id(), "closed");
@@ -211,7 +211,7 @@ impl<S, U> Ctx<S, U> {
         self.route.as_ref().map(|(p, v)| (&**p, &**v))
     }
 
-    /// A copy of the current session, `None` when there is none (D8: always the latest value, including one set
+    /// A copy of the current session, `None` when there is none (always the latest value, including one set
     /// by another message of the same connection). Shown in the type-level example.
     #[must_use]
     pub fn session(&self) -> Option<U>
@@ -224,7 +224,7 @@ impl<S, U> Ctx<S, U> {
     /// Whether a session is present, without cloning it (and for session types that are not `Clone`).
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// struct Token(String); // not Clone
     ///
@@ -246,7 +246,7 @@ impl<S, U> Ctx<S, U> {
     /// Clears the session of this connection: later messages to `auth` routes get `UnauthorizedError`.
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// async fn logout(ctx: Ctx<(), String>, _ch: Channel<Params, ()>, _in: ()) {
     ///     ctx.clear_session();
@@ -260,7 +260,7 @@ impl<S, U> Ctx<S, U> {
     /// internal error text reaches clients as `debug`), for example to add diagnostics to replies.
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// async fn info(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> serde_json::Value {
     ///     if ctx.dev_mode() {

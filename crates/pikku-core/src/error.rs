@@ -17,7 +17,7 @@ pub const MAX_DETAIL_MESSAGE_CHARS: usize = 200;
 /// [`ErrorDetail::new`], which caps the message; a struct literal does not.
 ///
 /// ```
-/// use pikku_core::ErrorDetail;
+/// use pikku::ErrorDetail;
 ///
 /// let detail = ErrorDetail::new("/items/0/name", "must not be empty");
 /// assert_eq!(
@@ -37,7 +37,7 @@ impl ErrorDetail {
     /// A detail at `path` with `message` capped to [`MAX_DETAIL_MESSAGE_CHARS`].
     ///
     /// ```
-    /// let d = pikku_core::ErrorDetail::new("/title", "x".repeat(500));
+    /// let d = pikku::ErrorDetail::new("/title", "x".repeat(500));
     /// assert_eq!(d.message.chars().count(), 200);
     /// ```
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
@@ -57,7 +57,7 @@ impl ErrorDetail {
 /// Implement it for application errors that clients should see; everything else becomes `InternalServerError`.
 ///
 /// ```
-/// use pikku_core::{ChannelError, ClientError};
+/// use pikku::{ChannelError, ClientError};
 ///
 /// #[derive(Debug)]
 /// struct RoomFull;
@@ -91,12 +91,12 @@ pub trait ClientError: std::error::Error + Send + Sync + 'static {
     }
 }
 
-/// The built-in client error classes of the protocol (protocol §4.4, semantics §10).
+/// The built-in client error classes of the protocol.
 ///
 /// Use them with [`ChannelError::new`], or through the shorthand constructors ([`ChannelError::forbidden`], …).
 ///
 /// ```
-/// use pikku_core::ErrorClass;
+/// use pikku::ErrorClass;
 ///
 /// assert_eq!(ErrorClass::Forbidden.name(), "ForbiddenError");
 /// assert_eq!(ErrorClass::Forbidden.status(), 403);
@@ -162,7 +162,7 @@ impl ErrorClass {
 /// errors, and the cause goes to the server log.
 ///
 /// ```
-/// use pikku_core::ChannelError;
+/// use pikku::ChannelError;
 /// let err = ChannelError::forbidden("Permission denied");
 /// assert_eq!((err.name(), err.client_message().as_ref()), ("ForbiddenError", "Permission denied"));
 /// assert!(ChannelError::internal(std::io::Error::other("disk")).is_internal());
@@ -173,7 +173,7 @@ impl ErrorClass {
 /// accident:
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, Ctx, Params};
+/// use pikku::{Channel, ChannelError, Ctx, Params};
 ///
 /// async fn read_motd(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> Result<String, ChannelError> {
 ///     let text = std::fs::read_to_string("/etc/motd").map_err(ChannelError::internal)?;
@@ -199,7 +199,7 @@ impl ChannelError {
     /// A client error of a built-in class, with `message` as the text the client reads.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, ErrorClass};
+    /// use pikku::{ChannelError, ErrorClass};
     ///
     /// let err = ChannelError::new(ErrorClass::ServiceUnavailable, format!("Retry in {} s", 30));
     /// assert_eq!(err.name(), "ServiceUnavailableError");
@@ -219,7 +219,7 @@ impl ChannelError {
     /// `BadRequestError` (400) with `message`: the request is malformed or makes no sense.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::bad_request("Unknown topic kind");
+    /// let err = pikku::ChannelError::bad_request("Unknown topic kind");
     /// assert_eq!((err.name(), err.status()), ("BadRequestError", 400));
     /// ```
     pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
@@ -230,7 +230,7 @@ impl ChannelError {
     /// upgrade with 401.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::unauthorized("Missing or invalid token");
+    /// let err = pikku::ChannelError::unauthorized("Missing or invalid token");
     /// assert_eq!((err.name(), err.status()), ("UnauthorizedError", 401));
     /// ```
     pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
@@ -240,7 +240,7 @@ impl ChannelError {
     /// `ForbiddenError` (403) with `message`: the session may not do this.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::forbidden("Account disabled");
+    /// let err = pikku::ChannelError::forbidden("Account disabled");
     /// assert_eq!((err.name(), err.status()), ("ForbiddenError", 403));
     /// ```
     pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
@@ -250,7 +250,7 @@ impl ChannelError {
     /// `NotFoundError` (404) with `message`: what the message names does not exist.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::not_found("No such room");
+    /// let err = pikku::ChannelError::not_found("No such room");
     /// assert_eq!((err.name(), err.status()), ("NotFoundError", 404));
     /// ```
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
@@ -261,7 +261,7 @@ impl ChannelError {
     /// member (omitted when empty). Use it for checks that types and `garde` cannot express.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, ErrorDetail};
+    /// use pikku::{ChannelError, ErrorDetail};
     ///
     /// let err = ChannelError::unprocessable(
     ///     "Invalid message data",
@@ -285,7 +285,7 @@ impl ChannelError {
     /// upgrades beyond `max_connections_per_ip` with it.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::too_many_requests("Rate limit exceeded");
+    /// let err = pikku::ChannelError::too_many_requests("Rate limit exceeded");
     /// assert_eq!((err.name(), err.status()), ("TooManyRequestsError", 429));
     /// ```
     pub fn too_many_requests(message: impl Into<Cow<'static, str>>) -> Self {
@@ -295,7 +295,7 @@ impl ChannelError {
     /// `ServiceUnavailableError` (503) with `message`: try again later.
     ///
     /// ```
-    /// let err = pikku_core::ChannelError::service_unavailable("Maintenance");
+    /// let err = pikku::ChannelError::service_unavailable("Maintenance");
     /// assert_eq!((err.name(), err.status()), ("ServiceUnavailableError", 503));
     /// ```
     pub fn service_unavailable(message: impl Into<Cow<'static, str>>) -> Self {
@@ -307,7 +307,7 @@ impl ChannelError {
     /// or a string.
     ///
     /// ```
-    /// use pikku_core::ChannelError;
+    /// use pikku::ChannelError;
     ///
     /// let err = ChannelError::internal(std::io::Error::other("disk full"));
     /// assert_eq!(err.client_message(), "Internal server error");
@@ -330,7 +330,7 @@ impl ChannelError {
     /// [`internal`](Self::internal), or a handler panicked). Logging middleware uses it to pick a level.
     ///
     /// ```
-    /// use pikku_core::ChannelError;
+    /// use pikku::ChannelError;
     ///
     /// assert!(ChannelError::internal("boom").is_internal());
     /// assert!(!ChannelError::forbidden("no").is_internal());
@@ -387,7 +387,7 @@ impl ChannelError {
     /// `panic: …` for a caught panic. For internal errors it is also sent as `debug` in development mode.
     ///
     /// ```
-    /// use pikku_core::ChannelError;
+    /// use pikku::ChannelError;
     ///
     /// assert_eq!(ChannelError::internal("db down").debug_text(), "db down");
     /// assert_eq!(ChannelError::not_found("No such room").debug_text(), "No such room");
@@ -442,7 +442,7 @@ impl<E: ClientError> From<E> for ChannelError {
 /// task that streams to a client until it leaves.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params, SendError};
+/// use pikku::{Channel, Ctx, Params, SendError};
 ///
 /// async fn stream(_ctx: Ctx<(), ()>, ch: Channel<Params, u64>, _in: ()) {
 ///     for n in 0u64.. {
@@ -497,7 +497,8 @@ impl From<SendError> for ChannelError {
 /// client can read; the others become internal errors.
 ///
 /// ```
-/// use pikku_core::{ChannelError, EventHub, HubError, HubLimits};
+/// use pikku::{ChannelError, EventHub, HubError};
+/// use pikku::core::HubLimits;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let hub = EventHub::new(HubLimits::default());
@@ -566,7 +567,7 @@ impl std::error::Error for HubError {
 /// A failure of an event-hub backend: which backend, and its own error as the [`source`](std::error::Error::source).
 ///
 /// ```
-/// use pikku_core::error::BackendError;
+/// use pikku::core::error::BackendError;
 ///
 /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
 /// let err = BackendError::new("redis", io);
@@ -667,13 +668,13 @@ impl From<HubError> for ChannelError {
     }
 }
 
-/// Why a channel definition could not be registered (semantics §4.2). Raised at startup, never at runtime.
+/// Why a channel definition could not be registered. Raised at startup, never at runtime.
 ///
 /// [`App::channel`](crate::App::channel) panics with it; [`App::try_channel`](crate::App::try_channel) returns it
 /// with the location of the offending call. Its `Display` text says what to change.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
 ///
 /// async fn a(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
 ///
@@ -698,15 +699,15 @@ pub enum RegistrationError {
         /// The channel registered second.
         second: String,
     },
-    /// The route pattern is malformed: it must start with `/`, have no empty segment, and use params `:name` with
-    /// non-empty `[A-Za-z0-9_]` names, each name once.
+    /// The route pattern is malformed: it must start with `/`, have no empty segment, and use whole-segment params
+    /// `:name` or `{name}` with non-empty `[A-Za-z0-9_]` names, each name once; wildcards are not supported.
     InvalidRoute {
         /// The pattern.
         route: String,
         /// What is wrong.
         reason: String,
     },
-    /// A route value is empty or starts with the reserved `pikku-` prefix (D24).
+    /// A route value is empty or starts with the reserved `pikku-` prefix (kept for the protocol's own frames).
     InvalidRouteValue {
         /// The channel.
         channel: String,

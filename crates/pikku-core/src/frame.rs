@@ -1,4 +1,4 @@
-//! Outbound frames and the encoding rules of protocol §4.1 (D11).
+//! Outbound frames and how values are encoded into them: a JSON string as its raw text, anything else as JSON.
 
 use std::borrow::Cow;
 
@@ -10,13 +10,13 @@ use crate::error::{ChannelError, SendError};
 
 /// One frame on its way to a client, already encoded.
 ///
-/// Cloning is cheap: the payload is a reference-counted [`Bytes`], which is how one publication reaches every
-/// subscriber with a single encode (D10). Handlers rarely see frames; runners take them from a connection's
+/// Cloning is cheap: the payload is a reference-counted `Bytes`, which is how one publication reaches every
+/// subscriber with a single encode. Handlers rarely see frames; runners take them from a connection's
 /// outbound queue, and [`EventHub::publish_frame`](crate::EventHub::publish_frame) sends a pre-encoded one.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::OutFrame;
+/// use pikku::Bytes;
+/// use pikku::core::OutFrame;
 ///
 /// let text = OutFrame::text("hello!");
 /// assert_eq!(text, OutFrame::Text(Bytes::from_static(b"hello!")));
@@ -58,7 +58,7 @@ impl OutFrame {
     /// [`encode_value`] to encode a value by the protocol's rules instead.
     ///
     /// ```
-    /// use pikku_core::OutFrame;
+    /// use pikku::core::OutFrame;
     ///
     /// let frame = OutFrame::text(format!("{{\"n\":{}}}", 1));
     /// assert_eq!(frame, OutFrame::text("{\"n\":1}"));
@@ -71,15 +71,15 @@ impl OutFrame {
     }
 }
 
-/// Encodes a value by D11: a JSON string goes out as raw text (`""` for the empty string), anything else as JSON
-/// text.
+/// Encodes a value for the wire: a JSON string goes out as raw text (`""` for the empty string), anything else
+/// as JSON text.
 ///
 /// It is the encoding of [`Channel::send`](crate::Channel::send) and
 /// [`EventHub::publish`](crate::EventHub::publish); use it to encode a value once and hand the frame to
 /// [`EventHub::publish_frame`](crate::EventHub::publish_frame) for several topics.
 ///
 /// ```
-/// use pikku_core::{encode_value, OutFrame};
+/// use pikku::core::{encode_value, OutFrame};
 /// assert_eq!(encode_value(&"hello!").unwrap(), OutFrame::text("hello!"));
 /// assert_eq!(encode_value(&"").unwrap(), OutFrame::text("\"\""));
 /// assert_eq!(encode_value(&serde_json::json!({"a":1})).unwrap(), OutFrame::text("{\"a\":1}"));
@@ -105,11 +105,11 @@ pub(crate) fn encode_value_with_kind<T: Serialize + ?Sized>(
     Ok((frame_from_json(json), kind))
 }
 
-/// Encodes an already built JSON value by D11, like [`encode_value`] but infallible: a string goes out as raw
+/// Encodes an already built JSON value, like [`encode_value`] but infallible: a string goes out as raw
 /// text (`""` for the empty string), anything else as JSON text.
 ///
 /// ```
-/// use pikku_core::{encode_json, OutFrame};
+/// use pikku::core::{encode_json, OutFrame};
 /// use serde_json::json;
 ///
 /// assert_eq!(encode_json(&json!("hello!")), OutFrame::text("hello!"));
@@ -137,7 +137,7 @@ fn string_frame(s: &str) -> OutFrame {
 /// Turns serialized JSON into a frame, unquoting it when it is a string.
 fn frame_from_json(json: Vec<u8>) -> OutFrame {
     if json.first() == Some(&b'"') {
-        // A JSON string: send its characters, unescaped (D11).
+        // A JSON string: send its characters, unescaped.
         match serde_json::from_slice::<String>(&json) {
             Ok(s) if s.is_empty() => OutFrame::Text(Bytes::from_static(b"\"\"")),
             Ok(s) => OutFrame::Text(Bytes::from(s.into_bytes())),
@@ -148,14 +148,15 @@ fn frame_from_json(json: Vec<u8>) -> OutFrame {
     }
 }
 
-/// Builds the error frame of protocol §4.4: `{"error","errorName"}`, plus the routing member when the message was
+/// Builds an error frame: `{"error","errorName"}`, plus the routing member when the message was
 /// routed, `details` for validation errors and `debug` in development mode for internal errors.
 ///
 /// The pipeline sends these frames itself; runners and tests use this to build the same frame.
 ///
 /// ```
-/// use pikku_core::frame::error_frame;
-/// use pikku_core::{ChannelError, OutFrame};
+/// use pikku::core::frame::error_frame;
+/// use pikku::ChannelError;
+/// use pikku::core::OutFrame;
 /// use serde_json::json;
 ///
 /// # fn json_of(frame: &OutFrame) -> serde_json::Value {

@@ -1,4 +1,4 @@
-//! The handler kinds of the seed (connection, message, disconnection) plus binary, and what they may return.
+//! The handler kinds of Pikku (connection, message, disconnection) plus binary, and what they may return.
 //!
 //! Handlers are plain async functions or closures:
 //!
@@ -11,6 +11,39 @@
 //!
 //! `R` is anything [`IntoReply`], `B` anything [`IntoBinaryReply`], `D` is `()` or `Result<(), E>`. Each is
 //! erased into one boxed function at registration, so the router's type does not grow with its routes.
+//!
+//! # When a handler does not compile
+//! The error names the handler, shows the signature it should have and says what to write. The usual causes:
+//!
+//! - Parameters out of order: the context comes first, then the channel, then the message (or the bytes).
+//! - A plain `fn`, or a closure that returns no future: handlers are `async fn`s or `|..| async move { .. }`.
+//! - A wrong number of parameters, or a `Channel` in a disconnection handler: it takes a [`ClosedChannel`].
+//! - One handler's `Channel<O, _, SS>` differs from the others': all handlers of a channel share the opening data
+//!   `O` and the socket state `SS` (the label shows the channel's; `Params` shows as `HashMap<String, String>`).
+//! - A result that is not a reply, such as your own struct: return `Ok(value)` or [`Json`]`(value)`.
+//! - A future that is not `Send`: the error points at the value held across an `.await` (an `Rc`, a `RefCell`
+//!   borrow, a `std::sync::MutexGuard`). Drop it before the `.await`, or use `Arc` and `tokio::sync::Mutex`.
+//! - Sending, closing or calling the client from a disconnection handler: the client is gone; publish through
+//!   [`Ctx::hub`] to tell the others.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use pikku::{Channel, ChannelRoute, Ctx, Params};
+//!
+//! async fn bump(ctx: Ctx<Arc<Mutex<u64>>, ()>, _ch: Channel<Params, ()>, _in: ()) -> u64 {
+//!     // The guard ends with its block, before the `.await`, so the future stays `Send`.
+//!     let count = {
+//!         let mut count = ctx.state().lock().unwrap();
+//!         *count += 1;
+//!         *count
+//!     };
+//!     tokio::task::yield_now().await;
+//!     count
+//! }
+//!
+//! let channel = ChannelRoute::new("counter", "/counter").route("action", "bump", bump);
+//! # let _ = channel;
+//! ```
 
 use std::any::TypeId;
 use std::future::Future;
@@ -31,7 +64,7 @@ use crate::middleware::check_permissions;
 /// A boxed, sendable future: what [`Next::run`](crate::Next::run) and the pipeline's runner-facing calls return.
 ///
 /// ```
-/// use pikku_core::handler::BoxFuture;
+/// use pikku::core::handler::BoxFuture;
 ///
 /// fn later(n: u32) -> BoxFuture<u32> {
 ///     Box::pin(async move { n + 1 })
@@ -40,14 +73,14 @@ use crate::middleware::check_permissions;
 /// ```
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// The result of a handler, before it is shaped into a frame (protocol §4.2, §4.3).
+/// The result of a handler, before it is shaped into a frame.
 ///
 /// Middleware sees it as the `Ok` value of [`Next::run`](crate::Next::run) and may inspect or replace it. For the
 /// default route and onConnect, a `Value` is sent as is and `Nothing` sends nothing; for a routed message it
-/// becomes `{key: value, ..}` (D2).
+/// becomes `{key: value, ..}`.
 ///
 /// ```
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
 ///
 /// // Adds a server timestamp to every object reply.
 /// async fn stamp(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
@@ -77,7 +110,7 @@ pub enum Reply {
 /// serializable type in `Ok(..)` or wrapped in [`Json`]. A value that fails to serialize becomes an internal error.
 ///
 /// ```
-/// use pikku_core::{ChannelError, IntoReply, Reply};
+/// use pikku::{ChannelError, IntoReply, Reply};
 /// use serde_json::json;
 ///
 /// assert_eq!(().into_reply().unwrap(), Reply::Nothing);
@@ -92,6 +125,14 @@ pub enum Reply {
 /// let err = Err::<u32, _>(ChannelError::not_found("No such item")).into_reply().unwrap_err();
 /// assert_eq!(err.name(), "NotFoundError");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's reply",
+    label = "this handler returns `{Self}`",
+    note = "return `Ok(value)` (a `Result<T, ChannelError>`) or `Json(value)` (`pikku::Json`) for a \
+            `serde::Serialize` type of your own, after `#[derive(serde::Serialize)]` on it",
+    note = "`()`, `serde_json::Value`, `String`, `&'static str`, `bool`, `i32`, `i64`, `u32`, `u64`, `f64`, \
+            `Option<T>` and `Vec<T>` are replies as they are"
+)]
 pub trait IntoReply {
     /// Converts into a reply or an error.
     ///
@@ -138,7 +179,7 @@ where
 /// Any serializable value as a handler result, for handlers that cannot fail and return their own type.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, IntoReply, Json, Params, Reply};
+/// use pikku::{Channel, Ctx, IntoReply, Json, Params, Reply};
 ///
 /// #[derive(serde::Serialize)]
 /// struct Upper { text: String }
@@ -191,12 +232,12 @@ impl<T: Serialize> IntoReply for Vec<T> {
 
 /// What a binary handler may return: bytes to send back as a binary frame, nothing, or an error.
 ///
-/// Implemented for `()`, [`Bytes`], `Vec<u8>`, `Option<T>` and `Result<T, E>` (with `T` one of these and `E`
+/// Implemented for `()`, `Bytes`, `Vec<u8>`, `Option<T>` and `Result<T, E>` (with `T` one of these and `E`
 /// anything that converts into a [`ChannelError`]).
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::{ChannelError, IntoBinaryReply};
+/// use pikku::Bytes;
+/// use pikku::{ChannelError, IntoBinaryReply};
 ///
 /// assert_eq!(().into_binary_reply().unwrap(), None);
 /// assert_eq!(vec![1u8, 2].into_binary_reply().unwrap(), Some(Bytes::from_static(&[1, 2])));
@@ -204,6 +245,12 @@ impl<T: Serialize> IntoReply for Vec<T> {
 /// let failed: Result<Vec<u8>, ChannelError> = Err(ChannelError::bad_request("Not an image"));
 /// assert!(failed.into_binary_reply().is_err());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a binary handler's reply",
+    label = "this binary handler returns `{Self}`",
+    note = "return `Bytes` or `Vec<u8>` to send a binary frame back, `()` to send nothing, or an `Option` or \
+            `Result<_, ChannelError>` of these"
+)]
 pub trait IntoBinaryReply {
     /// Converts into optional bytes or an error.
     ///
@@ -245,8 +292,8 @@ impl<T: IntoBinaryReply, E: Into<ChannelError>> IntoBinaryReply for Result<T, E>
 /// What a disconnection handler may return: `()` or `Result<(), E>` (errors are logged; the client is gone).
 ///
 /// ```
-/// use pikku_core::handler::IntoDisconnectOutcome;
-/// use pikku_core::{ChannelError, ClosedChannel, Ctx, Params};
+/// use pikku::core::handler::IntoDisconnectOutcome;
+/// use pikku::{ChannelError, ClosedChannel, Ctx, Params};
 ///
 /// // `?` works in a disconnection handler that returns a `Result`.
 /// async fn cleanup(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) -> Result<(), ChannelError> {
@@ -257,6 +304,12 @@ impl<T: IntoBinaryReply, E: Into<ChannelError>> IntoBinaryReply for Result<T, E>
 /// assert!(().into_outcome().is_ok());
 /// assert!(Err::<(), _>(ChannelError::internal("cache down")).into_outcome().is_err());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a disconnection handler's result",
+    label = "this disconnection handler returns `{Self}`",
+    note = "return `()` or `Result<(), E>`: the client is gone, so there is nothing to reply to; log or publish what \
+            it should know instead"
+)]
 pub trait IntoDisconnectOutcome {
     /// Converts into the outcome.
     ///
@@ -300,7 +353,84 @@ pub(crate) type ErasedDisconnect<S, U> = Arc<
         + Sync,
 >;
 
-/// A connection handler (`ChannelConnection<Out>` of the seed): runs once after the upgrade; its result is sent
+/// How a handler is called, checked apart from what its future yields.
+///
+/// [`HandlerFn`](shape::HandlerFn) is implemented for functions and closures of two and three parameters that
+/// return a future, and once more, under a bound nothing satisfies, for every type. That second implementation is
+/// there for the error messages: with two candidates the compiler tries both, and when neither fits (parameters
+/// in the wrong order, a plain `fn`, the wrong number of parameters, another channel's opening data) it reports
+/// that the handler trait is not implemented, with that trait's hint, instead of a bare signature mismatch.
+/// Whether the future is `Send` and what it yields are checked by the handler traits themselves, so those errors
+/// keep pointing at their exact cause (the value held across an `.await`, the type that is not a reply).
+mod shape {
+    use std::future::Future;
+
+    /// Calls a handler with its arguments as one tuple. Sealed: only implemented here.
+    #[allow(unreachable_pub)] // named in public bounds, never reachable from outside
+    pub trait HandlerFn<Args, K> {
+        /// The future the handler returns.
+        type Future: Future<Output = Self::Output>;
+        /// What the future yields.
+        type Output;
+        /// Calls the handler.
+        fn call(&self, args: Args) -> Self::Future;
+    }
+
+    /// Marks the implementation for two-parameter handlers.
+    #[allow(unreachable_pub)]
+    #[derive(Debug)]
+    pub enum Two {}
+
+    /// Marks the implementation for three-parameter handlers.
+    #[allow(unreachable_pub)]
+    #[derive(Debug)]
+    pub enum Three {}
+
+    /// Marks the implementation that never applies.
+    #[allow(unreachable_pub)]
+    #[derive(Debug)]
+    pub enum Never {}
+
+    /// Implemented by no type: the bound of the implementation that never applies.
+    #[allow(unreachable_pub)]
+    pub trait Unsatisfiable {}
+
+    impl<F, A, B, Fut> HandlerFn<(A, B), Two> for F
+    where
+        F: Fn(A, B) -> Fut,
+        Fut: Future,
+    {
+        type Future = Fut;
+        type Output = Fut::Output;
+        fn call(&self, (a, b): (A, B)) -> Fut {
+            self(a, b)
+        }
+    }
+
+    impl<F, A, B, C, Fut> HandlerFn<(A, B, C), Three> for F
+    where
+        F: Fn(A, B, C) -> Fut,
+        Fut: Future,
+    {
+        type Future = Fut;
+        type Output = Fut::Output;
+        fn call(&self, (a, b, c): (A, B, C)) -> Fut {
+            self(a, b, c)
+        }
+    }
+
+    impl<F: Unsatisfiable, Args> HandlerFn<Args, Never> for F {
+        type Future = std::future::Pending<()>;
+        type Output = ();
+        fn call(&self, _args: Args) -> Self::Future {
+            unreachable!("no type implements `Unsatisfiable`")
+        }
+    }
+}
+
+use shape::HandlerFn;
+
+/// A connection handler (Pikku's `ChannelConnection<Out>`): runs once after the upgrade; its result is sent
 /// as is.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` (or closure) where `R:`
@@ -308,7 +438,7 @@ pub(crate) type ErasedDisconnect<S, U> = Arc<
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) -> Result<(), ChannelError> {
 ///     ch.send(format!("hello {}", ch.channel_id()))?;
@@ -322,9 +452,13 @@ pub(crate) type ErasedDisconnect<S, U> = Arc<
 /// # let _ = channel;
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a connection handler",
-    note = "a connection handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R` where R: IntoReply, and O/SS \
-            match the channel's opening-data and socket-state types"
+    message = "`{Self}` is not a connection handler of this channel",
+    label = "expected `async fn(Ctx<{S}, {U}>, Channel<{O}, Out, {SS}>) -> impl IntoReply`",
+    note = "write `async fn hello(ctx: Ctx<S, U>, channel: Channel<O, Out, SS>) -> R`: an `async fn`, the context \
+            first, then the channel",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>| async move {{ .. }}`"
 )]
 pub trait ConnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
@@ -332,11 +466,11 @@ pub trait ConnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     fn erase(self) -> ErasedConnect<S, U>;
 }
 
-impl<F, Fut, S, U, O, SS, Out, R> ConnectHandler<S, U, O, SS, (Out, R)> for F
+impl<F, S, U, O, SS, Out, K> ConnectHandler<S, U, O, SS, (Out, K)> for F
 where
-    F: Fn(Ctx<S, U>, Channel<O, Out, SS>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoReply,
+    F: HandlerFn<(Ctx<S, U>, Channel<O, Out, SS>), K> + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    F::Output: IntoReply,
     O: Send + Sync + 'static,
     S: 'static,
     U: 'static,
@@ -345,13 +479,13 @@ where
 {
     fn erase(self) -> ErasedConnect<S, U> {
         Arc::new(move |ctx, conn| {
-            let fut = self(ctx, Channel::new(conn));
+            let fut = self.call((ctx, Channel::new(conn)));
             Box::pin(async move { fut.await.into_reply() })
         })
     }
 }
 
-/// A message handler (`ChannelMessage<In, Out>` of the seed): runs per routed or default message.
+/// A message handler (Pikku's `ChannelMessage<In, Out>`): runs per routed or default message.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` (or closure) where `In:`
 /// [`FromInput`] (any `DeserializeOwned` type, `()` to ignore the message, `Valid<T>` to validate it with the
@@ -360,7 +494,7 @@ where
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Rename { name: String }
@@ -379,8 +513,15 @@ where
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message handler",
-    note = "a message handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> R` where In: FromInput (any \
-            DeserializeOwned type) and R: IntoReply, and O/SS match the channel's types"
+    label = "expected `async fn(Ctx<{S}, {U}>, Channel<{O}, Out, {SS}>, In) -> impl IntoReply`",
+    note = "write `async fn handle(ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In) -> R`: an `async fn`, \
+            the context first, then the channel, then the message",
+    note = "the message `In` is any `serde::Deserialize` type, `serde_json::Value` to take it as it is, or `()` to \
+            ignore it",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In| \
+            async move {{ .. }}`"
 )]
 pub trait MessageHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
@@ -388,12 +529,12 @@ pub trait MessageHandler<S, U, O, SS, M>: Send + Sync + 'static {
     fn erase(self) -> ErasedMessage<S, U>;
 }
 
-impl<F, Fut, S, U, O, SS, In, Out, R> MessageHandler<S, U, O, SS, (In, Out, R)> for F
+impl<F, S, U, O, SS, In, Out, K> MessageHandler<S, U, O, SS, (In, Out, K)> for F
 where
-    F: Fn(Ctx<S, U>, Channel<O, Out, SS>, In) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
+    F: HandlerFn<(Ctx<S, U>, Channel<O, Out, SS>, In), K> + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    F::Output: IntoReply,
     In: FromInput,
-    R: IntoReply,
     O: Send + Sync + 'static,
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
@@ -403,19 +544,22 @@ where
     fn erase(self) -> ErasedMessage<S, U> {
         let handler = Arc::new(self);
         Arc::new(move |ctx, conn, value, permissions| match permissions {
-            // Validation, then permissions over the validated input, then the handler (semantics §5.2).
+            // Validation, then permissions over the validated input, then the handler.
             Some(plan) => {
                 let raw = Arc::new(value.clone());
                 let handler = handler.clone();
                 Box::pin(async move {
                     let input = In::from_input(value)?;
                     check_permissions(&plan, &ctx, raw).await?;
-                    handler(ctx, Channel::new(conn), input).await.into_reply()
+                    handler
+                        .call((ctx, Channel::new(conn), input))
+                        .await
+                        .into_reply()
                 })
             }
             None => match In::from_input(value) {
                 Ok(input) => {
-                    let fut = handler(ctx, Channel::new(conn), input);
+                    let fut = handler.call((ctx, Channel::new(conn), input));
                     Box::pin(async move { fut.await.into_reply() })
                 }
                 Err(err) => Box::pin(std::future::ready(Err(err))),
@@ -431,8 +575,8 @@ where
 /// inference marker; never name it. You do not implement this trait.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::Bytes;
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// async fn checksum(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Result<Vec<u8>, ChannelError> {
 ///     if bytes.is_empty() {
@@ -446,8 +590,14 @@ where
 /// # let _ = channel;
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a binary handler",
-    note = "a binary handler is `async fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> B` where B: IntoBinaryReply"
+    message = "`{Self}` is not a binary handler of this channel",
+    label = "expected `async fn(Ctx<{S}, {U}>, Channel<{O}, Out, {SS}>, Bytes) -> impl IntoBinaryReply`",
+    note = "write `async fn upload(ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, bytes: Bytes) -> B`: an `async fn`, \
+            the context first, then the channel, then the frame's bytes",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, bytes: \
+            Bytes| async move {{ .. }}`"
 )]
 pub trait BinaryHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
@@ -455,11 +605,11 @@ pub trait BinaryHandler<S, U, O, SS, M>: Send + Sync + 'static {
     fn erase(self) -> ErasedBinary<S, U>;
 }
 
-impl<F, Fut, S, U, O, SS, Out, B> BinaryHandler<S, U, O, SS, (Out, B)> for F
+impl<F, S, U, O, SS, Out, K> BinaryHandler<S, U, O, SS, (Out, K)> for F
 where
-    F: Fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = B> + Send + 'static,
-    B: IntoBinaryReply,
+    F: HandlerFn<(Ctx<S, U>, Channel<O, Out, SS>, Bytes), K> + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    F::Output: IntoBinaryReply,
     O: Send + Sync + 'static,
     S: 'static,
     U: 'static,
@@ -468,14 +618,14 @@ where
 {
     fn erase(self) -> ErasedBinary<S, U> {
         Arc::new(move |ctx, conn, bytes| {
-            let fut = self(ctx, Channel::new(conn), bytes);
+            let fut = self.call((ctx, Channel::new(conn), bytes));
             Box::pin(async move { fut.await.into_binary_reply() })
         })
     }
 }
 
-/// A disconnection handler (`ChannelDisconnection` of the seed): runs once after the close, with a channel view
-/// that cannot send (D13).
+/// A disconnection handler (Pikku's `ChannelDisconnection`): runs once after the close, with a channel view
+/// that cannot send.
 ///
 /// Implemented for every `async fn(Ctx<S, U>, ClosedChannel<O, SS>) -> D` (or closure) where `D:`
 /// [`IntoDisconnectOutcome`] (`()` or `Result<(), E>`); register it with
@@ -483,7 +633,7 @@ where
 /// You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{ChannelRoute, ClosedChannel, Ctx, Params};
+/// use pikku::{ChannelRoute, ClosedChannel, Ctx, Params};
 ///
 /// async fn bye(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
 ///     tracing::info!(id = ch.channel_id(), reason = %ch.reason(), "disconnected");
@@ -493,9 +643,13 @@ where
 /// # let _ = channel;
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a disconnection handler",
-    note = "a disconnection handler is `async fn(Ctx<S, U>, ClosedChannel<O, SS>)` returning () or Result<(), E>; \
-            it gets a ClosedChannel, which cannot send"
+    message = "`{Self}` is not a disconnection handler of this channel",
+    label = "expected `async fn(Ctx<{S}, {U}>, ClosedChannel<{O}, {SS}>)`",
+    note = "write `async fn bye(ctx: Ctx<S, U>, channel: ClosedChannel<O, SS>)`: an `async fn`, the context first, \
+            then a `ClosedChannel` (not a `Channel`: the client is gone, nothing can be sent to it)",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: ClosedChannel<O, SS>| async move {{ .. }}`"
 )]
 pub trait DisconnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
@@ -503,11 +657,11 @@ pub trait DisconnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     fn erase(self) -> ErasedDisconnect<S, U>;
 }
 
-impl<F, Fut, S, U, O, SS, D> DisconnectHandler<S, U, O, SS, (D,)> for F
+impl<F, S, U, O, SS, K> DisconnectHandler<S, U, O, SS, (K,)> for F
 where
-    F: Fn(Ctx<S, U>, ClosedChannel<O, SS>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = D> + Send + 'static,
-    D: IntoDisconnectOutcome,
+    F: HandlerFn<(Ctx<S, U>, ClosedChannel<O, SS>), K> + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    F::Output: IntoDisconnectOutcome,
     O: Send + Sync + 'static,
     S: 'static,
     U: 'static,
@@ -515,7 +669,7 @@ where
 {
     fn erase(self) -> ErasedDisconnect<S, U> {
         Arc::new(move |ctx, conn, reason| {
-            let fut = self(ctx, ClosedChannel::new(conn, reason));
+            let fut = self.call((ctx, ClosedChannel::new(conn, reason)));
             Box::pin(async move { fut.await.into_outcome() })
         })
     }

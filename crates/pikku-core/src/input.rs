@@ -1,4 +1,4 @@
-//! Turning a message's JSON into a handler's typed input, with JSON-Pointer validation details (protocol §4.4).
+//! Turning a message's JSON into a handler's typed input, with JSON-Pointer validation details.
 
 use std::any::{Any, TypeId};
 
@@ -17,7 +17,7 @@ const INVALID_MESSAGE: &str = "Invalid message data";
 /// `details` point at the offending member; the handler does not run.
 ///
 /// ```
-/// use pikku_core::FromInput;
+/// use pikku::FromInput;
 /// use serde_json::json;
 ///
 /// #[derive(serde::Deserialize, Debug)]
@@ -50,7 +50,7 @@ impl<T: DeserializeOwned + Send + 'static> FromInput for T {
             return Ok(same.take().expect("the slot was just filled"));
         }
         let value = slot.take().expect("the slot was just filled");
-        // A handler whose input type is `()` ignores the message's members (semantics §3.3).
+        // A handler whose input type is `()` ignores the message's members.
         if TypeId::of::<T>() == TypeId::of::<()>() {
             return deserialize(Value::Null);
         }
@@ -65,7 +65,7 @@ impl<T: DeserializeOwned + Send + 'static> FromInput for T {
 /// path it should have had.
 ///
 /// ```
-/// use pikku_core::input::deserialize;
+/// use pikku::core::input::deserialize;
 /// use serde_json::json;
 ///
 /// #[derive(serde::Deserialize, Debug)]
@@ -148,7 +148,7 @@ fn missing_field(message: &str) -> Option<&str> {
 /// `Default` (the default `()` is).
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, FromInput, Params, Valid};
+/// use pikku::{Channel, Ctx, FromInput, Params, Valid};
 ///
 /// #[derive(serde::Deserialize, garde::Validate, Debug)]
 /// struct Create {

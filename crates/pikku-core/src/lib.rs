@@ -3,7 +3,7 @@
 //! the `pikku` facade instead of this crate.
 //!
 //! # Contents
-//! - [`Channel`] / [`ClosedChannel`]: what handlers get (the seed's `PikkuChannel`).
+//! - [`Channel`] / [`ClosedChannel`]: what handlers get (Pikku's `PikkuChannel`).
 //! - [`handler`]: the handler kinds and what they may return ([`IntoReply`]).
 //! - [`ChannelRoute`] / [`Route`]: wiring a channel; [`App`]: the application.
 //! - [`Ctx`]: services, the live session and the [`EventHub`].
@@ -14,10 +14,10 @@
 //!
 //! # Example
 //! A channel with a connection handler, two routed messages that need a session (one of them opens it), and a
-//! disconnection handler. Serve the app with `pikku_server::ChannelServer` (or `pikku::serve`).
+//! disconnection handler. Serve the app with `pikku::ChannelServer` (or `pikku::serve`).
 //!
 //! ```
-//! use pikku_core::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
+//! use pikku::{App, Channel, ChannelError, ChannelRoute, ClosedChannel, Ctx, Params, Route};
 //!
 //! #[derive(Clone)]
 //! struct User { name: String }
@@ -53,6 +53,7 @@ pub mod app;
 pub mod channel;
 pub mod ctx;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod handler;
 pub mod hub;
@@ -82,7 +83,7 @@ pub use input::FromInput;
 #[cfg(feature = "garde")]
 pub use input::Valid;
 pub use middleware::{MiddlewareCtx, Next, PermissionCtx, UpgradeRequest};
-pub use opening::{opening_from_params, parse_query, Params, RoutePattern};
+pub use opening::{opening_from_params, parse_query, Params, RoutePattern, RouteSegment};
 pub use origin::OriginPolicy;
 pub use rate_limit::RateLimit;
 pub use rpc::{Capability, RpcError, RpcFailure};

@@ -28,7 +28,7 @@ const SLOTS: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use pikku_core::log_limit::{LogLimiter, Verdict};
+/// use pikku::core::log_limit::{LogLimiter, Verdict};
 ///
 /// static LIMITER: LogLimiter = LogLimiter::new(2, Duration::from_secs(60));
 /// assert_eq!(LIMITER.check(&"disk full"), Verdict::Log { suppressed: 0 });
@@ -53,7 +53,7 @@ pub enum Verdict {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pikku_core::log_limit::{LogLimiter, Verdict};
+/// use pikku::core::log_limit::{LogLimiter, Verdict};
 ///
 /// static FAILURES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 ///
@@ -170,7 +170,7 @@ impl Hasher for Fnv {
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// pikku_core::log_limit::install_panic_hook(5, Duration::from_secs(10));
+/// pikku::core::log_limit::install_panic_hook(5, Duration::from_secs(10));
 /// ```
 pub fn install_panic_hook(lines: u32, window: Duration) {
     let limiter: &'static LogLimiter = Box::leak(Box::new(LogLimiter::new(lines, window)));

@@ -1,4 +1,4 @@
-//! Middleware and permissions (semantics §4.4, §4.5).
+//! Middleware and permissions.
 //!
 //! # Order
 //! There is one order only: **global, then channel, then route**, each in registration order. Message middleware
@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Lifecycle middleware wraps onConnect and onDisconnect the same way (global, then the handler's own); channel
-//! message middleware does not wrap them (D20). Upgrade middleware runs before the 101 response and may refuse
-//! the connection with a client error, which becomes the HTTP status and JSON body of protocol §2.3.
+//! message middleware does not wrap them. Upgrade middleware runs before the 101 response and may refuse
+//! the connection with a client error, which becomes the HTTP status of the refusal, with a JSON body
+//! `{name, message, errorId}`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,8 +34,8 @@ use crate::handler::{BoxFuture, Reply};
 /// Which invocation a middleware wraps, so one function can serve as message and lifecycle middleware.
 ///
 /// ```
-/// use pikku_core::middleware::Invocation;
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku::core::middleware::Invocation;
+/// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
 ///
 /// async fn trace(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
 ///     let kind = match mw.invocation() {
@@ -60,7 +61,7 @@ pub enum Invocation {
 /// invocation it wraps.
 ///
 /// ```
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
 ///
 /// // Refuses oversized messages before they are even deserialized.
 /// async fn limit(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
@@ -90,7 +91,7 @@ impl<S, U> MiddlewareCtx<S, U> {
     /// The handler context: services, session, hub, matched route. A session set here is seen by the handler.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -120,10 +121,11 @@ impl<S, U> MiddlewareCtx<S, U> {
         self.invocation
     }
 
-    /// Sends a value to this channel (encoded by protocol §4.1), for example a notice before the reply.
+    /// Sends a value to this channel, encoded like [`Channel::send`](crate::Channel::send) does it, for example
+    /// a notice before the reply.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
     ///
     /// async fn deprecated(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     if mw.ctx().route() == Some(("action", "oldCreate")) {
@@ -152,7 +154,7 @@ type Inner = Box<dyn FnOnce() -> BoxFuture<Result<Reply, ChannelError>> + Send>;
 /// the client gets.
 ///
 /// ```
-/// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+/// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
 ///
 /// async fn maintenance(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
 ///     let down = false; // read a flag here
@@ -185,7 +187,7 @@ impl<S: 'static, U: 'static> Next<S, U> {
     /// `self`, so the rest of the chain runs at most once.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, MiddlewareCtx, Next, Reply};
+    /// use pikku::{ChannelError, MiddlewareCtx, Next, Reply};
     ///
     /// // Hides the text of every client error of this chain behind one generic message.
     /// async fn opaque(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
@@ -242,7 +244,7 @@ pub(crate) fn run_chain<S: 'static, U: 'static>(
 /// implement this trait yourself.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
+/// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
 ///
 /// async fn log_route(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
 ///     tracing::debug!(route = ?mw.ctx().route(), "message");
@@ -274,7 +276,7 @@ where
 /// What a permission check sees: the context (with the session) and the raw, already validated input.
 ///
 /// ```
-/// use pikku_core::{ChannelError, PermissionCtx};
+/// use pikku::{ChannelError, PermissionCtx};
 ///
 /// #[derive(Clone)]
 /// struct User { id: String, admin: bool }
@@ -308,7 +310,7 @@ impl<S, U> PermissionCtx<S, U> {
     /// The handler context: services, session, hub, matched route.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, PermissionCtx};
+    /// use pikku::{ChannelError, PermissionCtx};
     ///
     /// struct Services { banned: Vec<String> }
     ///
@@ -352,7 +354,7 @@ pub(crate) type ErasedPermission<S, U> =
 /// Permissions run after input validation, inside the middleware. You do not implement this trait yourself.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// #[derive(Clone)]
 /// struct User { admin: bool }
@@ -382,7 +384,7 @@ where
     }
 }
 
-/// The upgrade request as upgrade middleware sees it (protocol §2.3 step 7).
+/// The upgrade request as upgrade middleware sees it.
 ///
 /// By then the route matched, the origin was accepted and the opening data parsed. The middleware may seed the
 /// session and add headers to the 101 response; cloning is cheap.
@@ -390,8 +392,8 @@ where
 /// ```
 /// use std::sync::Arc;
 /// use http::{header, HeaderMap, HeaderValue};
-/// use pikku_core::runtime::UpgradeInput;
-/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, UpgradeRequest};
+/// use pikku::core::runtime::UpgradeInput;
+/// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, UpgradeRequest};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Room { #[serde(rename = "roomId")] room_id: String }
@@ -452,6 +454,29 @@ impl<S, U> Clone for UpgradeRequest<S, U> {
     }
 }
 
+/// The subprotocols a WebSocket upgrade offers in `Sec-WebSocket-Protocol`, in the client's order: several header
+/// lines count in order, names are trimmed, empty ones and values that are not visible ASCII are skipped. What
+/// [`UpgradeRequest::subprotocols`] reads, for runners that pick the one to echo.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.append("sec-websocket-protocol", HeaderValue::from_static("chat, pikku.v1"));
+/// headers.append("sec-websocket-protocol", HeaderValue::from_static("token.abc"));
+/// let offered: Vec<&str> = pikku::core::middleware::offered_subprotocols(&headers).collect();
+/// assert_eq!(offered, ["chat", "pikku.v1", "token.abc"]);
+/// ```
+pub fn offered_subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
 impl<S, U> fmt::Debug for UpgradeRequest<S, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpgradeRequest")
@@ -466,7 +491,7 @@ impl<S, U> UpgradeRequest<S, U> {
     /// The application's services, for example a token store to check credentials against.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, UpgradeRequest};
+    /// use pikku::{ChannelError, UpgradeRequest};
     ///
     /// struct Services { api_keys: Vec<String> }
     ///
@@ -502,7 +527,7 @@ impl<S, U> UpgradeRequest<S, U> {
     /// or values that are not visible ASCII.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, UpgradeRequest};
+    /// use pikku::{ChannelError, UpgradeRequest};
     ///
     /// async fn needs_session_cookie(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
     ///     let has_cookie = req
@@ -517,6 +542,30 @@ impl<S, U> UpgradeRequest<S, U> {
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// The subprotocols the client offers in `Sec-WebSocket-Protocol`, in its order (several header lines count
+    /// in order; names are trimmed, empty ones skipped). Browsers cannot set headers on a WebSocket, so a page
+    /// often carries its token here: read it to set the session, and let the server's subprotocol policy echo
+    /// the protocol name (see `pikku::server::SubprotocolPolicy`).
+    ///
+    /// ```
+    /// use pikku::{ChannelError, UpgradeRequest};
+    ///
+    /// // A page opens `new WebSocket(url, ["pikku.v1", "token.s3cret"])`.
+    /// async fn token_in_subprotocol(req: UpgradeRequest<(), String>) -> Result<(), ChannelError> {
+    ///     let token = req.subprotocols().find_map(|p| p.strip_prefix("token."));
+    ///     match token {
+    ///         Some("s3cret") => {
+    ///             req.set_session("u1".to_owned());
+    ///             Ok(())
+    ///         }
+    ///         _ => Err(ChannelError::unauthorized("Missing or invalid token")),
+    ///     }
+    /// }
+    /// ```
+    pub fn subprotocols(&self) -> impl Iterator<Item = &str> {
+        offered_subprotocols(&self.headers)
     }
 
     /// A header as text, if present and visible ASCII (the first value when repeated); names are
@@ -534,7 +583,7 @@ impl<S, U> UpgradeRequest<S, U> {
     /// proxy it is the proxy's address.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, UpgradeRequest};
+    /// use pikku::{ChannelError, UpgradeRequest};
     ///
     /// async fn local_only(req: UpgradeRequest<(), ()>) -> Result<(), ChannelError> {
     ///     match req.peer_addr() {
@@ -587,7 +636,7 @@ pub(crate) type ErasedUpgrade<S, U> =
 /// implement this trait yourself.
 ///
 /// ```
-/// use pikku_core::{ChannelError, UpgradeRequest};
+/// use pikku::{ChannelError, UpgradeRequest};
 ///
 /// #[derive(Clone)]
 /// struct User { id: String }
@@ -618,7 +667,7 @@ where
     }
 }
 
-/// Runs a route's permissions: every channel check, then at least one route group (semantics §4.5).
+/// Runs a route's permissions: every channel check, then at least one route group.
 pub(crate) async fn check_permissions<S, U>(
     plan: &PermissionPlan<S, U>,
     ctx: &Ctx<S, U>,

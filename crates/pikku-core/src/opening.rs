@@ -1,4 +1,4 @@
-//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL (protocol §2.4, D6).
+//! Channel routes (`/rooms/:roomId`) and opening data from the upgrade URL.
 //!
 //! Path params and query merge into one string map, which is deserialized into the channel's opening-data type.
 //! String values become numbers and booleans where the target field needs one (`?limit=5` gives `5`).
@@ -17,7 +17,7 @@ use crate::input::deserialize_with_message;
 /// Use it as the `O` of [`Channel<O, Out>`](crate::Channel) when you do not need a typed opening struct.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params};
+/// use pikku::{Channel, Ctx, Params};
 ///
 /// // `/rooms/lobby?nick=ann` on `/rooms/:roomId`: {"roomId": "lobby", "nick": "ann"}
 /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
@@ -33,20 +33,23 @@ enum Segment {
     Param(String),
 }
 
-/// A parsed route pattern: literal and `:name` segments.
+/// A parsed route pattern: literal segments and params, written `:name` or `{name}`.
 ///
 /// Apps parse the patterns of their channels at registration; use it directly to check a pattern or to match
 /// paths the way the server does (a trailing `/` is ignored, literals are case-sensitive, params are
-/// percent-decoded).
+/// percent-decoded). Both param spellings mean the same: `:name` as in Pikku and Express, `{name}` as in axum.
 ///
 /// ```
-/// use pikku_core::RoutePattern;
+/// use pikku::core::RoutePattern;
 ///
 /// let route = RoutePattern::parse("/rooms/:roomId").unwrap();
 /// assert_eq!(route.to_string(), "/rooms/:roomId");
 /// let params = route.matches("/rooms/caf%C3%A9").unwrap().unwrap();
 /// assert_eq!(params, vec![("roomId".to_string(), "café".to_string())]);
 /// assert!(route.matches("/Rooms/x").unwrap().is_none());
+///
+/// let axum_style = RoutePattern::parse("/rooms/{roomId}").unwrap();
+/// assert!(axum_style.same_shape(&route));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePattern {
@@ -54,19 +57,42 @@ pub struct RoutePattern {
     segments: Vec<Segment>,
 }
 
+/// One segment of a [`RoutePattern`], as [`RoutePattern::segments`] yields them.
+///
+/// ```
+/// use pikku::core::{RoutePattern, RouteSegment};
+///
+/// let route = RoutePattern::parse("/rooms/{roomId}").unwrap();
+/// let segments: Vec<_> = route.segments().collect();
+/// assert_eq!(segments, [RouteSegment::Literal("rooms"), RouteSegment::Param("roomId")]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSegment<'a> {
+    /// Matches exactly this text (still percent-encoded, as paths arrive).
+    Literal(&'a str),
+    /// Matches any one non-empty segment; the decoded text becomes the opening-data field of this name.
+    Param(&'a str),
+}
+
 impl RoutePattern {
-    /// Parses `/a/:b/c`.
+    /// Parses `/a/:b/c` (or `/a/{b}/c`).
     ///
     /// ```
-    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId").unwrap();
+    /// let route = pikku::core::RoutePattern::parse("/rooms/:roomId").unwrap();
     /// let params = route.matches("/rooms/abc/").unwrap().unwrap();
     /// assert_eq!(params, vec![("roomId".to_string(), "abc".to_string())]);
     /// assert!(route.matches("/rooms").unwrap().is_none());
+    ///
+    /// // Wildcards and params inside a segment are refused rather than taken as literal text.
+    /// assert!(pikku::core::RoutePattern::parse("/files/*rest").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/{*rest}").is_err());
+    /// assert!(pikku::core::RoutePattern::parse("/files/v{version}").is_err());
     /// ```
     ///
     /// # Errors
     /// [`RegistrationError::InvalidRoute`]: the pattern does not start with `/`, has an empty segment, an invalid
-    /// param name (empty, or not `[A-Za-z0-9_]`), or the same param name twice.
+    /// param name (empty, or not `[A-Za-z0-9_]`), the same param name twice, a wildcard (`*rest`, `{*rest}`),
+    /// or a `{`, `}` or `*` anywhere but around a whole-segment param.
     pub fn parse(pattern: &str) -> Result<Self, RegistrationError> {
         let invalid = |reason: &str| RegistrationError::InvalidRoute {
             route: pattern.to_owned(),
@@ -83,19 +109,35 @@ impl RoutePattern {
                 if seg.is_empty() {
                     return Err(invalid("empty path segment"));
                 }
-                if let Some(name) = seg.strip_prefix(':') {
-                    let valid = !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !valid {
-                        return Err(invalid("param names are non-empty and use [A-Za-z0-9_]"));
+                let param = seg
+                    .strip_prefix(':')
+                    .or_else(|| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+                match param {
+                    Some(name) => {
+                        if name.starts_with('*') {
+                            return Err(invalid(WILDCARD));
+                        }
+                        let valid = !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        if !valid {
+                            return Err(invalid(
+                                "param names are non-empty and use [A-Za-z0-9_]",
+                            ));
+                        }
+                        if seen.contains(&name) {
+                            return Err(invalid("a param name appears twice"));
+                        }
+                        seen.push(name);
+                        segments.push(Segment::Param(name.to_owned()));
                     }
-                    if seen.contains(&name) {
-                        return Err(invalid("a param name appears twice"));
+                    None if seg.starts_with('*') => return Err(invalid(WILDCARD)),
+                    None if seg.contains(['{', '}', '*']) => {
+                        return Err(invalid(
+                            "a param is a whole segment ('/:name' or '/{name}'); '{', '}' and '*' are not \
+                             allowed in literal text",
+                        ))
                     }
-                    seen.push(name);
-                    segments.push(Segment::Param(name.to_owned()));
-                } else {
-                    segments.push(Segment::Literal(seg.to_owned()));
+                    None => segments.push(Segment::Literal(seg.to_owned())),
                 }
             }
         }
@@ -105,10 +147,32 @@ impl RoutePattern {
         })
     }
 
+    /// The segments, in order: what a runner needs to mount the pattern in another router.
+    ///
+    /// ```
+    /// use pikku::core::{RoutePattern, RouteSegment};
+    ///
+    /// let route = RoutePattern::parse("/files/:dir/latest/").unwrap();
+    /// let axum_path: String = route
+    ///     .segments()
+    ///     .map(|segment| match segment {
+    ///         RouteSegment::Literal(text) => format!("/{text}"),
+    ///         RouteSegment::Param(name) => format!("/{{{name}}}"),
+    ///     })
+    ///     .collect();
+    /// assert_eq!(axum_path, "/files/{dir}/latest");
+    /// ```
+    pub fn segments(&self) -> impl Iterator<Item = RouteSegment<'_>> {
+        self.segments.iter().map(|segment| match segment {
+            Segment::Literal(text) => RouteSegment::Literal(text),
+            Segment::Param(name) => RouteSegment::Param(name),
+        })
+    }
+
     /// The pattern as written (also its `Display`).
     ///
     /// ```
-    /// let route = pikku_core::RoutePattern::parse("/rooms/:roomId/").unwrap();
+    /// let route = pikku::core::RoutePattern::parse("/rooms/:roomId/").unwrap();
     /// assert_eq!(route.as_str(), "/rooms/:roomId/");
     /// ```
     #[must_use]
@@ -119,7 +183,7 @@ impl RoutePattern {
     /// Whether the pattern has no params. Literal patterns are matched before parameterised ones.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// assert!(RoutePattern::parse("/rooms/lobby").unwrap().is_literal());
     /// assert!(!RoutePattern::parse("/rooms/:roomId").unwrap().is_literal());
@@ -135,7 +199,7 @@ impl RoutePattern {
     /// param names). Two channels with routes of the same shape cannot both be registered.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// let a = RoutePattern::parse("/rooms/:id").unwrap();
     /// assert!(a.same_shape(&RoutePattern::parse("/rooms/:roomId/").unwrap()));
@@ -160,7 +224,7 @@ impl RoutePattern {
     /// segment.
     ///
     /// ```
-    /// use pikku_core::RoutePattern;
+    /// use pikku::core::RoutePattern;
     ///
     /// let route = RoutePattern::parse("/files/:dir/:name").unwrap();
     /// let params = route.matches("/files/docs/a%20b.txt").unwrap().unwrap();
@@ -214,11 +278,14 @@ impl fmt::Display for RoutePattern {
     }
 }
 
+const WILDCARD: &str =
+    "wildcards are not supported: a channel route matches a fixed number of segments";
+
 fn malformed() -> ChannelError {
     ChannelError::bad_request("Malformed upgrade request")
 }
 
-fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
+pub(crate) fn decode(raw: &str, plus_is_space: bool) -> Result<String, ChannelError> {
     check_escapes(raw)?;
     let owned;
     let raw = if plus_is_space && raw.contains('+') {
@@ -258,7 +325,7 @@ fn check_escapes(raw: &str) -> Result<(), ChannelError> {
 /// refusal is the first upgrade check, `BadRequestError` `Malformed upgrade request` (400).
 ///
 /// ```
-/// use pikku_core::opening::check_path;
+/// use pikku::core::opening::check_path;
 ///
 /// assert!(check_path("/rooms/caf%C3%A9").is_ok());
 /// for bad in ["/rooms/%zz", "/rooms/a%", "/rooms/a%0", "/rooms/%00", "/rooms/%FF"] {
@@ -281,7 +348,7 @@ pub fn check_path(path: &str) -> Result<(), ChannelError> {
 /// `query` is the part after `?`, still percent-encoded; empty pairs (`a=1&&b=2`) are skipped.
 ///
 /// ```
-/// let q = pikku_core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
+/// let q = pikku::core::parse_query("limit=1&limit=7&a+b=c%20d&flag").unwrap();
 /// assert_eq!(q["limit"], "7");
 /// assert_eq!(q["a b"], "c d");
 /// assert_eq!(q["flag"], "");
@@ -299,12 +366,12 @@ pub fn parse_query(query: &str) -> Result<Params, ChannelError> {
     Ok(map)
 }
 
-/// Merges route params into the query map; a key in both with different values is a 422 (step 5). The same
-/// value in both is accepted.
+/// Merges route params into the query map; a key in both with different values refuses the upgrade with 422. The
+/// same value in both is accepted.
 ///
 /// ```
-/// use pikku_core::opening::merge_params;
-/// use pikku_core::parse_query;
+/// use pikku::core::opening::merge_params;
+/// use pikku::core::parse_query;
 ///
 /// let params = vec![("roomId".to_string(), "lobby".to_string())];
 /// let merged = merge_params(params.clone(), parse_query("nick=ann").unwrap()).unwrap();
@@ -334,7 +401,7 @@ pub fn merge_params(
     Ok(query)
 }
 
-/// Deserializes the merged string map into `O` (step 6).
+/// Deserializes the merged string map into `O`, the channel's opening-data type.
 ///
 /// Every value is a string, converted to the type the field asks for: numbers and `true`/`false` parse, an
 /// `Option` field is `None` when its key is absent, a unit enum variant is matched by name. A key the type does
@@ -345,11 +412,11 @@ pub fn merge_params(
 /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
 ///
 /// let map = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "5".to_string())].into();
-/// let room: Room = pikku_core::opening_from_params(map).unwrap();
+/// let room: Room = pikku::core::opening_from_params(map).unwrap();
 /// assert_eq!(room, Room { room_id: "abc".into(), limit: Some(5) });
 ///
 /// let bad = [("roomId".to_string(), "abc".to_string()), ("limit".to_string(), "many".to_string())].into();
-/// let err = pikku_core::opening_from_params::<Room>(bad).unwrap_err();
+/// let err = pikku::core::opening_from_params::<Room>(bad).unwrap_err();
 /// assert_eq!((err.status(), err.details()[0].path.as_str()), (422, "/limit"));
 /// ```
 ///

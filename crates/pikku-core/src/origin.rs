@@ -12,7 +12,7 @@ use http::HeaderMap;
 /// An upgrade refused by the policy gets 403 `ForbiddenError` `Origin not allowed` (after the route matched).
 ///
 /// ```
-/// use pikku_core::{App, OriginPolicy};
+/// use pikku::{App, OriginPolicy};
 ///
 /// assert_eq!(OriginPolicy::default(), OriginPolicy::SameHost);
 /// // A page served from another host talks to this app.
@@ -43,7 +43,7 @@ impl OriginPolicy {
     /// An [`Allow`](Self::Allow) list from anything iterable of strings.
     ///
     /// ```
-    /// use pikku_core::OriginPolicy;
+    /// use pikku::OriginPolicy;
     ///
     /// let policy = OriginPolicy::allow(["https://example.com"]);
     /// assert!(policy.allows(Some("https://example.com"), Some("api.example.com")));
@@ -62,7 +62,7 @@ impl OriginPolicy {
     /// any) passes the policy.
     ///
     /// ```
-    /// use pikku_core::OriginPolicy;
+    /// use pikku::OriginPolicy;
     ///
     /// let same = OriginPolicy::SameHost;
     /// assert!(same.allows(Some("https://chat.example.com"), Some("chat.example.com")));

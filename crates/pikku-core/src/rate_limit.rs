@@ -26,7 +26,7 @@ const NANOS_PER_SECOND: u128 = 1_000_000_000;
 /// reverse-RPC responses do not.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+/// use pikku::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
 ///
 /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _text: String) {}
 /// async fn typing(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
@@ -72,7 +72,7 @@ impl RateLimit {
     /// How many messages may arrive at once after a quiet spell (at least 1).
     ///
     /// ```
-    /// let limit = pikku_core::RateLimit::per_second(5).burst(0);
+    /// let limit = pikku::RateLimit::per_second(5).burst(0);
     /// assert_eq!(limit.burst_size(), 1);
     /// ```
     #[must_use]
@@ -97,7 +97,7 @@ impl RateLimit {
     /// The byte burst (default: one second's worth of [`bytes_per_second`](Self::bytes_per_second); at least 1).
     ///
     /// ```
-    /// let limit = pikku_core::RateLimit::per_second(10).bytes_per_second(1000).byte_burst(4000);
+    /// let limit = pikku::RateLimit::per_second(10).bytes_per_second(1000).byte_burst(4000);
     /// assert_eq!((limit.bytes_per_second_limit(), limit.byte_burst_limit()), (Some(1000), Some(4000)));
     /// ```
     #[must_use]
@@ -110,7 +110,7 @@ impl RateLimit {
     /// default 10). With 0, the first refusal sends its error frame and closes.
     ///
     /// ```
-    /// let strict = pikku_core::RateLimit::per_second(10).close_after(0);
+    /// let strict = pikku::RateLimit::per_second(10).close_after(0);
     /// assert_eq!(strict.close_after_refusals(), 0);
     /// ```
     #[must_use]

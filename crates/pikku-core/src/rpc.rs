@@ -1,12 +1,12 @@
-//! Reverse RPC: the server calls a function the connected client exposes (semantics §9, protocol §3.4, §4.5).
+//! Reverse RPC: the server calls a function the connected client exposes.
 //!
 //! Requests are `{"action":"pikku-rpc-request","id":"1","funcName":"f","data":…}` with ids from a per-connection
 //! counter. The reader hands response and pending frames to the connection's registry before routing, so a
 //! handler awaiting [`Channel::remote`](crate::Channel::remote) is never stuck behind its own message queue.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -24,7 +24,7 @@ use crate::frame::encode_json;
 /// Implement it on a marker type per client function; the types make the call site typed on both ends.
 ///
 /// ```
-/// use pikku_core::{Capability, Channel, ChannelError, Ctx, Params};
+/// use pikku::{Capability, Channel, ChannelError, Ctx, Params};
 ///
 /// struct ClientThing;
 /// impl Capability for ClientThing {
@@ -57,7 +57,7 @@ pub trait Capability {
 /// Why a reverse call failed.
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params, RpcFailure};
+/// use pikku::{Channel, Ctx, Params, RpcFailure};
 ///
 /// async fn ask(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> &'static str {
 ///     match ch.remote_raw("confirm", None, None).await {
@@ -98,7 +98,7 @@ impl RpcFailure {
     /// metrics labels.
     ///
     /// ```
-    /// use pikku_core::RpcFailure;
+    /// use pikku::RpcFailure;
     ///
     /// assert_eq!(RpcFailure::Timeout.as_str(), "timeout");
     /// assert_eq!(RpcFailure::Remote { name: None, message: None }.as_str(), "remote");
@@ -121,7 +121,7 @@ impl RpcFailure {
 /// function (`Remote call 'f' timed out`).
 ///
 /// ```
-/// use pikku_core::{ChannelError, RpcError, RpcFailure};
+/// use pikku::{ChannelError, RpcError, RpcFailure};
 ///
 /// let err = RpcError::new("clientThing", RpcFailure::Timeout);
 /// assert_eq!(err.func_name(), "clientThing");
@@ -196,13 +196,13 @@ impl ClientError for RpcError {
     }
 }
 
-/// A valid reverse-RPC frame from the client (protocol §3.4).
+/// A valid reverse-RPC frame from the client: a `pikku-rpc-response` or a `pikku-rpc-pending`.
 ///
 /// The pipeline recognises these in [`LiveChannel::text`](crate::runtime::LiveChannel::text) and hands them to
 /// the connection's pending calls; they are never routed to handlers.
 ///
 /// ```
-/// use pikku_core::rpc::RpcFrame;
+/// use pikku::core::rpc::RpcFrame;
 /// use serde_json::json;
 ///
 /// let ok = json!({"action": "pikku-rpc-response", "id": "1", "ok": true, "result": 42});
@@ -233,7 +233,7 @@ impl RpcFrame {
     /// (as clients write it), passes.
     ///
     /// ```
-    /// use pikku_core::rpc::RpcFrame;
+    /// use pikku::core::rpc::RpcFrame;
     ///
     /// assert!(RpcFrame::may_be_reply(r#"{"action":"pikku-rpc-response","id":"1","ok":true}"#));
     /// assert!(!RpcFrame::may_be_reply(r#"{"action":"say","text":"hello"}"#));
@@ -250,7 +250,7 @@ impl RpcFrame {
     /// object.
     ///
     /// ```
-    /// use pikku_core::rpc::RpcFrame;
+    /// use pikku::core::rpc::RpcFrame;
     /// use serde_json::json;
     ///
     /// let refused = json!({"action": "pikku-rpc-response", "id": "2", "ok": false, "error": {"message": "no"}});
@@ -313,32 +313,58 @@ struct PendingCall {
 
 struct RpcState {
     next_id: u64,
-    pending: HashMap<u64, PendingCall>,
+    /// A list, not a map: it holds at most `max_pending` calls (a few), and an empty list costs no allocation
+    /// and less room in every connection than a map.
+    pending: Vec<(u64, PendingCall)>,
     closed: bool,
+}
+
+impl RpcState {
+    fn find(&mut self, id: u64) -> Option<usize> {
+        self.pending.iter().position(|(call_id, _)| *call_id == id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<PendingCall> {
+        self.find(id).map(|at| self.pending.swap_remove(at).1)
+    }
 }
 
 /// Pending reverse calls of one connection.
 pub(crate) struct RpcRegistry {
     state: Mutex<RpcState>,
     max_pending: usize,
-    timeout: Mutex<Option<Duration>>,
+    /// The default timeout in milliseconds; `NO_TIMEOUT` for none. An atomic rather than a locked `Option`,
+    /// to keep every connection small.
+    timeout_ms: AtomicU64,
 }
+
+const NO_TIMEOUT: u64 = u64::MAX;
 
 impl RpcRegistry {
     pub(crate) fn new(max_pending: usize) -> Self {
         Self {
             state: Mutex::new(RpcState {
                 next_id: 0,
-                pending: HashMap::new(),
+                pending: Vec::new(),
                 closed: false,
             }),
             max_pending,
-            timeout: Mutex::new(Some(Duration::from_secs(30))),
+            timeout_ms: AtomicU64::new(30_000),
         }
     }
 
     pub(crate) fn set_timeout(&self, timeout: Option<Duration>) {
-        *self.timeout.lock() = timeout;
+        let ms = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        match self.timeout_ms.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     pub(crate) async fn call(
@@ -360,13 +386,13 @@ impl RpcRegistry {
             }
             state.next_id += 1;
             let id = state.next_id;
-            state.pending.insert(
+            state.pending.push((
                 id,
                 PendingCall {
                     tx,
                     suspended: false,
                 },
-            );
+            ));
             id
         };
         // Removes the entry however this call ends, including when its future is dropped.
@@ -383,7 +409,7 @@ impl RpcRegistry {
             return Err(fail(RpcFailure::Closed));
         }
 
-        let timeout = timeout.unwrap_or_else(|| *self.timeout.lock());
+        let timeout = timeout.unwrap_or_else(|| self.default_timeout());
         let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let event = match deadline {
@@ -406,25 +432,18 @@ impl RpcRegistry {
         let mut state = self.state.lock();
         match frame {
             RpcFrame::Pending { id } => {
-                let Some(call) = id
-                    .parse()
-                    .ok()
-                    .and_then(|id: u64| state.pending.get_mut(&id))
-                else {
+                let Some(at) = id.parse().ok().and_then(|id: u64| state.find(id)) else {
                     tracing::debug!(%id, "pending frame for an unknown reverse call ignored");
                     return;
                 };
+                let call = &mut state.pending[at].1;
                 if !call.suspended {
                     call.suspended = true;
                     let _ = call.tx.send(RpcEvent::Pending);
                 }
             }
             RpcFrame::Response { id, outcome } => {
-                let Some(call) = id
-                    .parse()
-                    .ok()
-                    .and_then(|id: u64| state.pending.remove(&id))
-                else {
+                let Some(call) = id.parse().ok().and_then(|id: u64| state.remove(id)) else {
                     tracing::debug!(%id, "response for an unknown reverse call ignored");
                     return;
                 };
@@ -450,6 +469,6 @@ struct EntryGuard<'a> {
 
 impl Drop for EntryGuard<'_> {
     fn drop(&mut self) {
-        self.registry.state.lock().pending.remove(&self.id);
+        self.registry.state.lock().remove(self.id);
     }
 }

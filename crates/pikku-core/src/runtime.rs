@@ -1,5 +1,5 @@
-//! The message pipeline shared by every runner: upgrade admission (protocol §2.3 steps 3–7), then per
-//! connection the connect, message, binary and disconnect flows (semantics §5).
+//! The message pipeline shared by every runner: upgrade admission (the application's checks: route, origin,
+//! opening data, upgrade middleware), then per connection the connect, message, binary and disconnect flows.
 //!
 //! Runners (the embedded server in `pikku-server`, or your own) own sockets, timers and queues; this module owns
 //! what happens to a frame: parse, RPC interception, routing, the auth gate, middleware, validation, permissions,
@@ -21,8 +21,9 @@
 //! use std::collections::VecDeque;
 //! use std::task::{Context, Waker};
 //! use std::time::Instant;
-//! use pikku_core::runtime::{TextFrame, UpgradeInput};
-//! use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, OutFrame, Params};
+//! use pikku::core::runtime::{TextFrame, UpgradeInput};
+//! use pikku::{App, Channel, ChannelRoute, ClosedChannel, Ctx, DisconnectReason, Params};
+//! use pikku::core::OutFrame;
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //! async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
@@ -97,7 +98,7 @@ static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1
 ///
 /// ```
 /// use std::sync::Arc;
-/// use pikku_core::runtime::UpgradeInput;
+/// use pikku::core::runtime::UpgradeInput;
 ///
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert(http::header::ORIGIN, http::HeaderValue::from_static("https://example.com"));
@@ -129,7 +130,7 @@ pub struct UpgradeInput<'a> {
 ///
 /// ```
 /// use std::time::Instant;
-/// use pikku_core::runtime::{Admitted, LiveChannel};
+/// use pikku::core::runtime::{Admitted, LiveChannel};
 ///
 /// // A runner's step after writing the 101 response.
 /// fn accept<S, U>(admitted: Admitted<S, U>, epoch: Instant) -> LiveChannel<S, U>
@@ -181,7 +182,7 @@ where
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
 {
-    /// Runs the upgrade checks that belong to the application, in the order of protocol §2.3: route match (404),
+    /// Runs the upgrade checks that belong to the application, in this order: route match (404),
     /// origin (403), param/query conflicts (422), opening data (422), upgrade middleware. Path and query
     /// decodability (400) are checked first.
     ///
@@ -190,8 +191,8 @@ where
     /// [`Admitted::into_channel`].
     ///
     /// ```
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Room { #[serde(rename = "roomId")] room_id: String, limit: Option<u32> }
@@ -222,10 +223,10 @@ where
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
-        // Step 1 (the part about decodability).
+        // Path and query must decode (400).
         check_path(input.path)?;
         let query = parse_query(input.query.unwrap_or(""))?;
-        // Step 3.
+        // The route (404).
         let mut found = None;
         for &i in &self.match_order {
             if let Some(params) = self.channels[i].pattern.matches(input.path)? {
@@ -235,16 +236,134 @@ where
         }
         let (index, params) = found
             .ok_or_else(|| ChannelError::not_found(format!("Channel not found: {}", input.path)))?;
+        self.admit_matched(index, params, query, &input).await
+    }
+
+    /// The events channel whose topic streams `path` names (`<channel path>/<topic>`, one trailing `/`
+    /// ignored), with the decoded topic; `None` when no events channel has that path or the topic segment is
+    /// empty or not decodable. Runners call it on plain `GET` requests, then [`admit_stream`](Self::admit_stream).
+    ///
+    /// ```
+    /// use pikku::events::EventsChannel;
+    /// use pikku::App;
+    ///
+    /// let rt = App::new(()).channel(EventsChannel::<(), ()>::new("/realtime/events").build()).into_runtime();
+    /// assert_eq!(rt.match_stream("/realtime/events/news%20desk").unwrap().topic(), "news desk");
+    /// assert!(rt.match_stream("/realtime/events").is_none());
+    /// assert!(rt.match_stream("/elsewhere/news").is_none());
+    /// ```
+    #[must_use]
+    pub fn match_stream(&self, path: &str) -> Option<StreamTarget> {
+        if !self.channels.iter().any(|c| c.events.is_some()) {
+            return None;
+        }
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        let (prefix, segment) = trimmed.rsplit_once('/')?;
+        if segment.is_empty() || prefix.is_empty() {
+            return None;
+        }
+        let topic = crate::opening::decode(segment, false).ok()?;
+        if topic.is_empty() {
+            return None;
+        }
+        self.match_order.iter().find_map(|&index| {
+            let spec = &self.channels[index];
+            spec.events.as_ref()?;
+            match spec.pattern.matches(prefix) {
+                Ok(Some(params)) => Some(StreamTarget {
+                    index,
+                    params,
+                    topic: topic.clone(),
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    /// Runs the upgrade checks of [`admit`](Self::admit) after the route match (origin, params and query,
+    /// opening data, upgrade middleware) for a topic stream found by [`match_stream`](Self::match_stream),
+    /// creates its connection (state `Initial`, with `channel_id` or a fresh UUID v4, and `epoch` as for
+    /// [`Admitted::into_channel`]), then runs the topic's authorizer with the session the middleware set. On
+    /// success the runner answers with the stream, [`open`](LiveChannel::open)s the connection, subscribes it to
+    /// the topic and writes what its queue hands out; dropping the result abandons the stream before any handler
+    /// ran.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use pikku::events::EventsChannel;
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, ChannelError};
+    ///
+    /// let events = EventsChannel::<(), ()>::new("/events")
+    ///     .authorize(|_ctx, topic| async move {
+    ///         if topic == "secret" { Err(ChannelError::forbidden("Permission denied")) } else { Ok(()) }
+    ///     })
+    ///     .build();
+    /// let rt = App::new(()).channel(events).into_runtime();
+    /// let input = |path| UpgradeInput { path, query: None, headers: Default::default(), peer: None };
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let target = rt.match_stream("/events/news").unwrap();
+    /// let stream = rt.admit_stream(target, input("/events/news"), None, Instant::now()).await.unwrap();
+    /// stream.live.open();
+    /// rt.hub().subscribe(&stream.topic, stream.live.connection().id()).await.unwrap();
+    /// assert_eq!(rt.hub().subscriber_count("news"), 1);
+    ///
+    /// let target = rt.match_stream("/events/secret").unwrap();
+    /// let refused = rt.admit_stream(target, input("/events/secret"), None, Instant::now()).await.unwrap_err();
+    /// assert_eq!(refused.status(), 403);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`admit`](Self::admit), and the authorizer's refusal (a panicking authorizer gives an internal error).
+    ///
+    /// # Cancel safety
+    /// As [`admit`](Self::admit).
+    pub async fn admit_stream(
+        self: &Arc<Self>,
+        target: StreamTarget,
+        input: UpgradeInput<'_>,
+        channel_id: Option<String>,
+        epoch: Instant,
+    ) -> Result<AdmittedStream<S, U>, ChannelError> {
+        let query = parse_query(input.query.unwrap_or(""))?;
+        let authorize = self.channels[target.index]
+            .events
+            .as_ref()
+            .and_then(|events| events.authorize.clone());
+        let mut admitted = self
+            .admit_matched(target.index, target.params, query, &input)
+            .await?;
+        let response_headers = std::mem::take(&mut admitted.response_headers);
+        let live = admitted.into_channel(channel_id, epoch);
+        if let Some(authorize) = authorize {
+            catch(authorize(live.ctx(None), target.topic.clone())).await?;
+        }
+        Ok(AdmittedStream {
+            live,
+            response_headers,
+            topic: target.topic,
+        })
+    }
+
+    /// Steps 4–7 of [`admit`](Self::admit) for the channel at `index`.
+    async fn admit_matched(
+        self: &Arc<Self>,
+        index: usize,
+        params: Vec<(String, String)>,
+        query: crate::opening::Params,
+        input: &UpgradeInput<'_>,
+    ) -> Result<Admitted<S, U>, ChannelError> {
         let spec = &self.channels[index];
-        // Step 4.
+        // The origin (403).
         if !self.config().origin.allows_request(&input.headers) {
             return Err(ChannelError::forbidden("Origin not allowed"));
         }
-        // Steps 5 and 6.
+        // Params against query, then the opening data (422).
         let merged = merge_params(params, query)?;
         let for_middleware = (!spec.upgrade.is_empty()).then(|| merged.clone());
         let opening = (spec.opening)(merged)?;
-        // Step 7.
+        // Upgrade middleware, the app's then the channel's.
         let session = Arc::new(SessionSlot::new(None));
         let response_headers = Arc::new(Mutex::new(HeaderMap::new()));
         if let Some(params) = for_middleware {
@@ -309,8 +428,8 @@ where
     ///
     /// ```
     /// use std::time::Instant;
-    /// use pikku_core::runtime::UpgradeInput;
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::core::runtime::UpgradeInput;
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -329,13 +448,14 @@ where
             Some(id) => Arc::from(id),
             None => Arc::from(uuid::Uuid::new_v4().to_string()),
         };
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             id,
             spec.name.clone(),
             self.opening,
             self.rt.connection_limits(),
             epoch,
         );
+        conn.peer = self.peer;
         conn.rpc.set_timeout(spec.rpc_timeout);
         // One bucket per limit slot; nothing at all for a channel without limits.
         let limiter = (!spec.limits.is_empty())
@@ -346,8 +466,44 @@ where
             conn: Arc::new(conn),
             session: self.session,
             limiter,
-            peer: self.peer,
         }
+    }
+}
+
+/// A topic stream a `GET` path names: found by [`AppRuntime::match_stream`](crate::AppRuntime::match_stream),
+/// admitted by [`AppRuntime::admit_stream`](crate::AppRuntime::admit_stream) (see its example).
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    index: usize,
+    params: Vec<(String, String)>,
+    topic: String,
+}
+
+impl StreamTarget {
+    /// The topic, percent-decoded (see [`AppRuntime::match_stream`](crate::AppRuntime::match_stream)).
+    #[must_use]
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+/// A topic stream that passed every check, authorizer included: made by
+/// [`AppRuntime::admit_stream`](crate::AppRuntime::admit_stream), which shows the runner's next steps.
+pub struct AdmittedStream<S, U> {
+    /// The stream's connection, in state `Initial`.
+    pub live: LiveChannel<S, U>,
+    /// Headers upgrade middleware added, for the runner to copy into its response.
+    pub response_headers: HeaderMap,
+    /// The topic to subscribe the connection to once it is open.
+    pub topic: String,
+}
+
+impl<S, U> std::fmt::Debug for AdmittedStream<S, U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmittedStream")
+            .field("live", &self.live)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -355,7 +511,7 @@ where
 ///
 /// ```
 /// use std::collections::VecDeque;
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
 ///
 /// // A runner's reader: queue messages for the worker, drop the rest.
 /// fn on_text<S, U>(live: &LiveChannel<S, U>, text: &str, inbound: &mut VecDeque<serde_json::Value>)
@@ -371,7 +527,7 @@ where
 /// ```
 #[derive(Debug)]
 pub enum TextFrame {
-    /// A zero-length frame: ignored (D17).
+    /// A zero-length frame: ignored.
     Ignored,
     /// A reverse-RPC response or pending frame, handed to the call registry (never routed or answered).
     Consumed,
@@ -386,8 +542,8 @@ pub enum TextFrame {
 /// once ([`max_in_flight`](Self::max_in_flight)) and when to drop them.
 ///
 /// ```
-/// use pikku_core::runtime::{LiveChannel, TextFrame};
-/// use pikku_core::DisconnectReason;
+/// use pikku::core::runtime::{LiveChannel, TextFrame};
+/// use pikku::DisconnectReason;
 ///
 /// // The life of one connection in a minimal, strictly sequential runner. (A real runner keeps reading while
 /// // handlers run, so that reverse-RPC responses reach a handler awaiting `remote`.)
@@ -415,8 +571,6 @@ pub struct LiveChannel<S, U> {
     session: Arc<SessionSlot<U>>,
     /// The rate-limit buckets, by slot of the channel's limits; `None` when the channel has no limit.
     limiter: Option<Box<[Bucket]>>,
-    /// The client's address, for the spans handlers run in.
-    peer: Option<SocketAddr>,
 }
 
 impl<S, U> std::fmt::Debug for LiveChannel<S, U> {
@@ -472,12 +626,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
     ///
@@ -497,12 +651,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -523,24 +677,25 @@ where
     }
 
     /// Runs onConnect inside its lifecycle middleware and queues its result or error frame. A channel without a
-    /// connection handler gives a future that is ready at once. Run it to completion before starting messages
-    /// (D19); panics in the handler are caught and become an internal error frame.
+    /// connection handler gives a future that is ready at once. Run it to completion before starting messages;
+    /// panics in the handler are caught and become an internal error frame.
     ///
     /// Dropping the future cancels the handler (the embedded server does so after the drain timeout).
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn closed_room(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> Result<(), ChannelError> {
     ///     Err(ChannelError::forbidden("Room is closed"))
@@ -565,7 +720,7 @@ where
         let dev = self.dev_mode();
         let inner_ctx = ctx.clone();
         let inner_conn = conn.clone();
-        let span = span::connect(&conn, self.peer);
+        let span = span::connect(&conn, conn.peer);
         let timing = self
             .metrics()
             .and_then(|m| m.connect.as_ref())
@@ -607,20 +762,20 @@ where
     }
 
     /// Classifies a text frame: empty (ignored), reverse-RPC envelope (consumed here), or a message. Text that
-    /// is not JSON is the JSON string with the same characters (D12).
+    /// is not JSON is the JSON string with the same characters.
     ///
     /// Call it as frames arrive, even while handlers run: reverse-RPC responses must reach the handler awaiting
     /// them without waiting behind queued messages.
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::runtime::TextFrame;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::runtime::TextFrame;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
     /// use serde_json::json;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
@@ -656,17 +811,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit, Route};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn say(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: serde_json::Value) {}
     ///
@@ -720,18 +876,19 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params, RateLimit};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RateLimit};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn store(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
     ///
@@ -810,7 +967,7 @@ where
         false
     }
 
-    /// Runs one message through the pipeline (semantics §5.2) and queues its reply.
+    /// Runs one message through the pipeline and queues its reply.
     ///
     /// Routing and the auth gate are decided at once: an unknown route or a missing session queues its error
     /// frame before this returns, and the future is already complete. Otherwise the future runs middleware,
@@ -819,17 +976,18 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     /// use serde_json::json;
     ///
     /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
@@ -862,7 +1020,7 @@ where
             }
         };
         let routing = route.name.clone();
-        // The auth gate reads the live session (D4, D8).
+        // The auth gate reads the live session: a session set by an earlier message counts.
         if route.auth && !self.session.is_present() {
             let err = match &routing {
                 Some((p, v)) => {
@@ -883,7 +1041,7 @@ where
         let timing = route.metrics.as_ref().map(RouteMetrics::received);
         let span = span::message(
             &self.conn,
-            self.peer,
+            self.conn.peer,
             routing.as_ref().map(|(p, v)| (&**p, &**v)),
         );
         let _entered = span.enter();
@@ -938,22 +1096,23 @@ where
     }
 
     /// Runs the binary handler for a frame, or `None` when the frame is dropped (no handler, or no session when
-    /// one is needed; D21). The future queues the returned bytes as a binary frame, or an error frame.
+    /// one is needed). The future queues the returned bytes as a binary frame, or an error frame.
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// # fn drain(conn: &pikku_core::Connection) -> Vec<OutFrame> {
+    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
     /// #     let mut out = std::collections::VecDeque::new();
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use bytes::Bytes;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, OutFrame, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::core::OutFrame;
     ///
     /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
     ///     bytes.iter().rev().copied().collect()
@@ -994,7 +1153,7 @@ where
             .metrics()
             .and_then(|m| m.binary.as_ref())
             .map(RouteMetrics::received);
-        let span = span::binary(&self.conn, self.peer);
+        let span = span::binary(&self.conn, self.conn.peer);
         let fut = span.in_scope(|| handler(self.ctx(None), self.conn.clone(), bytes));
         let conn = self.conn.clone();
         let dev = self.dev_mode();
@@ -1025,7 +1184,7 @@ where
         ))
     }
 
-    /// Disconnect steps 1–3 (semantics §5.6): the channel becomes `Closed`, pending reverse calls fail with
+    /// The start of the disconnect sequence: the channel becomes `Closed`, pending reverse calls fail with
     /// `closed`, and its hub subscriptions are removed. Returns the reason that won (the first trigger).
     ///
     /// Call it as soon as the connection ends; then let in-flight handlers finish (or drop them after the drain
@@ -1033,12 +1192,12 @@ where
     ///
     /// ```
     /// # use std::time::Instant;
-    /// # use pikku_core::runtime::{LiveChannel, UpgradeInput};
+    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
     /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
     /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
     /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
     /// # }
-    /// use pikku_core::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
+    /// use pikku::{App, Channel, ChannelRoute, ChannelState, Ctx, DisconnectReason, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -1050,7 +1209,7 @@ where
     /// hub.subscribe("news", live.connection().id()).await.unwrap();
     ///
     /// // The server was shutting down when the transport failed: the first trigger wins.
-    /// live.connection().request_close(pikku_core::channel::CloseRequest {
+    /// live.connection().request_close(pikku::core::channel::CloseRequest {
     ///     code: 1001, reason: "going away".into(), flush: true, cause: DisconnectReason::Shutdown,
     /// });
     /// let reason = live.begin_disconnect(DisconnectReason::TransportError);
@@ -1072,10 +1231,10 @@ where
         reason
     }
 
-    /// Disconnect steps 6–7: onDisconnect inside its lifecycle middleware (errors are logged), then the socket
-    /// state is released. Call it once, after [`begin_disconnect`](Self::begin_disconnect) and after in-flight
-    /// handlers finished or were dropped, with the reason `begin_disconnect` returned. Without a disconnection
-    /// handler the future is ready at once. Shown in the module example and under `begin_disconnect`.
+    /// The end of the disconnect sequence: onDisconnect inside its lifecycle middleware (errors are logged),
+    /// then the socket state is released. Call it once, after [`begin_disconnect`](Self::begin_disconnect) and
+    /// after in-flight handlers finished or were dropped, with the reason `begin_disconnect` returned. Without a
+    /// disconnection handler the future is ready at once. Shown in the module example and under `begin_disconnect`.
     ///
     /// Dropping the future cancels onDisconnect, and the socket state is then not released until the connection
     /// itself is dropped.
@@ -1093,7 +1252,7 @@ where
             .metrics()
             .and_then(|m| m.disconnect.as_ref())
             .map(RouteMetrics::start);
-        let span = span::disconnect(&conn, self.peer);
+        let span = span::disconnect(&conn, conn.peer);
         let fut = span.in_scope(|| {
             run_chain(
                 chain,
@@ -1157,7 +1316,7 @@ enum Selected<'a, S, U> {
     NoDefault,
 }
 
-/// Route selection (D1): the first routing property whose value is a string naming a registered route wins, and
+/// Route selection: the first routing property whose value is a string naming a registered route wins, and
 /// only that member is removed from the input.
 fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_, S, U> {
     let mut unknown = None;
@@ -1179,7 +1338,7 @@ fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_
     }
 }
 
-/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters (D12).
+/// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters.
 fn parse_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
@@ -1215,7 +1374,7 @@ fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String,
         })
 }
 
-/// Shapes a handler result into its frame: D2 for routed messages, as is for the default route.
+/// Shapes a handler result into its frame: with the routing key for routed messages, as is for the default route.
 fn reply_frame(
     routing: Option<(&str, &str)>,
     result: Result<Reply, ChannelError>,
@@ -1233,7 +1392,7 @@ fn reply_frame(
                     map
                 }
                 Reply::Value(Value::Object(mut map)) => {
-                    // A member already named like the routing property is overwritten (D25).
+                    // A member already named like the routing property is overwritten.
                     map.insert(key.to_owned(), Value::String(name.to_owned()));
                     map
                 }

@@ -1,8 +1,7 @@
-//! Channel definitions: a name, a route and the handlers, routes, auth, middleware and permissions
-//! (semantics §4.1).
+//! Channel definitions: a name, a route and the handlers, routes, auth, middleware and permissions.
 //!
 //! ```
-//! use pikku_core::{App, Channel, ChannelRoute, Ctx, Params, Route};
+//! use pikku::{App, Channel, ChannelRoute, Ctx, Params, Route};
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //! async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> serde_json::Value {
@@ -25,6 +24,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ChannelError, RegistrationError};
+use crate::events::EventsSpec;
 use crate::handler::{
     BinaryHandler, ConnectHandler, DisconnectHandler, ErasedBinary, ErasedConnect,
     ErasedDisconnect, ErasedMessage, MessageHandler,
@@ -49,7 +49,7 @@ fn parse_opening<O: DeserializeOwned + Send + Sync + 'static>(
 /// suit it; wrap it in a `Route` to give it settings of its own.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+/// use pikku::{App, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// #[derive(Clone)]
 /// struct User { admin: bool }
@@ -92,7 +92,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// middleware or permissions of its own.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input
@@ -120,7 +120,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// Typical use: `auth(false)` on the login route of an authenticated channel.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -150,7 +150,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// registration order; see [`middleware`](crate::middleware) for the order).
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply, Route};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply, Route};
     ///
     /// async fn log_input(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     tracing::debug!(input = ?mw.input(), "create");
@@ -175,7 +175,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// gets the first error a check returned, or `ForbiddenError` `Permission denied`.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { admin: bool, moderator: bool }
@@ -202,7 +202,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// at least one of its groups passes; an empty group always passes.
     ///
     /// ```
-    /// use pikku_core::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+    /// use pikku::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
     ///
     /// #[derive(Clone)]
     /// struct User { admin: bool, verified: bool }
@@ -234,7 +234,7 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
     /// budget per limited route.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, RateLimit, Route};
     ///
     /// async fn search(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _query: String) {}
     /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) {}
@@ -258,8 +258,8 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
 /// It is a type-erased, reference-counted function; checks of different types can share one `Vec`.
 ///
 /// ```
-/// use pikku_core::wiring::ErasedPermissionCheck;
-/// use pikku_core::{permission, ChannelError, PermissionCtx};
+/// use pikku::core::wiring::ErasedPermissionCheck;
+/// use pikku::{permission, ChannelError, PermissionCtx};
 ///
 /// async fn signed_in(p: PermissionCtx<(), String>) -> Result<bool, ChannelError> {
 ///     Ok(p.session().is_some())
@@ -277,7 +277,7 @@ pub type ErasedPermissionCheck<S, U> = ErasedPermission<S, U>;
 /// [`Permission`]) so that checks of different types fit in one [`Route::permission_group`].
 ///
 /// ```
-/// use pikku_core::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
+/// use pikku::{permission, Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx, Route};
 ///
 /// async fn signed_in(p: PermissionCtx<(), String>) -> Result<bool, ChannelError> {
 ///     Ok(p.session().is_some())
@@ -310,7 +310,7 @@ pub enum RouteMarker {}
 /// marker that keeps the two implementations apart; never name it. You do not implement this trait.
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelRoute, Ctx, Params, Route};
+/// use pikku::{Channel, ChannelRoute, Ctx, Params, Route};
 ///
 /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
 ///
@@ -319,11 +319,24 @@ pub enum RouteMarker {}
 ///     .route("type", "ping", Route::new(ping).auth(false)); // a configured route
 /// # let _ = channel;
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a message handler or `Route` of this channel",
+    label = "expected `async fn(Ctx<{S}, {U}>, Channel<{O}, Out, {SS}>, In) -> impl IntoReply`",
+    note = "write `async fn handle(ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In) -> R`: an `async fn`, \
+            the context first, then the channel, then the message",
+    note = "the message `In` is any `serde::Deserialize` type, `serde_json::Value` to take it as it is, or `()` to \
+            ignore it",
+    note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
+            (`Params` is shown as `HashMap<String, String>`)",
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In| \
+            async move {{ .. }}`"
+)]
 pub trait IntoRoute<S, U, O, SS, M> {
     /// Converts into a [`Route`]; a bare handler becomes `Route::new(handler)`.
     fn into_route(self) -> Route<S, U, O, SS>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<S, U, O, SS> IntoRoute<S, U, O, SS, RouteMarker> for Route<S, U, O, SS> {
     fn into_route(self) -> Route<S, U, O, SS> {
         self
@@ -358,7 +371,7 @@ pub(crate) struct RoutingProperty<S, U, O, SS> {
 /// the line of the offending call.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, ClosedChannel, Ctx, Route};
+/// use pikku::{App, Channel, ChannelRoute, ClosedChannel, Ctx, Route};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Room {
@@ -411,6 +424,8 @@ pub struct ChannelRoute<S, U, O = Params, SS = ()> {
     pub(crate) rpc_timeout: Option<Option<Duration>>,
     pub(crate) rate_limit: Option<Option<RateLimit>>,
     pub(crate) errors: Vec<(RegistrationError, &'static Location<'static>)>,
+    /// Set by [`EventsChannel`](crate::events::EventsChannel): the channel also serves topic streams.
+    pub(crate) events: Option<EventsSpec<S, U>>,
 }
 
 impl<S, U, O, SS> std::fmt::Debug for ChannelRoute<S, U, O, SS> {
@@ -428,14 +443,14 @@ where
     O: DeserializeOwned + Send + Sync + 'static,
 {
     /// A channel named `name` at `route` (`/rooms/:roomId`). `auth` defaults to true: messages need a session
-    /// unless a route says otherwise (D9).
+    /// unless a route says otherwise.
     ///
-    /// `route` starts with `/` and holds literal segments and `:name` params (`[A-Za-z0-9_]` names); a trailing
-    /// `/` is ignored. Params and the query string together are the opening data, deserialized into `O`. The
+    /// `route` starts with `/` and holds literal segments and whole-segment params, written `:name` or `{name}`
+    /// (`[A-Za-z0-9_]` names); a trailing `/` is ignored, wildcards are not supported. Params and the query string together are the opening data, deserialized into `O`. The
     /// pattern is checked when the channel is added to the app, and an error names this line.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
     ///     // `/rooms/lobby?nick=ann` opens with {"roomId": "lobby", "nick": "ann"}.
@@ -469,6 +484,7 @@ where
             rpc_timeout: None,
             rate_limit: None,
             errors: Vec::new(),
+            events: None,
         }
     }
 }
@@ -479,7 +495,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// an `UnauthorizedError` frame; its handler does not run. Connection and disconnection handlers always run.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input
@@ -495,11 +511,11 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     }
 
     /// The connection handler (`async fn(Ctx<S, U>, Channel<O, Out, SS>) -> R`, see [`ConnectHandler`]): runs once
-    /// after the upgrade, before any message is handled (D19). A returned value is sent to the client as is; an
+    /// after the upgrade, before any message is handled. A returned value is sent to the client as is; an
     /// error becomes an error frame and the connection stays open. A second call replaces the handler.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
     ///
     /// #[derive(serde::Serialize)]
     /// struct Welcome { channel_id: String }
@@ -527,7 +543,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// handler. An error it returns is sent to the client as an error frame, and the handler does not run.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn only_in_business_hours(_mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let open = true; // look at the clock here
@@ -550,11 +566,11 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
 
     /// The disconnection handler (`async fn(Ctx<S, U>, ClosedChannel<O, SS>)`, see [`DisconnectHandler`]): runs
     /// once per connection that was opened, after the close, once in-flight handlers finished or the drain
-    /// timeout passed. Its [`ClosedChannel`](crate::ClosedChannel) cannot send (D13); it tells why the connection
+    /// timeout passed. Its [`ClosedChannel`](crate::ClosedChannel) cannot send; it tells why the connection
     /// closed. Errors it returns are logged. A second call replaces the handler.
     ///
     /// ```
-    /// use pikku_core::{ChannelRoute, ClosedChannel, Ctx, Params};
+    /// use pikku::{ChannelRoute, ClosedChannel, Ctx, Params};
     ///
     /// async fn bye(ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
     ///     tracing::info!(channel = ctx.channel_name(), id = ch.channel_id(), reason = %ch.reason(), "closed");
@@ -579,7 +595,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// logged, since the client is gone.
     ///
     /// ```
-    /// use pikku_core::{ChannelError, ChannelRoute, ClosedChannel, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{ChannelError, ChannelRoute, ClosedChannel, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn timed(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     let started = std::time::Instant::now();
@@ -599,7 +615,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
         self
     }
 
-    /// The default message route (protocol §3.3): a plain handler or a [`Route`]. It gets every message that no
+    /// The default message route: a plain handler or a [`Route`]. It gets every message that no
     /// [`route`](Self::route) claims: non-object messages, objects without a routing property, and objects whose
     /// routing property names no registered route (those arrive whole, routing member included). Its result is
     /// sent as is, not wrapped in `{key: value}`.
@@ -607,7 +623,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// Without a default route, such messages get a `NotFoundError` frame.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// // "hi!" (a text frame that is not JSON is the JSON string "hi!") gets "HI!" back.
     /// async fn shout(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, text: String) -> String {
@@ -629,7 +645,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// [`Route`].
     ///
     /// A message is routed when it is a JSON object whose member `property` is the string `value`. The handler
-    /// gets the object with that member removed, and a reply is `{property: value, ..}` (D2): an object result gets
+    /// gets the object with that member removed, and a reply is `{property: value, ..}`: an object result gets
     /// the member added, `()` sends just `{property: value}`, any other value is sent as
     /// `{property: value, "result": ..}`. When several properties are used (`"action"`, `"type"`), they are tried
     /// in the order they first appear.
@@ -638,7 +654,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// twice is a registration error, reported by [`App::channel`](crate::App::channel) with this call's line.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Create { title: String }
@@ -706,12 +722,12 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// The binary handler (`async fn(Ctx<S, U>, Channel<O, Out, SS>, Bytes) -> B`, see [`BinaryHandler`]): runs
     /// for every binary frame, in order with the text messages. Returned bytes go back as a binary frame; an error
     /// becomes a (text) error frame. Binary frames are dropped and logged at debug level when the channel has no
-    /// binary handler, or when it needs a session and has none (D21); no error frame is sent. Binary frames do not
+    /// binary handler, or when it needs a session and has none; no error frame is sent. Binary frames do not
     /// pass through message middleware or permissions.
     ///
     /// ```
-    /// use bytes::Bytes;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn reverse(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, bytes: Bytes) -> Vec<u8> {
     ///     bytes.iter().rev().copied().collect()
@@ -732,8 +748,8 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// and arrive without it are dropped (no error frame is sent).
     ///
     /// ```
-    /// use bytes::Bytes;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn upload(_ctx: Ctx<(), String>, _ch: Channel<Params, ()>, _bytes: Bytes) {}
     ///
@@ -752,7 +768,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// cookies and seed the session.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, UpgradeRequest};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, UpgradeRequest};
     ///
     /// #[derive(Clone)]
     /// struct User { id: String }
@@ -779,10 +795,10 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     }
 
     /// Message middleware applied to every message route of this channel, inside global message middleware and
-    /// outside route middleware, in registration order. It does not wrap lifecycle handlers (D20) or binary frames.
+    /// outside route middleware, in registration order. It does not wrap lifecycle handlers or binary frames.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, MiddlewareCtx, Next, Params, Reply};
     ///
     /// async fn read_only(mw: MiddlewareCtx<(), ()>, next: Next<(), ()>) -> Result<Reply, ChannelError> {
     ///     if mw.ctx().route().is_some_and(|(_, value)| value.starts_with("delete")) {
@@ -805,7 +821,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// sends `ForbiddenError` `Permission denied`, an `Err` is sent as is.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx};
+    /// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params, PermissionCtx};
     ///
     /// #[derive(Clone)]
     /// struct User { banned: bool }
@@ -823,11 +839,11 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
         self
     }
 
-    /// How many messages of one connection may run at once (default 1: in order, D7). With more than one, a slow
+    /// How many messages of one connection may run at once (default 1: in order). With more than one, a slow
     /// handler no longer holds up the next message, and replies follow completion order.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn lookup(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, id: u64) -> u64 { id }
     ///
@@ -848,7 +864,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     ///
@@ -870,7 +886,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// `rate limit exceeded` (see [`RateLimit`]).
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelRoute, Ctx, Params, RateLimit};
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params, RateLimit};
     ///
     /// async fn echo(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, input: serde_json::Value) -> serde_json::Value {
     ///     input

@@ -1,9 +1,11 @@
-//! The event-hub rules H1–H11 of semantics §7.2 against the in-process [`EventHub`], one test per rule.
+//! The rules every event-hub backend follows (`docs/semantics.md`, *Event hub*), against the in-process
+//! [`EventHub`], one test per rule.
 //!
 //! Connections are real [`Connection`]s created the way a runner creates them (`Connection::new`, then
 //! `mark_open` and `hub.registry().insert`); what the hub delivered is read back with [`Connection::poll_outgoing`], the
-//! same call the server's writer makes. H5 and H7 are also checked through the message pipeline
-//! (`pikku_core::runtime`), because they are about the order of the disconnect sequence and of a handler's reply.
+//! same call the server's writer makes. The rules about closing and about a handler's own deliveries are also
+//! checked through the message pipeline (`pikku_core::runtime`), because they are about the order of the
+//! disconnect sequence and of a handler's reply.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -97,12 +99,12 @@ fn payload_ptr(frame: &OutFrame) -> *const u8 {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// H1–H11
+// The rules
 // ---------------------------------------------------------------------------------------------------------
 
-/// H1. Subscribing twice is the same as once: one copy per publish.
+/// Subscribing twice is the same as once: one copy per publish.
 #[tokio::test]
-async fn h01_double_subscribe_delivers_once() {
+async fn double_subscribe_delivers_once() {
     let hub = hub();
     let a = open(&hub, "a");
     hub.subscribe("news", "a").await.unwrap();
@@ -119,9 +121,9 @@ async fn h01_double_subscribe_delivers_once() {
     assert_eq!(drain(&a), Vec::<OutFrame>::new());
 }
 
-/// H2. `exclude = None` reaches every subscriber, the publishing channel included if it is subscribed.
+/// `exclude = None` reaches every subscriber, the publishing channel included if it is subscribed.
 #[tokio::test]
-async fn h02_no_exclude_reaches_every_subscriber_including_the_publisher() {
+async fn no_exclude_reaches_every_subscriber_including_the_publisher() {
     let hub = hub();
     let publisher = open(&hub, "publisher");
     let b = open(&hub, "b");
@@ -140,10 +142,10 @@ async fn h02_no_exclude_reaches_every_subscriber_including_the_publisher() {
     assert_eq!(drain(&bystander), Vec::<OutFrame>::new());
 }
 
-/// H3. `exclude = Some(id)` reaches every subscriber except `id`; an `id` that is not subscribed changes
+/// `exclude = Some(id)` reaches every subscriber except `id`; an `id` that is not subscribed changes
 /// nothing.
 #[tokio::test]
-async fn h03_exclude_skips_exactly_that_subscriber() {
+async fn exclude_skips_exactly_that_subscriber() {
     let hub = hub();
     let a = open(&hub, "a");
     let b = open(&hub, "b");
@@ -189,9 +191,9 @@ async fn h03_exclude_skips_exactly_that_subscriber() {
     assert_eq!(drain(&c), Vec::<OutFrame>::new());
 }
 
-/// H4. After `unsubscribe` nothing more is delivered; a second `unsubscribe` returns false.
+/// After `unsubscribe` nothing more is delivered; a second `unsubscribe` returns false.
 #[tokio::test]
-async fn h04_unsubscribe_stops_delivery_and_is_reported_once() {
+async fn unsubscribe_stops_delivery_and_is_reported_once() {
     let hub = hub();
     let a = open(&hub, "a");
     let b = open(&hub, "b");
@@ -215,7 +217,7 @@ async fn h04_unsubscribe_stops_delivery_and_is_reported_once() {
     assert_eq!(hub.subscriber_count("news"), 1);
 }
 
-/// What the onDisconnect handler of the H5 channel saw.
+/// What the onDisconnect handler of the closing channel saw.
 #[derive(Debug, Default)]
 struct DisconnectView {
     subscriber_count: Option<usize>,
@@ -224,7 +226,7 @@ struct DisconnectView {
 }
 
 #[derive(Default)]
-struct H5State {
+struct ClosingState {
     seen: Mutex<DisconnectView>,
 }
 
@@ -233,14 +235,14 @@ struct TopicInput {
     topic: String,
 }
 
-async fn h5_sub(ctx: Ctx<H5State, ()>, ch: Channel<Params, ()>, input: TopicInput) {
+async fn closing_sub(ctx: Ctx<ClosingState, ()>, ch: Channel<Params, ()>, input: TopicInput) {
     ctx.hub()
         .subscribe(&input.topic, ch.channel_id())
         .await
         .expect("subscribe while open");
 }
 
-async fn h5_disconnect(ctx: Ctx<H5State, ()>, ch: ClosedChannel<Params>) {
+async fn closing_disconnect(ctx: Ctx<ClosingState, ()>, ch: ClosedChannel<Params>) {
     let hub = ctx.hub();
     let count = hub.subscriber_count("news");
     let unsubscribe = hub.unsubscribe("news", ch.channel_id()).await;
@@ -280,11 +282,11 @@ where
     live
 }
 
-/// H5. When a channel closes, its subscriptions are gone before onDisconnect runs; an `unsubscribe` there
+/// When a channel closes, its subscriptions are gone before onDisconnect runs; an `unsubscribe` there
 /// returns false.
 #[tokio::test]
-async fn h05_close_removes_subscriptions_before_on_disconnect() {
-    // The hub primitive runners call (disconnect step 3).
+async fn close_removes_subscriptions_before_on_disconnect() {
+    // The hub primitive runners call when a connection ends (`EventHub::release`).
     let hub = hub();
     let a = open(&hub, "a");
     let b = open(&hub, "b");
@@ -304,11 +306,11 @@ async fn h05_close_removes_subscriptions_before_on_disconnect() {
     assert_eq!(drain(&b), vec![json_frame(&json!(2))]);
 
     // The same through the pipeline's disconnect sequence, observed from inside onDisconnect.
-    let app = App::new(H5State::default()).channel(
+    let app = App::new(ClosingState::default()).channel(
         ChannelRoute::new("hub", "/hub")
             .auth(false)
-            .route("action", "sub", h5_sub)
-            .on_disconnect(h5_disconnect),
+            .route("action", "sub", closing_sub)
+            .on_disconnect(closing_disconnect),
     );
     let live = admit(app, "/hub").await;
     let hub = live.runtime().hub().clone();
@@ -324,14 +326,14 @@ async fn h05_close_removes_subscriptions_before_on_disconnect() {
     assert_eq!(
         hub.subscriber_count("news"),
         0,
-        "step 3 ran before onDisconnect"
+        "subscriptions were released before onDisconnect"
     );
     live.run_disconnect(reason).await;
 
     let seen = std::mem::take(&mut *live.runtime().state().seen.lock());
     assert_eq!(seen.subscriber_count, Some(0));
     assert_eq!(seen.unsubscribe, Some(Ok(false)));
-    // A closed channel cannot subscribe again from onDisconnect either (H11).
+    // A closed channel cannot subscribe again from onDisconnect either.
     assert!(
         matches!(seen.subscribe_again, Some(Err(HubError::ChannelNotOpen(_)))),
         "{seen:?}"
@@ -339,10 +341,10 @@ async fn h05_close_removes_subscriptions_before_on_disconnect() {
     assert_eq!(hub.subscriber_count("news"), 0);
 }
 
-/// H6. A published value is encoded once (D11); every local subscriber receives the same bytes. Binary
+/// A published value is encoded once; every local subscriber receives the same bytes. Binary
 /// payloads arrive as binary frames, strings as raw text.
 #[tokio::test]
-async fn h06_one_encoding_shared_by_every_subscriber() {
+async fn one_encoding_shared_by_every_subscriber() {
     let hub = hub();
     let subscribers: Vec<_> = (0..5).map(|i| open(&hub, &format!("s{i}"))).collect();
     for conn in &subscribers {
@@ -407,14 +409,14 @@ struct EmitInput {
     data: Value,
 }
 
-async fn h7_sub(ctx: Ctx<(), ()>, ch: Channel<Params, String>, input: TopicInput) {
+async fn emitting_sub(ctx: Ctx<(), ()>, ch: Channel<Params, String>, input: TopicInput) {
     ctx.hub()
         .subscribe(&input.topic, ch.channel_id())
         .await
         .unwrap();
 }
 
-async fn h7_emit_all(
+async fn emitting_emit_all(
     ctx: Ctx<(), ()>,
     ch: Channel<Params, String>,
     input: EmitInput,
@@ -425,10 +427,10 @@ async fn h7_emit_all(
     Ok(json!({ "delivered": delivered }))
 }
 
-/// H7. Local deliveries are queued before `publish` returns, so a handler's own subscribed channel receives the
+/// Local deliveries are queued before `publish` returns, so a handler's own subscribed channel receives the
 /// event before that handler's reply.
 #[tokio::test]
-async fn h07_deliveries_are_queued_before_publish_returns() {
+async fn deliveries_are_queued_before_publish_returns() {
     // Directly: the frame is in the subscriber's queue when the future completes on its first poll.
     let hub = hub();
     let a = open(&hub, "a");
@@ -444,14 +446,14 @@ async fn h07_deliveries_are_queued_before_publish_returns() {
 
     // Through the pipeline: pushes, the event and the reply leave in the order they were produced.
     let app = App::new(()).channel(
-        ChannelRoute::new("h7", "/h7")
+        ChannelRoute::new("emitting", "/emitting")
             .auth(false)
-            .route("action", "sub", h7_sub)
-            .route("action", "emitAll", h7_emit_all),
+            .route("action", "sub", emitting_sub)
+            .route("action", "emitAll", emitting_emit_all),
     );
     let rt = app.into_runtime();
-    let publisher = admit_on(&rt, "/h7").await;
-    let other = admit_on(&rt, "/h7").await;
+    let publisher = admit_on(&rt, "/emitting").await;
+    let other = admit_on(&rt, "/emitting").await;
     for live in [&publisher, &other] {
         live.run_message(json!({"action": "sub", "topic": "news"}))
             .await;
@@ -478,9 +480,9 @@ async fn h07_deliveries_are_queued_before_publish_returns() {
     );
 }
 
-/// H8. A subscriber that is slow or gone is handled by its own policy (5.5); the others are unaffected.
+/// A subscriber that is slow or gone is handled by its own slow-consumer policy; the others are unaffected.
 #[tokio::test]
-async fn h08_slow_or_gone_subscribers_do_not_affect_the_others() {
+async fn slow_or_gone_subscribers_do_not_affect_the_others() {
     let hub = hub();
     let healthy = open(&hub, "healthy");
     // Room for two 10-byte events each.
@@ -538,9 +540,9 @@ async fn h08_slow_or_gone_subscribers_do_not_affect_the_others() {
     assert_eq!(drain(&slow_drop), vec![OutFrame::text("x")]);
 }
 
-/// H9. Publishing to a topic without subscribers is a no-op returning 0.
+/// Publishing to a topic without subscribers is a no-op returning 0.
 #[tokio::test]
-async fn h09_publish_without_subscribers_returns_zero() {
+async fn publish_without_subscribers_returns_zero() {
     let hub = hub();
     let a = open(&hub, "a");
     assert_eq!(
@@ -571,9 +573,9 @@ async fn h09_publish_without_subscribers_returns_zero() {
     assert_eq!(drain(&a), Vec::<OutFrame>::new());
 }
 
-/// H10. Events from one publisher to one subscriber on a topic arrive in publish order.
+/// Events from one publisher to one subscriber on a topic arrive in publish order.
 #[tokio::test]
-async fn h10_events_arrive_in_publish_order() {
+async fn events_arrive_in_publish_order() {
     let hub = hub();
     let subscribers: Vec<_> = (0..3).map(|i| open(&hub, &format!("s{i}"))).collect();
     for conn in &subscribers {
@@ -610,9 +612,9 @@ async fn h10_events_arrive_in_publish_order() {
     }
 }
 
-/// H11. In-process, subscribing a `channelId` that is not open returns an error and records nothing.
+/// In-process, subscribing a `channelId` that is not open returns an error and records nothing.
 #[tokio::test]
-async fn h11_subscribing_a_channel_that_is_not_open_fails_and_records_nothing() {
+async fn subscribing_a_channel_that_is_not_open_fails_and_records_nothing() {
     let hub = hub();
 
     // An id this process does not know.
@@ -622,7 +624,7 @@ async fn h11_subscribing_a_channel_that_is_not_open_fails_and_records_nothing() 
     );
     assert_eq!(hub.subscriber_count("news"), 0);
 
-    // A connection that closed but is still registered (its disconnect sequence has not reached step 3).
+    // A connection that closed but is still registered (its disconnect sequence has not released it yet).
     let closing = open(&hub, "closing");
     closing.mark_closed(DisconnectReason::ClientClosed(None));
     assert_eq!(
@@ -654,7 +656,7 @@ async fn h11_subscribing_a_channel_that_is_not_open_fails_and_records_nothing() 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Limits that go with the rules (semantics §7.1, §11)
+// Limits that go with the rules
 // ---------------------------------------------------------------------------------------------------------
 
 /// Topics are non-empty and at most `max_topic_bytes`; a connection holds at most
@@ -678,7 +680,7 @@ async fn topic_and_subscription_limits() {
         hub.subscribe("t3", "a").await,
         Err(HubError::TooManySubscriptions)
     );
-    // Re-subscribing an existing topic at the limit is still idempotent success (H1).
+    // Re-subscribing an existing topic at the limit is still idempotent success.
     hub.subscribe("t2", "a").await.unwrap();
     assert_eq!(hub.subscriber_count("t3"), 0);
     assert_eq!(hub.publish("t3", None, &json!(1)).await.unwrap(), 0);

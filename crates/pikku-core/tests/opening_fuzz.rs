@@ -1,4 +1,4 @@
-//! Deterministic randomized tests of the opening-data functions (protocol §2.4): `parse_query`,
+//! Deterministic randomized tests of the opening-data functions: `parse_query`,
 //! `RoutePattern::parse` / `matches` and `opening_from_params`, with a fixed-seed xorshift generator.
 //!
 //! They never panic on arbitrary input, and round-trip what a client builds: a map encoded by form rules parses

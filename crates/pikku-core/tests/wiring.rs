@@ -1,4 +1,4 @@
-//! Registration checks of semantics §4.2: every wiring mistake is refused when the app is built, as a value from
+//! Registration checks: every wiring mistake is refused when the app is built, as a value from
 //! [`App::try_channel`] (with the location of the offending definition) or as a panic from [`App::channel`]
 //! whose message names the file and line of the definition.
 

@@ -2,7 +2,7 @@
 //! or cluster, so a publication made in one process reaches the subscribers of every process.
 //!
 //! ```
-//! use pikku_core::App;
+//! use pikku::App;
 //! use pikku_nats::NatsHub;
 //!
 //! struct State;
@@ -16,7 +16,7 @@
 //! connections), and its publications then cross processes:
 //!
 //! ```no_run
-//! use pikku_core::App;
+//! use pikku::App;
 //! use pikku_nats::NatsHub;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -218,7 +218,7 @@ impl HubDriver for PostgresHub {
 /// that ask PostgreSQL what a node listens to.
 ///
 /// ```no_run
-/// use pikku_core::App;
+/// use pikku::App;
 /// use pikku_postgres::PostgresHub;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

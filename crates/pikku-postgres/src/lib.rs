@@ -2,7 +2,7 @@
 //! through `LISTEN`/`NOTIFY`.
 //!
 //! ```no_run
-//! use pikku_core::App;
+//! use pikku::App;
 //! use pikku_postgres::PostgresHub;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

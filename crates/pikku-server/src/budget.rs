@@ -20,7 +20,8 @@ pub(crate) struct InboundBudget {
     /// Set while some connection waits for bytes to be released, so releasing is one relaxed load otherwise.
     has_waiters: AtomicBool,
     waiters: Mutex<Vec<Waker>>,
-    /// Bumped each time the waiters are woken; a connection registers at most once per generation.
+    /// Bumped each time the waiters are woken; a connection registers at most once per generation. Starts at 1,
+    /// so 0 can mark a connection that is not registered.
     generation: AtomicU64,
 }
 
@@ -31,7 +32,7 @@ impl InboundBudget {
             used: AtomicUsize::new(0),
             has_waiters: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
-            generation: AtomicU64::new(0),
+            generation: AtomicU64::new(1),
         }
     }
 
@@ -67,21 +68,21 @@ impl InboundBudget {
     }
 
     /// Registers the task to be woken when bytes are released. Returns false if the budget has room again (the
-    /// caller goes on reading). `registered` is the caller's generation marker, so a task polled many times while
-    /// waiting registers once.
-    pub(crate) fn wait(&self, cx: &mut Context<'_>, registered: &mut Option<u64>) -> bool {
+    /// caller goes on reading). `registered` is the caller's generation marker (0 when not registered), so a task
+    /// polled many times while waiting registers once.
+    pub(crate) fn wait(&self, cx: &mut Context<'_>, registered: &mut u64) -> bool {
         let generation = self.generation.load(Ordering::Acquire);
-        if *registered != Some(generation) {
+        if *registered != generation {
             let mut waiters = self.waiters.lock();
             waiters.push(cx.waker().clone());
             self.has_waiters.store(true, Ordering::Release);
-            *registered = Some(generation);
+            *registered = generation;
         }
         // Bytes released between the caller's check and the registration would not have woken us.
         if self.exhausted() {
             true
         } else {
-            *registered = None;
+            *registered = 0;
             false
         }
     }
@@ -124,7 +125,7 @@ mod tests {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut registered = None;
+        let mut registered = 0;
         assert!(budget.wait(&mut cx, &mut registered));
         assert!(budget.wait(&mut cx, &mut registered)); // the same generation: not registered twice
         assert_eq!(budget.waiters.lock().len(), 1);

@@ -2,14 +2,16 @@
 
 use std::time::Duration;
 
+use crate::subprotocol::SubprotocolPolicy;
+
 /// Settings of the embedded server; every field documents its default.
 ///
 /// These are transport settings; the application's own (outbound queue bound, slow-consumer policy,
-/// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku_core::AppConfig`.
+/// reverse-RPC timeout, allowed origins, drain timeout) are in `pikku::AppConfig`.
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = pikku_server::ServerConfig {
+/// let config = pikku::ServerConfig {
 ///     ping_interval: Duration::from_secs(10),
 ///     idle_timeout: Duration::from_secs(20),
 ///     max_connections: Some(10_000),
@@ -75,13 +77,16 @@ pub struct ServerConfig {
     /// every client shares the proxy's, so leave it unset there. A mounted service sees an address only when
     /// served with `into_make_service_with_connect_info::<SocketAddr>()`; without one the limit does not apply.
     pub max_connections_per_ip: Option<usize>,
-    /// Subprotocols the application accepts (default none: none is selected); the first one the client offers
-    /// that is listed here is echoed.
-    pub subprotocols: Vec<String>,
+    /// Which subprotocol an accepted upgrade echoes (default [`SubprotocolPolicy::None`]: none is selected,
+    /// whatever the client offers). [`SubprotocolPolicy::list`] selects from names the application accepts;
+    /// see [`SubprotocolPolicy`] for echoing the first offer and for a callback that may refuse.
+    pub subprotocols: SubprotocolPolicy,
     /// Path of the liveness endpoint (default `/healthz`; `None`: none): a plain `GET` is answered 200 `ok`
-    /// for as long as the process serves. Served by the `serve` methods of this crate (not by
-    /// [`ChannelServer::service`](crate::ChannelServer::service) alone). A WebSocket upgrade to the same path still
-    /// goes to the channels, so a channel route never loses a path to it.
+    /// for as long as the process serves. Served by the standalone `serve` methods ([`serve`](crate::serve),
+    /// [`ChannelServer::serve`](crate::ChannelServer::serve) and their variants); with
+    /// [`serve_router`](crate::ChannelServer::serve_router) your router's paths are yours, so merge
+    /// [`ChannelServer::endpoints`](crate::ChannelServer::endpoints) into it to have them. A WebSocket upgrade to
+    /// the same path still goes to the channels, so a channel route never loses a path to it.
     pub health_path: Option<String>,
     /// Path of the readiness endpoint (default `/readyz`; `None`: none): a plain `GET` is answered 200 `ready`
     /// while the server accepts connections and 503 `draining` from the moment a shutdown begins, so a load
@@ -108,7 +113,7 @@ impl Default for ServerConfig {
             max_path_bytes: 8 * 1024,
             max_connections: crate::limits::default_max_connections(),
             max_connections_per_ip: None,
-            subprotocols: Vec::new(),
+            subprotocols: SubprotocolPolicy::None,
             health_path: Some("/healthz".to_owned()),
             ready_path: Some("/readyz".to_owned()),
             metrics_path: Some("/metrics".to_owned()),

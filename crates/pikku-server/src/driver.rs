@@ -79,18 +79,20 @@ struct Driver<T, S, U> {
     live: LiveChannel<S, U>,
     connect: Option<BoxFuture<()>>,
     in_flight: InFlight,
-    max_in_flight: usize,
+    // The limits are u32, and the flags below are bytes, to keep this struct, most of what an idle connection
+    // costs, small.
+    max_in_flight: u32,
     inbound: VecDeque<Job>,
-    inbound_limit: usize,
+    inbound_limit: u32,
     /// Bytes of the queued messages; reading pauses while it is at least `inbound_byte_limit`, so a connection
     /// buffers at most about two maximal messages however fast its client sends.
     inbound_bytes: usize,
-    inbound_byte_limit: usize,
+    inbound_byte_limit: u32,
     budget: Arc<InboundBudget>,
     /// `inbound_bytes` as charged to the budget.
     queue_charged: usize,
-    /// Generation at which this connection waits for the budget, if it does.
-    budget_wait: Option<u64>,
+    /// Generation at which this connection waits for the budget; 0 when it does not.
+    budget_wait: u64,
     /// Whether the connection is marked as receiving a frame (see `Connection::mark_frame_started`).
     mid_message: bool,
     /// Whether reading is paused and the connection marked so (see `Connection::mark_reading_paused`).
@@ -110,7 +112,6 @@ pub(crate) fn run<T, S, U>(
     max_frame_bytes: usize,
     budget: Arc<InboundBudget>,
     close_timeout: Duration,
-    drain_timeout: Duration,
 ) -> impl Future<Output = ()>
 where
     T: Transport,
@@ -121,14 +122,14 @@ where
         ws,
         connect: Some(live.run_connect()),
         in_flight: InFlight::new(live.max_in_flight()),
-        max_in_flight: live.max_in_flight(),
+        max_in_flight: saturating_u32(live.max_in_flight()),
         inbound: VecDeque::new(),
-        inbound_limit: live.runtime().config().inbound_queue.max(1),
+        inbound_limit: saturating_u32(live.runtime().config().inbound_queue.max(1)),
         inbound_bytes: 0,
-        inbound_byte_limit: max_frame_bytes.max(1),
+        inbound_byte_limit: saturating_u32(max_frame_bytes.max(1)),
         budget,
         queue_charged: 0,
-        budget_wait: None,
+        budget_wait: 0,
         mid_message: false,
         paused: false,
         batch: VecDeque::new(),
@@ -140,18 +141,14 @@ where
         let exit = poll_fn(|cx| driver.poll(cx)).await;
         // The closing sequence lives on the heap: only closing connections pay for its futures and timers, so the
         // state an idle connection keeps is just the driver's.
-        Box::pin(finish(driver, exit, close_timeout, drain_timeout)).await;
+        Box::pin(finish(driver, exit, close_timeout)).await;
     }
 }
 
 /// The end of a connection: the disconnect sequence and, when we are the side closing, the lingering close, side
 /// by side.
-async fn finish<T, S, U>(
-    driver: Driver<T, S, U>,
-    exit: Exit,
-    close_timeout: Duration,
-    drain_timeout: Duration,
-) where
+async fn finish<T, S, U>(driver: Driver<T, S, U>, exit: Exit, close_timeout: Duration)
+where
     T: AsyncRead + AsyncWrite + Unpin,
     S: Send + Sync + 'static,
     U: Send + Sync + 'static,
@@ -188,6 +185,7 @@ async fn finish<T, S, U>(
         }
         drop(ws);
     };
+    let drain_timeout = live.runtime().config().drain_timeout;
     let disconnect = async {
         // In-flight handlers may finish, up to the drain timeout; then they are cancelled.
         let _ = tokio::time::timeout(drain_timeout, async {
@@ -232,6 +230,12 @@ where
     U: Send + Sync + 'static,
 {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        if self.connect.is_some() {
+            // onConnect mostly finishes at once. Finishing it before reading lets the client's first messages
+            // start straight from the read buffer instead of queueing behind it, and a connection that never
+            // queues never allocates its inbound queue.
+            self.poll_handlers(cx);
+        }
         for _ in 0..READ_BUDGET {
             // Finish writing the previous batch first; a slow client blocks only this step.
             if self.needs_flush {
@@ -300,8 +304,8 @@ where
     /// Reads and decodes once; stops when the inbound queue is full, in messages or bytes, or when the inbound
     /// budget is spent while this connection holds inbound bytes (TCP pushes back).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Exit>> {
-        let paused = self.inbound.len() >= self.inbound_limit
-            || self.inbound_bytes >= self.inbound_byte_limit
+        let paused = self.inbound.len() >= self.inbound_limit as usize
+            || self.inbound_bytes >= self.inbound_byte_limit as usize
             || ((self.ws.holds_inbound() || !self.inbound.is_empty())
                 && self.budget.exhausted()
                 && self.budget.wait(cx, &mut self.budget_wait));
@@ -338,7 +342,7 @@ where
                 Event::Text(text)
                     if inbound.is_empty()
                         && connect.is_none()
-                        && in_flight.len() < *max_in_flight =>
+                        && in_flight.len() < *max_in_flight as usize =>
                 {
                     if let TextFrame::Message(value) = live.text(text) {
                         in_flight.push(live.run_message(value));
@@ -365,7 +369,7 @@ where
                 *inbound_bytes += job.size();
                 inbound.push_back(job);
             }
-            inbound.len() < *inbound_limit && *inbound_bytes < *inbound_byte_limit
+            inbound.len() < *inbound_limit as usize && *inbound_bytes < *inbound_byte_limit as usize
         };
         let read = ws.poll_read(cx, &mut on_event);
         if self.ws.take_frame_seen() {
@@ -420,7 +424,7 @@ where
         }
         loop {
             progress |= self.in_flight.poll(cx);
-            if self.in_flight.len() >= self.max_in_flight {
+            if self.in_flight.len() >= self.max_in_flight as usize {
                 return progress;
             }
             let Some(job) = self.inbound.pop_front() else {
@@ -442,6 +446,11 @@ where
             }
         }
     }
+}
+
+/// `value` as a u32, or u32::MAX if it is larger: for limits, where that means "no limit" in practice.
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 /// The running handlers of one connection. With `max_in_flight == 1` (the default) one slot polled inline:

@@ -6,15 +6,15 @@
 //! and keep-alive timeouts, connection limits) and stop gracefully on SIGINT or SIGTERM ([`shutdown_signal`]) or
 //! a signal of your own. [`ChannelServer::service`] can also be mounted into an HTTP server you run yourself,
 //! which then owns the HTTP timeouts. The application's own settings (queue bounds, reverse-RPC timeout,
-//! origins) are in `pikku_core::AppConfig`.
+//! origins) are in `pikku::AppConfig`.
 //!
 //! # Example
 //! A server on a free local port, a client that connects and reads the greeting, then a graceful shutdown:
 //!
 //! ```
 //! use futures_util::StreamExt;
-//! use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-//! use pikku_server::{ChannelServer, ServerConfig};
+//! use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+//! use pikku::{ChannelServer, ServerConfig};
 //!
 //! async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 //!
@@ -43,6 +43,8 @@ mod limits;
 mod listener;
 pub mod metrics;
 mod server;
+mod sse;
+mod subprotocol;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.
 #[doc(hidden)]
@@ -50,6 +52,7 @@ pub mod ws;
 
 pub use config::ServerConfig;
 pub use server::{ChannelServer, ChannelService};
+pub use subprotocol::{SelectSubprotocol, SubprotocolPolicy};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,11 +68,11 @@ use pikku_core::App;
 /// too, or [`ChannelServer`] for a custom configuration, a listener of your own, or access to the hub.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
-/// pikku_server::serve(app, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve(app, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
@@ -94,12 +97,12 @@ where
 /// or on those and more: combine [`shutdown_signal`] with your own future in a `tokio::select!`.
 ///
 /// ```
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-/// let serving = tokio::spawn(pikku_server::serve_with_shutdown(app, "127.0.0.1:0".parse().unwrap(), async move {
+/// let serving = tokio::spawn(pikku::serve_with_shutdown(app, "127.0.0.1:0".parse().unwrap(), async move {
 ///     let _ = stopped.await;
 /// }));
 /// // … later, when it is time to stop:
@@ -130,8 +133,8 @@ where
         .await
 }
 
-/// Serves your own axum `router` with `app` (or a [`ChannelServer`] you built) on `addr`: requests the router
-/// routes go to your handlers, every other request is a channel upgrade. Runs until SIGINT or SIGTERM (see
+/// Serves your own axum `router` with `app` (or a [`ChannelServer`] you built) on `addr`: the channels' paths
+/// (see [`ChannelServer::router`]) upgrade, every other path is your router's. Runs until SIGINT or SIGTERM (see
 /// [`shutdown_signal`]), then shuts down gracefully as [`serve`] does.
 ///
 /// Prefer it to plain `axum::serve`, which has no request-head timeout: there, sockets that never send a request
@@ -139,20 +142,20 @@ where
 /// [`ChannelServer::serve_router`], which this calls) and handlers can extract `ConnectInfo<SocketAddr>`.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 /// # async fn run() -> std::io::Result<()> {
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
-/// pikku_server::serve_router(app, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve_router(app, pages, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
 /// With a server of your own, for its hub or a custom configuration:
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
-/// # use pikku_server::{ChannelServer, ServerConfig};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{ChannelServer, ServerConfig};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// # async fn run() -> std::io::Result<()> {
 /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -164,7 +167,7 @@ where
 ///         let _ = hub.publish("news", None, &serde_json::json!("hi")).await;
 ///     }),
 /// );
-/// pikku_server::serve_router(server, pages, "127.0.0.1:4002".parse().unwrap()).await
+/// pikku::serve_router(server, pages, "127.0.0.1:4002".parse().unwrap()).await
 /// # }
 /// ```
 ///
@@ -200,19 +203,19 @@ where
 /// process. Called outside a runtime, it installs them on first poll.
 ///
 /// ```no_run
-/// # use pikku_core::{App, ChannelRoute, Channel, Ctx, Params};
+/// # use pikku::{App, ChannelRoute, Channel, Ctx, Params};
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// # async fn run() -> std::io::Result<()> {
 /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let (admin_stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let signal = async move {
 ///     tokio::select! {
-///         () = pikku_server::shutdown_signal() => tracing::info!("signal received, draining"),
+///         () = pikku::shutdown_signal() => tracing::info!("signal received, draining"),
 ///         _ = stopped => tracing::info!("stop requested, draining"),
 ///     }
 /// };
 /// # drop(admin_stop);
-/// pikku_server::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
+/// pikku::serve_with_shutdown(app, "127.0.0.1:4002".parse().unwrap(), signal).await
 /// # }
 /// ```
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use pikku_core::ChannelError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tower_service::Service;
 
 use crate::limits::LogThrottle;
@@ -130,9 +130,18 @@ async fn serve_connection(
     peer: SocketAddr,
     state: Arc<Accepting>,
 ) {
-    let _counted = InHttp(state.clone());
+    let http = Arc::new(HttpConnection {
+        accepting: state.clone(),
+        streaming: AtomicBool::new(false),
+        abort: Notify::new(),
+        done: AtomicBool::new(false),
+        finished: Notify::new(),
+    });
+    let _counted = InHttp(http.clone());
+    let for_requests = http.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(for_requests.clone());
         // An axum router is always ready, so calling it without `poll_ready` is fine.
         router.clone().call(req)
     });
@@ -141,7 +150,14 @@ async fn serve_connection(
         .header_read_timeout(state.limits.handshake_timeout)
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades();
-    match connection.await {
+    let result = tokio::select! {
+        result = connection => result,
+        () = http.abort.notified() => {
+            tracing::debug!(%peer, "dropped a stream whose client did not take its end in time");
+            return;
+        }
+    };
+    match result {
         Ok(()) => {}
         Err(err) if err.is_timeout() => {
             tracing::debug!(%peer, "closed a connection that sent no complete request head in time");
@@ -157,12 +173,57 @@ async fn serve_connection(
     }
 }
 
-/// Uncounts a connection from the HTTP phase when hyper is done with it (closed, or handed over as upgraded).
-struct InHttp(Arc<Accepting>);
+/// The HTTP connection a request arrived on, in the request's extensions, for a response that outlives the HTTP
+/// phase: a topic stream moves the connection's count from the HTTP phase to the channel connections, and may
+/// drop the connection when its client stops reading.
+pub(crate) struct HttpConnection {
+    accepting: Arc<Accepting>,
+    /// Counted as a channel connection (by the server) instead of as in the HTTP phase.
+    streaming: AtomicBool,
+    abort: Notify,
+    /// hyper is done with the connection.
+    done: AtomicBool,
+    finished: Notify,
+}
+
+impl HttpConnection {
+    /// The connection now carries a stream the server counts among its channel connections: it stops counting
+    /// here, so `max_connections` sees it once. Streams end the connection with them (`Connection: close`), so
+    /// it never returns to the HTTP phase.
+    pub(crate) fn begin_stream(&self) {
+        if !self.streaming.swap(true, Ordering::AcqRel) {
+            self.accepting.in_http.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Drops the connection at once, whatever hyper is writing.
+    pub(crate) fn abort(&self) {
+        self.abort.notify_one();
+    }
+
+    /// Resolves once hyper is done with the connection.
+    pub(crate) async fn finished(&self) {
+        loop {
+            let notified = self.finished.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Uncounts a connection from the HTTP phase when hyper is done with it (closed, or handed over as upgraded),
+/// unless a stream moved it to the channel connections.
+struct InHttp(Arc<HttpConnection>);
 
 impl Drop for InHttp {
     fn drop(&mut self) {
-        self.0.in_http.fetch_sub(1, Ordering::AcqRel);
+        if !self.0.streaming.swap(true, Ordering::AcqRel) {
+            self.0.accepting.in_http.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.0.done.store(true, Ordering::Release);
+        self.0.finished.notify_waiters();
     }
 }
 

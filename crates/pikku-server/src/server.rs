@@ -11,22 +11,26 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use futures_util::future::Either;
+use futures_util::future::{Either, OptionFuture};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pikku_core::channel::CloseRequest;
-use pikku_core::runtime::{LiveChannel, UpgradeInput};
-use pikku_core::{App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame};
+use pikku_core::handler::BoxFuture;
+use pikku_core::runtime::{StreamTarget, UpgradeInput};
+use pikku_core::{
+    App, AppRuntime, ChannelError, DisconnectReason, EventHub, OutFrame, RoutePattern, RouteSegment,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
-use crate::limits::{IpSlot, PerIpCounts};
+use crate::limits::PerIpCounts;
+use crate::listener::HttpConnection;
 use crate::metrics::server::ServerMetrics;
 use crate::ws::WsStream;
-use crate::{driver, health, listener, upgrade};
+use crate::{driver, health, listener, sse, upgrade};
 
 struct Shared<S, U> {
     rt: Arc<AppRuntime<S, U>>,
@@ -55,8 +59,8 @@ struct Shared<S, U> {
 /// [`service`](Self::service) or `serve` call) and ends once every clone is dropped.
 ///
 /// ```no_run
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
 ///
@@ -66,7 +70,7 @@ struct Shared<S, U> {
 /// // Mount into an existing axum router…
 /// let router: axum::Router = axum::Router::new()
 ///     .route("/health", axum::routing::get(|| async { "ok" }))
-///     .fallback_service(server.service());
+///     .merge(server.router());
 /// # let _ = router;
 /// // …or serve it on its own.
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
@@ -81,8 +85,8 @@ pub struct ChannelServer<S, U> {
 /// app or a server.
 ///
 /// ```
-/// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// # use pikku_server::ChannelServer;
+/// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// # use pikku::ChannelServer;
 /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
 /// let server: ChannelServer<(), ()> = app.into();
@@ -126,8 +130,8 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -158,8 +162,8 @@ where
     /// The event hub, for publishing from outside any connection (HTTP handlers, background jobs).
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -177,8 +181,8 @@ where
     /// The built application: its services, configuration and channel routes.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -203,8 +207,8 @@ where
     /// for their handler), as charged to [`ServerConfig::inbound_budget_bytes`]. For metrics and health checks.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
@@ -215,20 +219,21 @@ where
         self.shared.budget.used()
     }
 
-    /// The upgrade service, for `axum::Router::fallback_service` or any tower-based HTTP server.
+    /// The upgrade service, for any tower-based HTTP server; in axum, prefer [`router`](Self::router).
     ///
-    /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets the
-    /// JSON 404 of protocol §2.3, and a request that is not a well-formed upgrade (a plain `GET`, any other
-    /// method) gets 400 `Malformed upgrade request`. Mount your other routes on the router before falling back
-    /// to it. Serve the router with [`serve_router`](Self::serve_router), which also applies the handshake
+    /// It answers every request as a channel upgrade: a WebSocket upgrade whose path matches no channel gets a
+    /// JSON 404 (`NotFoundError`, `Channel not found: <path>`), and a request that is not a well-formed upgrade
+    /// (a plain `GET`, any other method) gets 400 `Malformed upgrade request`. As an axum fallback it therefore
+    /// answers every path your router does not route; [`router`](Self::router) mounts only the channels'
+    /// paths. Serve either with [`serve_router`](Self::serve_router), which also applies the handshake
     /// timeout and the connection limit at accept; with plain `axum::serve` no request-head timeout applies, so
     /// silent sockets stay open until the process runs out of descriptors. There, serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()` if upgrade middleware or
     /// [`ServerConfig::max_connections_per_ip`] needs the peer address.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
@@ -262,8 +267,8 @@ where
         }
     }
 
-    /// The service the `serve` methods fall back to: the health, readiness and metrics endpoints of the
-    /// [`ServerConfig`], then the channels.
+    /// The service the standalone `serve` methods fall back to: the health, readiness and metrics endpoints of
+    /// the [`ServerConfig`] for plain `GET`/`HEAD` requests to their paths, the channels for everything else.
     fn standalone_service(&self) -> ChannelService<S, U> {
         ChannelService {
             endpoints: true,
@@ -271,34 +276,99 @@ where
         }
     }
 
-    /// An axum router that serves the channels and the plain-HTTP endpoints of the [`ServerConfig`]: liveness
-    /// ([`health_path`](ServerConfig::health_path), `/healthz`), readiness
-    /// ([`ready_path`](ServerConfig::ready_path), `/readyz`, 503 once a shutdown began) and, with the
-    /// `prometheus` feature, the metrics page ([`metrics_path`](ServerConfig::metrics_path), `/metrics`). Every
-    /// other request, and every WebSocket upgrade whatever its path, goes to the [`service`](Self::service). The
-    /// `serve` methods serve this router; mount it as the fallback of a router of your own to get the endpoints
-    /// there too.
+    /// An axum router with the plain-HTTP endpoints of the [`ServerConfig`] (liveness
+    /// [`health_path`](ServerConfig::health_path), readiness [`ready_path`](ServerConfig::ready_path) and, with the
+    /// `prometheus` feature, [`metrics_path`](ServerConfig::metrics_path)), to merge into a router of your own.
+    /// The standalone `serve` methods answer them already; [`serve_router`](Self::serve_router) leaves your
+    /// router's paths to you, so merge this one in to have them there.
     ///
     /// ```
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::prelude::*;
+    /// use tower_service::Service;
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let server = ChannelServer::new(app, ServerConfig::default());
+    /// let mut router = axum::Router::new()
+    ///     .route("/", axum::routing::get(|| async { "the page" }))
+    ///     .merge(server.endpoints());
+    /// let get = |path: &str| http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    /// assert_eq!(router.call(get("/readyz")).await.unwrap().status(), 200);
+    /// server.shutdown().await;
+    /// assert_eq!(router.call(get("/readyz")).await.unwrap().status(), 503); // draining
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as [`service`](Self::service).
+    pub fn endpoints(&self) -> axum::Router {
+        let config = &self.shared.config;
+        [
+            &config.health_path,
+            &config.ready_path,
+            &config.metrics_path,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(axum::Router::new(), |router, path| {
+            router.route(path, axum::routing::get_service(self.standalone_service()))
+        })
+    }
+
+    /// An axum router with one route per channel pattern, to [`merge`](axum::Router::merge) into your own:
+    /// channel paths upgrade, every other path is your router's (a 404 unless you route it).
+    ///
+    /// Patterns are mounted in axum's syntax (`/rooms/:roomId` and `/rooms/{roomId}` both become a one-segment
+    /// param), with and without a trailing `/`, as the channels match them. On a channel path, a `GET` that is
+    /// not a WebSocket upgrade gets 400 with the JSON body `{"name":"BadRequestError","message":"Malformed upgrade
+    /// request",…}`, and other methods get 405 with an `Allow` header, as any axum `get` route answers them. A
+    /// route of yours at a channel path makes `merge` panic, as overlapping axum routes do.
+    ///
+    /// Serve the merged router with [`serve_router`](Self::serve_router) (or [`crate::serve_router`]), which
+    /// does the merging for you and applies the [`ServerConfig`] limits to every connection.
+    ///
+    /// ```
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     /// use tower_service::Service;
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
+    /// let app = App::new(()).channel(ChannelRoute::new("rooms", "/rooms/{roomId}").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
-    /// let mut router = server.router();
-    /// let request = http::Request::get("/anything").body(axum::body::Body::empty()).unwrap();
-    /// let response = router.call(request).await.unwrap();
-    /// assert_eq!(response.status(), 400); // not an upgrade
+    /// let mut router = axum::Router::new()
+    ///     .route("/health", axum::routing::get(|| async { "ok" }))
+    ///     .merge(server.router());
+    ///
+    /// let status = |path: &str| http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+    /// assert_eq!(router.call(status("/health")).await.unwrap().status(), 200);
+    /// assert_eq!(router.call(status("/favicon.ico")).await.unwrap().status(), 404);
+    /// assert_eq!(router.call(status("/rooms/lobby")).await.unwrap().status(), 400); // a GET, not an upgrade
     /// # });
     /// ```
     ///
     /// # Panics
     /// Outside a Tokio runtime, as [`service`](Self::service).
     pub fn router(&self) -> axum::Router {
+        let service = self.service();
+        let mut paths = axum_paths(self.shared.rt.channel_patterns());
+        paths.extend(stream_paths(self.shared.rt.stream_patterns()));
+        // A stream path can coincide with a channel's (`/rooms/{p1}` for an events channel at `/rooms` and a
+        // channel at `/rooms/:roomId`): both are this service, mounted once.
+        let mut seen = std::collections::HashSet::new();
+        paths.retain(|path| seen.insert(path.clone()));
+        paths.into_iter().fold(axum::Router::new(), |router, path| {
+            router.route(&path, axum::routing::get_service(service.clone()))
+        })
+    }
+
+    /// Every request is a channel upgrade, but for plain requests to the endpoint paths: what the standalone
+    /// `serve` methods serve, so that an upgrade to a path no channel has gets the JSON `Channel not found`
+    /// refusal.
+    fn upgrade_router(&self) -> axum::Router {
         axum::Router::new().fallback_service(self.standalone_service())
     }
 
@@ -308,8 +378,8 @@ where
     /// [crate example](crate#example). TCP_NODELAY is set on every accepted socket.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -331,16 +401,16 @@ where
     /// keep running in their own tasks until they close or [`shutdown`](Self::shutdown) is called.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         let finished = self.finished();
-        let router = self.router();
+        let router = self.upgrade_router();
         self.serve_on(router, listener, finished).await
     }
 
-    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (semantics §5.7) and returns once
-    /// the shutdown finished. Upgrades arriving during the shutdown get 503.
+    /// Serves on `listener` until `signal` resolves, then shuts down gracefully (see [`shutdown`](Self::shutdown))
+    /// and returns once the shutdown finished. Upgrades arriving during the shutdown get 503.
     ///
     /// ```
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -384,8 +454,8 @@ where
     ///
     /// ```
     /// use std::sync::Arc;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -412,24 +482,24 @@ where
         listener: tokio::net::TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let router = self.router();
+        let router = self.upgrade_router();
         self.serve_on(router, listener, stop).await
     }
 
-    /// Serves your own axum `router` on `listener`, with the channels answering every request it does not route,
-    /// until [`shutdown`](Self::shutdown) (called through any clone) completes.
+    /// Serves your own axum `router` with the channels' [`router`](Self::router) merged in, on `listener`, until
+    /// [`shutdown`](Self::shutdown) (called through any clone) completes.
     ///
     /// This is how to serve channels next to pages or an API: unlike plain `axum::serve`, it applies the
     /// [`ServerConfig`] limits to every connection (the handshake timeout for request heads and idle keep-alive
     /// connections, and [`ServerConfig::max_connections`] counted at accept), and handlers and middleware can
-    /// extract `ConnectInfo<SocketAddr>`. The channels become the router's fallback, replacing any fallback it
-    /// has; mount a catch-all route of your own under a path prefix instead. Bodies are not timed: put a
+    /// extract `ConnectInfo<SocketAddr>`. Paths that are not channels stay your router's, fallback included; a
+    /// route of yours at a channel path panics, as overlapping axum routes do. Bodies are not timed: put a
     /// timeout layer on routes that read request bodies. TCP_NODELAY is set on every accepted socket.
     ///
     /// ```
     /// use futures_util::StreamExt;
-    /// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku_server::{ChannelServer, ServerConfig};
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// use pikku::{ChannelServer, ServerConfig};
     ///
     /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     ///
@@ -461,7 +531,7 @@ where
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<()> {
         let finished = self.finished();
-        let router = router.fallback_service(self.standalone_service());
+        let router = router.merge(self.router());
         self.serve_on(router, listener, finished).await
     }
 
@@ -470,15 +540,15 @@ where
     /// [`shutdown_signal`](crate::shutdown_signal) to stop on SIGINT or SIGTERM.
     ///
     /// ```no_run
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
     /// # async fn run() -> std::io::Result<()> {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
     /// let server = ChannelServer::new(app, ServerConfig::default());
     /// let pages = axum::Router::new().route("/", axum::routing::get(|| async { "the page" }));
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4002").await?;
-    /// server.serve_router_with_shutdown(pages, listener, pikku_server::shutdown_signal()).await
+    /// server.serve_router_with_shutdown(pages, listener, pikku::shutdown_signal()).await
     /// # }
     /// ```
     ///
@@ -498,7 +568,7 @@ where
             signal.await;
             this.shutdown().await;
         };
-        let router = router.fallback_service(self.standalone_service());
+        let router = router.merge(self.router());
         self.serve_on(router, listener, stop).await
     }
 
@@ -521,7 +591,7 @@ where
         listener::serve(router, listener, stop, limits).await
     }
 
-    /// Graceful shutdown (semantics §5.7): new upgrades get 503, every open connection is closed with 1001
+    /// Graceful shutdown: new upgrades get 503, every open connection is closed with 1001
     /// `going away` and runs its disconnect sequence; returns when all have finished or the shutdown timeout
     /// passed. The listener keeps answering until the serve future ends; [`serve`](Self::serve) ends on its own
     /// once this returns. There is no way back: the server refuses upgrades from the first call on.
@@ -529,8 +599,8 @@ where
     /// ```
     /// use futures_util::StreamExt;
     /// use tokio_tungstenite::tungstenite::Message;
-    /// # use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-    /// # use pikku_server::{ChannelServer, ServerConfig};
+    /// # use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    /// # use pikku::{ChannelServer, ServerConfig};
     /// # async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// # let app = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello));
@@ -674,12 +744,13 @@ where
 /// The tower service that answers channel upgrades (see [`ChannelServer::service`], which makes one).
 ///
 /// It is always ready and never fails: a refused upgrade is a JSON response `{name, message, errorId}` with the
-/// error's status (protocol §2.3), an accepted one a 101 response whose connection then runs in its own task.
+/// error's status, an accepted one a 101 response whose connection then runs in its own task.
 /// Cloning is cheap.
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
-/// use pikku_server::{ChannelServer, ChannelService, ServerConfig};
+/// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+/// use pikku::{ChannelServer, ServerConfig};
+/// use pikku::server::ChannelService;
 ///
 /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) {}
 ///
@@ -750,12 +821,146 @@ where
     B: Send + 'static,
 {
     let path = req.uri().path().to_owned();
-    // Step 1.
+    // A well-formed upgrade within the path limit (400).
     let key = match upgrade::check_request(&req, shared.config.max_path_bytes) {
         Ok(key) => key,
+        // Not an upgrade: it may be a plain `GET` for an events channel's topic stream.
+        Err(err) => match stream_target(&shared, &req) {
+            Some(target) => return handle_stream(shared, req, target).await,
+            None => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
+        },
+    };
+    // The server takes connections (503), and this address may open one more (429).
+    if !shared.accepting.load(Ordering::Acquire) {
+        return upgrade::refusal(
+            &ChannelError::service_unavailable("Server is shutting down"),
+            &path,
+            shared.metrics.as_deref(),
+        );
+    }
+    if let Some(max) = shared.config.max_connections {
+        if shared.active.load(Ordering::Acquire) >= max {
+            return upgrade::refusal(
+                &ChannelError::service_unavailable("Connection limit reached"),
+                &path,
+                shared.metrics.as_deref(),
+            );
+        }
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
+        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
+            // Boxed: the slot is held for the connection's life, and most servers set no per-address limit.
+            Some(slot) => Some(Box::new(slot)),
+            None => {
+                return upgrade::refusal(
+                    &ChannelError::too_many_requests("Too many connections from this address"),
+                    &path,
+                    shared.metrics.as_deref(),
+                )
+            }
+        },
+        _ => None,
+    };
+    // The application's checks: route, origin, opening data, upgrade middleware.
+    let headers = Arc::new(std::mem::take(req.headers_mut()));
+    let admitted = match shared
+        .rt
+        .admit(UpgradeInput {
+            path: &path,
+            query: req.uri().query(),
+            headers: headers.clone(),
+            peer,
+        })
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
-    // Step 2.
+    // Last, after upgrade middleware, so a callback refusal never hides an earlier check's answer.
+    let subprotocol = match shared.config.subprotocols.choose(&headers) {
+        Ok(subprotocol) => subprotocol,
+        Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
+    };
+    let response = upgrade::switching_protocols(&key, subprotocol, admitted.response_headers());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let live = admitted.into_channel(None, shared.epoch);
+    shared.active.fetch_add(1, Ordering::AcqRel);
+    let guards = (ActiveGuard(shared.clone()), ip_slot);
+    // Two phases, so that the task's state is the larger of the two rather than their sum: what waiting for the
+    // upgrade needs is gone once the connection runs. The running phase is most of what an idle connection
+    // costs: at 408 bytes (release build, TCP) tokio's task cell, which is a multiple of 128 bytes, is 512; a few
+    // bytes more make it 640.
+    let upgrade = async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                // The handshake could not be completed: no onConnect, no onDisconnect.
+                tracing::debug!(error = %err, "upgrade not completed");
+                return None;
+            }
+        };
+        live.open();
+        // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
+        // the registration above, or we see it stopped accepting here.
+        if !shared.accepting.load(Ordering::SeqCst) {
+            live.connection().request_close(going_away());
+        }
+        let (max_frame, budget) = (shared.config.max_frame_bytes, shared.budget.clone());
+        let close_timeout = shared.config.close_timeout;
+        // Behind hyper's HTTP/1 server (ours, or `axum::serve`) the upgraded connection is a TCP stream: take it
+        // back from hyper's boxed wrapper, which saves the box and a layer of calls on every read and write.
+        Some(match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+                let ws =
+                    WsStream::with_buffered(io.into_inner(), &read_buf, max_frame, budget.clone());
+                // It may be a view into hyper's whole read buffer: not to be kept for the connection's life.
+                drop(read_buf);
+                Either::Left(driver::run(ws, live, max_frame, budget, close_timeout))
+            }
+            Err(upgraded) => {
+                let ws = WsStream::new(TokioIo::new(upgraded), max_frame, budget.clone());
+                let run = driver::run(ws, live, max_frame, budget, close_timeout);
+                Either::Right(Box::pin(run) as BoxFuture<()>)
+            }
+        })
+    };
+    let task = upgrade.map(OptionFuture::from).flatten();
+    let task = Holding::new(task, guards);
+    tokio::spawn(task);
+    response
+}
+
+/// The topic stream a request asks for: a `GET` within the path limit whose path is an events channel's
+/// `<path>/<topic>`.
+fn stream_target<S, U, B>(shared: &Shared<S, U>, req: &Request<B>) -> Option<StreamTarget>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+{
+    let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if req.method() != http::Method::GET || path_len > shared.config.max_path_bytes {
+        return None;
+    }
+    shared.rt.match_stream(req.uri().path())
+}
+
+/// Answers a topic stream: the checks of an upgrade (shutdown, connection limits, then the application's, its
+/// authorizer included), then a `text/event-stream` response whose connection is a hub subscriber like a socket.
+async fn handle_stream<S, U, B>(
+    shared: Arc<Shared<S, U>>,
+    mut req: Request<B>,
+    target: StreamTarget,
+) -> Response<Body>
+where
+    S: Send + Sync + 'static,
+    U: Send + Sync + 'static,
+    B: Send + 'static,
+{
+    let path = req.uri().path().to_owned();
     if !shared.accepting.load(Ordering::Acquire) {
         return upgrade::refusal(
             &ChannelError::service_unavailable("Server is shutting down"),
@@ -789,105 +994,115 @@ where
         },
         _ => None,
     };
-    // Steps 3–7.
     let headers = Arc::new(std::mem::take(req.headers_mut()));
-    let admitted = match shared
+    let input = UpgradeInput {
+        path: &path,
+        query: req.uri().query(),
+        headers,
+        peer,
+    };
+    let stream = match shared
         .rt
-        .admit(UpgradeInput {
-            path: &path,
-            query: req.uri().query(),
-            headers: headers.clone(),
-            peer,
-        })
+        .admit_stream(target, input, None, shared.epoch)
         .await
     {
-        Ok(admitted) => admitted,
+        Ok(stream) => stream,
         Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
-    let subprotocol = upgrade::select_subprotocol(&headers, &shared.config.subprotocols);
-    let response = upgrade::switching_protocols(&key, subprotocol, admitted.response_headers());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let live = admitted.into_channel(None, shared.epoch);
+    let live = stream.live;
     shared.active.fetch_add(1, Ordering::AcqRel);
-    let held = Held {
-        active: ActiveGuard(shared),
-        _ip_slot: ip_slot,
-    };
-    // Two stages rather than one `async` block: a block would keep what the upgrade needed (the pending
-    // upgrade, a second copy of the channel) for the whole life of the connection, next to the driver. Here
-    // the first stage's state is dropped as the driver starts, and an idle connection's task is the driver.
-    let task = on_upgrade.then(move |upgraded| match upgraded {
-        Ok(upgraded) => Either::Left(run_upgraded(upgraded, live, held)),
-        Err(err) => {
-            // The handshake could not be completed: no onConnect, no onDisconnect.
-            tracing::debug!(error = %err, "upgrade not completed");
-            Either::Right(std::future::ready(()))
-        }
-    });
-    tokio::spawn(task);
-    response
-}
-
-/// What a connection's task holds until its disconnect sequence has finished.
-struct Held<S, U> {
-    active: ActiveGuard<S, U>,
-    _ip_slot: Option<IpSlot>,
-}
-
-/// Opens an upgraded connection and returns its driver, which runs it to the end of its disconnect sequence.
-/// A plain function, so the future holds the driver and `held` and nothing it was built from.
-fn run_upgraded<S, U>(
-    upgraded: hyper::upgrade::Upgraded,
-    live: LiveChannel<S, U>,
-    held: Held<S, U>,
-) -> impl Future<Output = ()> + Send
-where
-    S: Send + Sync + 'static,
-    U: Send + Sync + 'static,
-{
-    let shared = &held.active.0;
+    let guards = (ActiveGuard(shared.clone()), ip_slot);
     live.open();
-    // A shutdown that began after this upgrade was admitted may have missed the connection: either it saw
-    // the registration above, or we see it stopped accepting here.
+    if let Err(err) = shared
+        .rt
+        .hub()
+        .subscribe(&stream.topic, live.connection().id())
+        .await
+    {
+        let reason = live.begin_disconnect(DisconnectReason::ServerClosed);
+        live.run_disconnect(reason).await;
+        return upgrade::refusal(&err.into(), &path, shared.metrics.as_deref());
+    }
+    // As for an upgrade: a shutdown that began meanwhile may have missed this connection.
     if !shared.accepting.load(Ordering::SeqCst) {
         live.connection().request_close(going_away());
     }
-    let (max_frame, budget) = (shared.config.max_frame_bytes, &shared.budget);
-    let (close_timeout, drain) = (
+    let http = req.extensions().get::<Arc<HttpConnection>>().cloned();
+    if let Some(http) = &http {
+        http.begin_stream();
+    }
+    let (tx, body) = sse::channel();
+    tokio::spawn(sse::run(
+        live,
+        tx,
+        http,
         shared.config.close_timeout,
-        shared.rt.config().drain_timeout,
+        guards,
+    ));
+    let mut response = Response::new(Body::new(body));
+    let headers = response.headers_mut();
+    for (name, value) in &stream.response_headers {
+        headers.append(name, value.clone());
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
     );
-    // Behind hyper's HTTP/1 server (ours, or `axum::serve`) the upgraded connection is a TCP stream: take it
-    // back from hyper's boxed wrapper, which saves the box and a layer of calls on every read and write.
-    let driver = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
-            let ws = WsStream::with_buffered(io.into_inner(), &read_buf, max_frame, budget.clone());
-            // It may be a view into hyper's whole read buffer: not to be kept for the connection's life.
-            drop(read_buf);
-            Either::Left(driver::run(
-                ws,
-                live,
-                max_frame,
-                budget.clone(),
-                close_timeout,
-                drain,
-            ))
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    // One stream per connection: the connection ends with it.
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    // Proxies that buffer responses (nginx) would hold events back.
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    response
+}
+
+/// The axum paths of the channels' patterns, each with and without a trailing `/`. Params are named by position
+/// (`{p0}`, `{p1}`, …): the channel service matches the path itself, and axum refuses two routes that give the
+/// same position different names.
+fn axum_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pattern in patterns {
+        let mut path = String::new();
+        for (position, segment) in pattern.segments().enumerate() {
+            match segment {
+                RouteSegment::Literal(text) => {
+                    path.push('/');
+                    path.push_str(text);
+                }
+                RouteSegment::Param(_) => path.push_str(&format!("/{{p{position}}}")),
+            }
         }
-        Err(upgraded) => {
-            let ws = WsStream::new(TokioIo::new(upgraded), max_frame, budget.clone());
-            Either::Right(driver::run(
-                ws,
-                live,
-                max_frame,
-                budget.clone(),
-                close_timeout,
-                drain,
-            ))
+        if path.is_empty() {
+            paths.push("/".to_owned());
+        } else {
+            paths.push(format!("{path}/"));
+            paths.push(path);
         }
-    };
-    // Counted as active until the driver has finished. (`map`, not an `async` block, which would keep a moved
-    // copy of the driver besides the one it awaits.)
-    driver.map(move |()| drop(held))
+    }
+    paths
+}
+
+/// The axum paths of the events channels' topic streams (`<pattern>/<topic>`), as [`axum_paths`] writes them.
+fn stream_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<String> {
+    let mut paths = Vec::new();
+    for pattern in patterns {
+        let base = axum_paths(std::iter::once(pattern))
+            .into_iter()
+            .find(|p| !p.ends_with('/') || p == "/")
+            .unwrap_or_default();
+        let position = pattern.segments().count();
+        let base = base.trim_end_matches('/');
+        let path = format!("{base}/{{p{position}}}");
+        paths.push(format!("{path}/"));
+        paths.push(path);
+    }
+    paths
 }
 
 /// The close of a shutdown: 1001 `going away`, after the frames already queued.
@@ -897,6 +1112,29 @@ fn going_away() -> CloseRequest {
         reason: "going away".into(),
         flush: true,
         cause: DisconnectReason::Shutdown,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that holds `held` until it is dropped: a connection's task keeps its counting guards this way.
+    struct Holding<F, H> {
+        #[pin]
+        future: F,
+        held: H,
+    }
+}
+
+impl<F, H> Holding<F, H> {
+    fn new(future: F, held: H) -> Self {
+        Self { future, held }
+    }
+}
+
+impl<F: Future, H> Future for Holding<F, H> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP side of a channel upgrade: request checks (protocol §2.3 step 1), the 101 response and refusals.
+//! The HTTP side of a channel upgrade: the well-formedness checks, the 101 response and refusals.
 
 use axum::body::Body;
 use base64::Engine;
@@ -11,7 +11,7 @@ use crate::metrics::server::ServerMetrics;
 /// Refusals logged per status per second; the rest are counted.
 static REFUSALS: LogLimiter = LogLimiter::new(10, std::time::Duration::from_secs(1));
 
-/// The GUID of RFC 6455 §1.3, appended to the client's key before hashing.
+/// The GUID of RFC 6455 (section 1.3), appended to the client's key before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Checks that the request is a well-formed WebSocket upgrade within the path limit; returns the client's key.
@@ -69,21 +69,6 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
     sha.update(key);
     sha.update(WEBSOCKET_GUID.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
-}
-
-/// Picks the first subprotocol the client offers that the application accepts.
-pub(crate) fn select_subprotocol(headers: &HeaderMap, accepted: &[String]) -> Option<HeaderValue> {
-    if accepted.is_empty() {
-        return None;
-    }
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|offered| accepted.iter().any(|a| a == offered))
-        .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
 /// The 101 response.

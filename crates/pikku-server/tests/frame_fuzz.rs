@@ -38,7 +38,7 @@ const MAXES: [usize; 9] = [
 ];
 
 // ---------------------------------------------------------------------------------------------------------
-// An independent reading of RFC 6455 §5.2 for client frames
+// An independent reading of RFC 6455, section 5.2, for client frames
 // ---------------------------------------------------------------------------------------------------------
 
 /// What the first bytes of a frame say, as far as they are present.
@@ -91,7 +91,8 @@ impl Reading {
         self.opcode & 0x08 != 0
     }
 
-    /// A rule of §5.2 that the bytes present break, apart from the payload limit and minimal length encoding.
+    /// A rule of RFC 6455, section 5.2, that the bytes present break, apart from the payload limit and minimal length
+    /// encoding.
     fn breaks_a_rule(&self) -> bool {
         self.rsv != 0
             || !OPCODES.contains(&self.opcode)
@@ -101,7 +102,7 @@ impl Reading {
             || (self.is_control() && self.len.is_some_and(|len| len > 125))
     }
 
-    /// The length is encoded in more bytes than needed (RFC 6455 §5.2: "the minimal number of bytes MUST be
+    /// The length is encoded in more bytes than needed (RFC 6455, section 5.2: "the minimal number of bytes MUST be
     /// used").
     fn non_minimal(&self) -> bool {
         match (self.len7, self.len) {
@@ -500,7 +501,7 @@ fn known_violations_are_reported() {
     );
 }
 
-/// RFC 6455 §5.2: "the minimal number of bytes MUST be used to encode the length"; `parse_header`'s own
+/// RFC 6455, section 5.2: "the minimal number of bytes MUST be used to encode the length"; `parse_header`'s own
 /// documentation lists "a non-minimal 64-bit length" among the violations it reports.
 #[test]
 fn non_minimal_lengths_are_rejected() {

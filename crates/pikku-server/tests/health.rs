@@ -121,15 +121,33 @@ async fn paths_are_configurable_and_can_be_turned_off() {
 }
 
 #[tokio::test]
-async fn serve_router_answers_the_endpoints_after_the_applications_routes() {
+async fn serve_router_leaves_the_paths_to_the_application_unless_it_merges_the_endpoints() {
     let server = ChannelServer::new(app(Arc::new(Notify::new())), ServerConfig::default());
-    let routes = axum::Router::new().route("/healthz", axum::routing::get(|| async { "mine" }));
+    let routes = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "mine" }))
+        .merge(axum::Router::new().route("/readyz", axum::routing::get(|| async { "also mine" })));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve_router(routes, listener));
+    tokio::spawn(server.clone().serve_router(routes, listener));
     assert_eq!(
         status_and_body(addr, "GET", "/healthz").await,
         (200, "mine".into())
+    );
+    assert_eq!(
+        status_and_body(addr, "GET", "/readyz").await,
+        (200, "also mine".into())
+    );
+
+    let server = ChannelServer::new(app(Arc::new(Notify::new())), ServerConfig::default());
+    let routes = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "the page" }))
+        .merge(server.endpoints());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.clone().serve_router(routes, listener));
+    assert_eq!(
+        status_and_body(addr, "GET", "/healthz").await,
+        (200, "ok\n".into())
     );
     assert_eq!(
         status_and_body(addr, "GET", "/readyz").await,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use pikku_core::{App, Channel, ChannelRoute, Ctx, Params};
 use pikku_server::{ChannelServer, ServerConfig};
 use pikku_testkit::ws::op;
-use pikku_testkit::{frame_header, RawWs, MASK, WAIT};
+use pikku_testkit::{frame_header, rss_kib, RawWs, MASK, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -22,16 +22,6 @@ use tokio::sync::{Mutex, Notify};
 static RSS: Mutex<()> = Mutex::const_new(());
 
 const PATH: &str = "/in";
-
-/// Kilobytes of resident memory of this process.
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
-}
 
 /// An app with an echo route and a `block` route whose handler waits until `release` is notified.
 fn app(release: Arc<Notify>) -> App<()> {

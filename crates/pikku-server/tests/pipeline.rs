@@ -2,10 +2,10 @@
 //! 127.0.0.1:0 and clients that do not share the server's codec (tokio-tungstenite, and a hand-written RFC 6455
 //! client for what a well-behaved library refuses to send).
 //!
-//! Covered: middleware order (semantics §4.4, D20), permissions (§4.5), validation with `Valid<T>` (§5.2 step 4),
-//! `max_in_flight` (D7), the `Drop` slow-consumer policy (§5.5), stale channel handles (D13, §12), the upgrade
-//! refusals of protocol §2.3 (origin, path length, connection limit), protocol violations (P§6), fragmentation,
-//! ping/pong, subprotocol selection (P§2.1) and the reverse-RPC `busy` limit (§9).
+//! Covered (see `docs/semantics.md` and `docs/protocol.md`): middleware order, permissions, validation with
+//! `Valid<T>`, `max_in_flight`, the `Drop` slow-consumer policy, stale channel handles, upgrade refusals (origin,
+//! path length, connection limit), protocol violations and their close codes, fragmentation, ping/pong,
+//! subprotocol selection and the reverse-RPC `busy` limit.
 //!
 //! Every wait is bounded by [`WAIT`], which is generous on purpose: a correct server answers in milliseconds, and
 //! no test asserts an upper bound on speed.
@@ -337,7 +337,7 @@ fn tag(label: &'static str, show_invocation: bool) -> impl Middleware<Log, ()> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Middleware (semantics §4.4, D20)
+// Middleware: order, and what wraps what
 // ---------------------------------------------------------------------------------------------------------
 
 async fn logged(ctx: Ctx<Log, ()>, _ch: Channel<Params, ()>, _: ()) -> Value {
@@ -527,7 +527,7 @@ async fn middleware_can_stop_the_chain_with_a_client_error() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Permissions (semantics §4.5)
+// Permissions
 // ---------------------------------------------------------------------------------------------------------
 
 #[derive(Debug)]
@@ -734,7 +734,7 @@ async fn permissions_channel_all_route_any_group() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Validation with `Valid<T>` (semantics §5.2 step 4, protocol §4.4)
+// Validation with `Valid<T>`
 // ---------------------------------------------------------------------------------------------------------
 
 #[derive(Deserialize, garde::Validate)]
@@ -903,7 +903,7 @@ async fn valid_map_keys_with_dots_or_brackets_keep_their_json_pointer() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// max_in_flight (D7, protocol §5)
+// max_in_flight
 // ---------------------------------------------------------------------------------------------------------
 
 #[derive(Default)]
@@ -950,7 +950,7 @@ async fn max_in_flight_two_replies_in_completion_order() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Slow consumer with the Drop policy (semantics §5.5)
+// Slow consumer with the Drop policy
 // ---------------------------------------------------------------------------------------------------------
 
 #[derive(Default)]
@@ -1050,7 +1050,7 @@ async fn drop_policy_reports_backpressure_and_keeps_the_connection_open() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Stale channel handles (D13, semantics §12)
+// Stale channel handles
 // ---------------------------------------------------------------------------------------------------------
 
 struct Stale {
@@ -1136,7 +1136,7 @@ async fn send_through_a_stale_handle_after_close_is_an_error_not_a_panic() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Upgrade refusals (protocol §2.3)
+// Upgrade refusals
 // ---------------------------------------------------------------------------------------------------------
 
 async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str {
@@ -1166,7 +1166,7 @@ async fn disallowed_origin_is_403() {
             &json!({"name": "ForbiddenError", "message": "Origin not allowed", "errorId": ANY}),
         );
     }
-    // Route matching comes first (step 3 before step 4).
+    // The route is checked before the origin.
     let response = raw_upgrade(srv.addr, "/nope", &[("Origin", "https://evil.example")]).await;
     assert_refusal(
         &response,
@@ -1246,7 +1246,7 @@ async fn connection_limit_is_503_until_a_connection_ends() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Protocol violations, fragmentation, ping/pong (protocol §3.5, §6)
+// Protocol violations, fragmentation, ping/pong
 // ---------------------------------------------------------------------------------------------------------
 
 async fn record_reason(ctx: Ctx<Log, ()>, ch: ClosedChannel<Params>) {
@@ -1517,8 +1517,8 @@ async fn pings_are_answered_with_the_same_payload() {
         .await;
 }
 
-/// A ping with no other traffic around it must be answered on its own (protocol §3.5: "Pings are answered with
-/// pongs automatically"); a client library's keep-alive is exactly that.
+/// A ping with no other traffic around it must be answered on its own (pings are answered with pongs
+/// automatically); a client library's keep-alive is exactly that.
 #[tokio::test]
 async fn a_lone_ping_is_answered_without_other_traffic() {
     let log = Log::default();
@@ -1540,13 +1540,13 @@ async fn a_lone_ping_is_answered_without_other_traffic() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Subprotocols (protocol §2.1)
+// Subprotocols
 // ---------------------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn subprotocol_selection_echoes_the_first_offered_accepted_one() {
     let config = ServerConfig {
-        subprotocols: vec!["pikku.v2".into(), "pikku.v1".into()],
+        subprotocols: pikku_server::SubprotocolPolicy::list(["pikku.v2", "pikku.v1"]),
         ..ServerConfig::default()
     };
     let srv = serve(hello_app(), config).await;
@@ -1568,11 +1568,14 @@ async fn subprotocol_selection_echoes_the_first_offered_accepted_one() {
     ];
     let response = raw_upgrade(srv.addr, "/hello", &offer).await;
     assert_eq!(selected(&response).as_deref(), Some("pikku.v2"));
-    // Nothing acceptable, or nothing offered: no subprotocol.
+    // Only unacceptable names offered: a refusal that says why (a 101 without the header would make browsers
+    // and Node's `ws` abort with no reason). Nothing offered: no subprotocol.
     let offer = [("Sec-WebSocket-Protocol", "chat, PIKKU.V1")];
-    assert_eq!(
-        selected(&raw_upgrade(srv.addr, "/hello", &offer).await),
-        None
+    let refused = raw_upgrade(srv.addr, "/hello", &offer).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_json(
+        &serde_json::from_slice::<Value>(&refused.body).unwrap(),
+        &json!({"name": "BadRequestError", "message": "Unsupported subprotocol", "errorId": ANY}),
     );
     assert_eq!(selected(&raw_upgrade(srv.addr, "/hello", &[]).await), None);
 
@@ -1601,7 +1604,7 @@ async fn subprotocol_selection_echoes_the_first_offered_accepted_one() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Reverse RPC: too many pending calls (semantics §9)
+// Reverse RPC: too many pending calls
 // ---------------------------------------------------------------------------------------------------------
 
 async fn hold(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _: ()) -> Result<Value, ChannelError> {
@@ -1670,7 +1673,7 @@ async fn reverse_rpc_is_busy_after_max_pending_calls() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// development mode (protocol §4.4)
+// development mode
 // ---------------------------------------------------------------------------------------------------------
 
 async fn fails(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _: ()) -> Result<(), ChannelError> {

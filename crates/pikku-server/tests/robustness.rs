@@ -1,4 +1,4 @@
-//! Robustness of the embedded server over real sockets (semantics §5.6–§5.7, protocol §6–§7): connection churn
+//! Robustness of the embedded server over real sockets (disconnects, shutdown, closing and limits): connection churn
 //! without leaks, a chaos client sending random frames, graceful shutdown under load, stalled clients, and a
 //! binary-heavy exchange.
 //!
@@ -459,7 +459,7 @@ async fn refused_upgrade(addr: SocketAddr) -> (u16, Vec<(String, String)>, Value
     (response.status, response.headers, body)
 }
 
-/// Checks the 503 of an upgrade during or after a shutdown (protocol §2.3 step 2).
+/// Checks the 503 of an upgrade during or after a shutdown.
 async fn assert_shutting_down_refusal(addr: SocketAddr) {
     let (status, headers, body) = refused_upgrade(addr).await;
     assert_eq!(status, 503, "{headers:?} {body}");
@@ -729,10 +729,11 @@ struct Header {
     len: u64,
 }
 
-/// An independent model of a server-side RFC 6455 reader with a message limit (RFC 6455 §5, protocol §3.5, §6,
-/// semantics D17), fed the bytes a chaos client sends. Where the RFC leaves the choice to the implementation
-/// (which of two violations of one frame is reported, whether an invalid UTF-8 fragment fails before its message
-/// completes, whether a violation is reported before the rest of its frame arrives), every choice is allowed.
+/// An independent model of a server-side RFC 6455 reader with a message limit (RFC 6455, section 5, with the
+/// protocol's close codes and its ignored empty text frames), fed the bytes a chaos client sends. Where the RFC
+/// leaves the choice to the implementation (which of two violations of one frame is reported, whether an invalid
+/// UTF-8 fragment fails before its message completes, whether a violation is reported before the rest of its frame
+/// arrives), every choice is allowed.
 struct Model {
     max: usize,
     /// Bytes not yet consumed: an incomplete frame (or, once ended, everything from the deciding frame on).

@@ -7,8 +7,8 @@ use tokio::net::TcpStream;
 
 use crate::WAIT;
 
-/// The sample key of RFC 6455 §1.3, whose accept value ([`SAMPLE_ACCEPT`]) is known, so a raw client can check
-/// the handshake without a SHA-1 implementation.
+/// The sample key of RFC 6455 (section 1.3), whose accept value ([`SAMPLE_ACCEPT`]) is known, so a raw client can
+/// check the handshake without a SHA-1 implementation.
 pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The `Sec-WebSocket-Accept` value for [`SAMPLE_KEY`].

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Wildcard for [`json_mismatch`]: in an expected value, this string matches any non-empty string (such as an
-/// `errorId` or a validation message, which no spec fixes).
+/// `errorId` or a validation message, whose value is not fixed).
 pub const ANY: &str = "<any>";
 
 /// Compares JSON values with member order irrelevant, treating the string [`ANY`] in `expected` as "any

@@ -5,13 +5,16 @@
 //! - [`Rng`]: a small xorshift64* generator, for reproducible random inputs without a dependency;
 //! - [`json_mismatch`] / [`assert_json_matches`]: JSON comparison with the [`ANY`] wildcard;
 //! - [`http`]: raw HTTP upgrade requests and responses over plain TCP;
-//! - [`ws`]: a hand-written RFC 6455 client, for what a well-behaved library refuses to send.
+//! - [`ws`]: a hand-written RFC 6455 client, for what a well-behaved library refuses to send;
+//! - [`sse`]: a raw client for Server-Sent Events streams;
+//! - [`rss_kib`]: this process's resident memory, for tests that bound what the server holds.
 
 use std::time::Duration;
 
 pub mod http;
 mod json;
 mod rng;
+pub mod sse;
 pub mod ws;
 
 pub use http::{
@@ -24,3 +27,17 @@ pub use ws::{client_frame, frame_header, RawFrame, RawWs, MASK};
 /// How long the helpers wait for something that must happen. Generous on purpose: a correct server answers in
 /// milliseconds, so this only bounds how long a failure takes.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Kilobytes of resident memory of this process (`VmRSS` in `/proc/self/status`).
+///
+/// # Panics
+/// Where `/proc/self/status` has no `VmRSS` line (not Linux).
+#[must_use]
+pub fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line")
+}

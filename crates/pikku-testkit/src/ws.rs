@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use crate::http::{read_head, write_upgrade, SAMPLE_ACCEPT};
 use crate::WAIT;
 
-/// The opcodes of RFC 6455 §5.2.
+/// The opcodes of RFC 6455 (section 5.2).
 pub mod op {
     /// A continuation frame.
     pub const CONTINUATION: u8 = 0x0;
@@ -101,8 +101,8 @@ impl<S> RawWs<S> {
         &mut self.stream
     }
 
-    /// Parses one complete frame off the front of the buffer. Server frames must not be masked (RFC 6455
-    /// §5.1).
+    /// Parses one complete frame off the front of the buffer. Server frames must not be masked (RFC 6455,
+    /// section 5.1).
     fn parse_frame(&mut self) -> Option<RawFrame> {
         let b = &self.buf;
         if b.len() < 2 {

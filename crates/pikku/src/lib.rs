@@ -38,10 +38,90 @@
 //! }
 //! ```
 //!
+//! # A first app
+//! A room chat served next to an ordinary HTTP route, with sign-in at the upgrade, a routed action and a message
+//! published to the others in the room: the app that `docs/getting-started.md` builds step by step (it is
+//! `examples/getting-started` in the repository, tested over real sockets).
+//!
+//! ```no_run
+//! //! Room chat: a channel at `/rooms/{room}` next to an HTTP route, with sign-in at the upgrade, a routed action
+//! //! and publish-with-exclude. The app of `docs/getting-started.md`.
+//! use pikku::prelude::*;
+//! use pikku::UpgradeRequest;
+//! use serde::Deserialize;
+//!
+//! /// Opening data: the room from the path (`?token=` is in the query, and ignored here).
+//! #[derive(Deserialize)]
+//! struct Room {
+//!     room: String,
+//! }
+//!
+//! /// `{"action":"say","text":"hi"}`.
+//! #[derive(Deserialize)]
+//! struct Say {
+//!     text: String,
+//! }
+//!
+//! /// Sign-in at the upgrade: `?token=ann-secret` signs in `ann`; any other token is refused with a 401.
+//! async fn sign_in(req: UpgradeRequest<(), String>) -> Result<(), ChannelError> {
+//!     let token = req.params().get("token").map_or("", String::as_str);
+//!     let name = token
+//!         .strip_suffix("-secret")
+//!         .filter(|name| !name.is_empty());
+//!     req.set_session(
+//!         name.ok_or_else(|| ChannelError::unauthorized("Invalid token"))?
+//!             .to_owned(),
+//!     );
+//!     Ok(())
+//! }
+//!
+//! /// On connect: join the room's topic.
+//! async fn join(ctx: Ctx<(), String>, channel: Channel<Room, ()>) -> Result<(), ChannelError> {
+//!     ctx.hub()
+//!         .subscribe(&channel.opening_data().room, channel.channel_id())
+//!         .await?;
+//!     Ok(())
+//! }
+//!
+//! /// Everyone else in the room gets `{"from":"ann","text":"hi"}`; the sender gets `{"action":"say"}`.
+//! async fn say(
+//!     ctx: Ctx<(), String>,
+//!     channel: Channel<Room, ()>,
+//!     say: Say,
+//! ) -> Result<(), ChannelError> {
+//!     let message = serde_json::json!({ "from": ctx.session(), "text": say.text });
+//!     let room = &channel.opening_data().room;
+//!     ctx.hub()
+//!         .publish(room, Some(channel.channel_id()), &message)
+//!         .await?;
+//!     Ok(())
+//! }
+//!
+//! /// The channels.
+//! pub fn app() -> App<(), String> {
+//!     let rooms = ChannelRoute::new("rooms", "/rooms/{room}").upgrade_middleware(sign_in);
+//!     App::new(()).channel(rooms.on_connect(join).route("action", "say", say))
+//! }
+//!
+//! /// The app's own HTTP routes; `serve_router` adds the channel's path to them.
+//! pub fn pages() -> axum::Router {
+//!     axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // Until SIGINT or SIGTERM, then a graceful shutdown.
+//!     pikku::serve_router(app(), pages(), "127.0.0.1:4000".parse().unwrap()).await
+//! }
+//! ```
+//!
 //! # Where to look
-//! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`].
+//! - Handlers: [`Ctx`], [`Channel`], [`ClosedChannel`]; what they may return: [`core::handler`], which also lists
+//!   the mistakes the compiler explains when a handler does not compile.
 //! - Wiring: [`ChannelRoute`] (routes, `auth`, middleware, permissions), [`Route`], [`App`], [`AppConfig`].
 //! - Failures: [`ChannelError`] and [`ClientError`]; [`Valid`] for `garde` validation.
+//! - Realtime clients: [`events::EventsChannel`] serves Pikku's realtime client (socket and Server-Sent Events);
+//!   [`server::SubprotocolPolicy`] answers clients that offer subprotocols.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
@@ -49,6 +129,8 @@
 //! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics
 //!   ([`metrics`], a Prometheus scrape page with the cargo feature `prometheus`), and the spans every handler
 //!   runs in ([`core::telemetry`]).
+//! - The wire protocol and what the server does with each frame, rule by rule: `docs/protocol.md` and
+//!   `docs/semantics.md` in the repository (design choices: `docs/decisions.md`).
 //!
 //! # Serving with a handle
 //! [`ChannelServer`] keeps a handle on the running server: publish from outside any connection, and shut down
@@ -83,11 +165,28 @@
 /// The channel model (`pikku-core`), for the items the facade does not re-export: the [`core::runtime`]
 /// pipeline, [`core::middleware::Invocation`], [`core::permission`], [`core::RegistrationError`], …
 pub use pikku_core as core;
+/// The events channel of Pikku's realtime client ([`EventsChannel`](events::EventsChannel)): topic
+/// subscriptions over a socket, the same topics as Server-Sent Events, and
+/// [`publish_event`](events::publish_event) for the `{"topic","data"}` envelope. See `docs/realtime.md`.
+///
+/// ```
+/// use pikku::events::{publish_event, EventsChannel};
+/// use pikku::prelude::*;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let app: App<(), ()> = App::new(()).channel(EventsChannel::new("/realtime/events").build());
+/// let server = ChannelServer::new(app, ServerConfig::default());
+/// // Sockets subscribed to `news`, and streams at /realtime/events/news, get {"topic":"news","data":{"n":1}}.
+/// publish_event(server.hub(), "news", &serde_json::json!({"n": 1})).await.unwrap();
+/// # });
+/// ```
+pub use pikku_core::events;
 /// The event hub's parts beyond [`EventHub`]: the [`HubDriver`](hub::HubDriver) seam that links hubs of several
 /// processes through a broker, its [`RemoteEvent`](hub::RemoteEvent) envelope, the in-process
 /// [`LocalBus`](hub::LocalBus) and the link's [`HubStatus`](hub::HubStatus).
 pub use pikku_core::hub;
-/// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum.
+/// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum
+/// and the [`SubprotocolPolicy`](server::SubprotocolPolicy) of [`ServerConfig::subprotocols`].
 pub use pikku_server as server;
 
 pub use pikku_core::error::BackendError;
@@ -97,8 +196,8 @@ pub use pikku_core::{
     permission, App, AppConfig, Capability, Channel, ChannelError, ChannelRoute, ChannelState,
     ClientError, ClosedChannel, Ctx, DisconnectReason, ErrorClass, ErrorDetail, EventHub,
     FromInput, HubError, IntoBinaryReply, IntoReply, Json, MiddlewareCtx, Next, OriginPolicy,
-    Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RpcError, RpcFailure,
-    SendError, SlowConsumerPolicy, UpgradeRequest,
+    Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RoutePattern, RouteSegment,
+    RpcError, RpcFailure, SendError, SlowConsumerPolicy, UpgradeRequest,
 };
 
 mod hub_url;

@@ -2,13 +2,13 @@
 //!
 //! # The channel
 //! One channel, `account`, at `/account`. Its `auth` stays at the default (true): a message needs a session
-//! unless its route says `auth(false)` (D9). There are two ways to get a session:
+//! unless its route says `auth(false)`. There are two ways to get a session:
 //!
 //! - **At the upgrade**: `Authorization: Bearer <token>` is checked by upgrade middleware, which seeds the
 //!   session. No header gives an anonymous connection; an unknown token or another scheme is refused with
 //!   HTTP 401 `{"name":"UnauthorizedError","message":"Invalid token","errorId":…}`.
 //! - **Later, with a message**: `login` takes a token and sets the session; it applies from the next message
-//!   on (D8, the session is live). `logout` clears it.
+//!   on (the session is live). `logout` clears it.
 //!
 //! The demo tokens ([`Services::demo`]) are `alice-token` (user `alice`, a member) and `root-token` (user
 //! `root`, an admin). Messages are routed by `action`:
@@ -105,7 +105,7 @@ fn invalid_token() -> ChannelError {
 }
 
 /// Upgrade middleware: no `Authorization` header is an anonymous connection; a valid bearer token seeds the
-/// session; anything else refuses the upgrade with 401 (the error's status and a JSON body, protocol §2.3).
+/// session; anything else refuses the upgrade with 401 (the error's status and a JSON body).
 async fn bearer(req: UpgradeRequest<Services, User>) -> Result<(), ChannelError> {
     let Some(header) = req.headers().get("authorization") else {
         return Ok(());
@@ -151,7 +151,7 @@ pub struct Login {
     pub token: String,
 }
 
-/// `login` (no session needed): sets the session, which the very next message sees (D8).
+/// `login` (no session needed): sets the session, which the very next message sees.
 async fn login(
     ctx: AccountCtx,
     _channel: AccountChannel,

@@ -212,7 +212,7 @@ async fn an_admin_is_allowed_the_admin_route() {
         json!({"action": "admin/stats", "openConnections": 2})
     );
 
-    // The session is live (D8): logging in with the admin token lifts the member's permissions at once.
+    // The session is live: logging in with the admin token lifts the member's permissions at once.
     let login = call(&member, "login", json!({"token": "root-token"})).await;
     assert_eq!(login.unwrap()["userId"], "root");
     let stats = call(&member, "admin/stats", json!({})).await;

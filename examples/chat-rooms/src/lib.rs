@@ -135,7 +135,7 @@ pub enum RoomEvent {
     },
 }
 
-/// The envelope the generated realtime client expects for hub events (protocol §4.3).
+/// The envelope the generated realtime client expects for hub events: the hub adds no envelope of its own.
 #[derive(Debug, Serialize)]
 struct Envelope<'a> {
     topic: &'a str,
@@ -307,13 +307,17 @@ pub fn app() -> App<Services, Session> {
     App::new(()).channel(chat_channel())
 }
 
-/// One axum router for the page at `/` and, for every other path, the channel upgrades of `server`.
+/// The chat's page at `/`. [`ChannelServer::serve_router`] serves it with the channel's path merged in.
+pub fn pages() -> axum::Router {
+    axum::Router::new().route("/", get(|| async { Html(INDEX_HTML) }))
+}
+
+/// The page and the channel's path (`/rooms/:room`) in one axum router, for serving it some other way (plain
+/// `axum::serve`, say); every other path is a 404.
 ///
 /// Must be called inside a Tokio runtime (the channel service starts its heartbeat sweep).
 pub fn router(server: &ChannelServer<Services, Session>) -> axum::Router {
-    axum::Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
-        .fallback_service(server.service())
+    pages().merge(server.router())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use example_chat_rooms::{app, router};
+use example_chat_rooms::{app, pages};
 use pikku::{ChannelServer, HubUrlExt, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -108,7 +108,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let server = ChannelServer::new(app, ServerConfig::default());
-    let router = router(&server);
+    let pages = pages();
     tracing::info!(hub, "chat on http://{addr}/ (Ctrl-C or SIGTERM to stop)");
 
     let shutdown = async {
@@ -119,7 +119,7 @@ async fn main() -> ExitCode {
     // Our hyper loop, not plain `axum::serve`: it drops sockets that send no request head within the handshake
     // timeout, counts them toward the connection limit, and sets TCP_NODELAY (chat frames are small).
     let served = server
-        .serve_router_with_shutdown(router, listener, shutdown)
+        .serve_router_with_shutdown(pages, listener, shutdown)
         .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_chat_rooms::{app, router};
+use example_chat_rooms::{app, pages};
 use pikku::{ChannelServer, ServerConfig};
 use pikku_client::{Client, ClientError, ErrorDetail, Frame};
 use serde_json::{json, Value};
@@ -17,10 +17,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Serves the chat exactly as the binary does, on a free port.
 async fn start() -> SocketAddr {
     let server = ChannelServer::new(app(), ServerConfig::default());
-    let router = router(&server);
+    let pages = pages();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve_router(router, listener));
+    tokio::spawn(server.serve_router(pages, listener));
     addr
 }
 

@@ -6,11 +6,11 @@
 //!
 //! | client sends | server sends back |
 //! |---|---|
-//! | *(connect)* | `ready` (a bare string goes out unquoted, protocol §4.1) |
-//! | `{"action":"upper","text":"hi"}` | `{"action":"upper","text":"HI"}` (the reply object gets `action` merged in, §4.2) |
+//! | *(connect)* | `ready` (a bare string goes out unquoted) |
+//! | `{"action":"upper","text":"hi"}` | `{"action":"upper","text":"HI"}` (the reply object gets `action` merged in) |
 //! | `{"action":"upper"}` | `{"action":"upper","error":"Invalid message data","errorName":"UnprocessableContentError","details":[…]}` |
-//! | any other JSON: `{"a":1}`, `[1,2]`, `{"action":"nope"}` | the same JSON, as is (§4.3) |
-//! | text that is not JSON: `hello` | `hello` (it arrives as the JSON string `"hello"`, §3.1) |
+//! | any other JSON: `{"a":1}`, `[1,2]`, `{"action":"nope"}` | the same JSON, as is (no routing member) |
+//! | text that is not JSON: `hello` | `hello` (it arrives as the JSON string `"hello"`) |
 //! | a binary frame | the same bytes, as a binary frame |
 //!
 //! # Serving
@@ -68,7 +68,7 @@ async fn echo_bytes(_ctx: EchoCtx, _channel: EchoChannel, bytes: Bytes) -> Bytes
 /// The `echo` channel at `/echo`.
 pub fn echo_channel() -> ChannelRoute<Services, Session> {
     ChannelRoute::new("echo", "/echo")
-        // Channels need a session by default (D9); this one has no login.
+        // Channels need a session by default; this one has no login.
         .auth(false)
         .on_connect(on_connect)
         .on_message(echo)

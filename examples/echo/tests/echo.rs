@@ -50,7 +50,7 @@ async fn the_first_frame_is_ready_unquoted() {
     let client = within(Client::connect(&format!("{base}/echo")))
         .await
         .unwrap();
-    // A string result goes out as its bare characters (protocol §4.1), not as the JSON text `"ready"` (which
+    // A string result goes out as its bare characters, not as the JSON text `"ready"` (which
     // would arrive as `Frame::Json(Value::String(..))`).
     assert_eq!(next(&client).await, Frame::Text("ready".into()));
 }
@@ -62,7 +62,7 @@ async fn the_default_handler_echoes_any_json_in_order() {
         json!({"a": 1, "nested": {"b": [true, null]}}),
         json!([1, 2, 3]),
         json!(42),
-        // Unregistered route names and non-string routing values are default messages (protocol §3.2, §3.3).
+        // Unregistered route names and non-string routing values are default messages.
         json!({"action": "nope", "x": 1}),
         json!({"action": 5}),
     ];
@@ -78,7 +78,7 @@ async fn the_default_handler_echoes_any_json_in_order() {
 #[tokio::test]
 async fn text_that_is_not_json_comes_back_as_the_same_text() {
     let client = connect(&start().await).await;
-    // `hello` is parsed as the JSON string "hello" (§3.1), echoed, and a string goes out unquoted (§4.1).
+    // `hello` is parsed as the JSON string "hello", echoed, and a string goes out unquoted.
     client.send_text("hello").await.unwrap();
     assert_eq!(next(&client).await, Frame::Text("hello".into()));
     // A quoted JSON string is the same message (`send` serializes the string as `"hello"`).

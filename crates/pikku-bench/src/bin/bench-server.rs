@@ -1,6 +1,6 @@
 //! `bench-server --port <P> [--hub <url>]`: the bench contract built on the pikku framework.
 //!
-//! CONTRACT (issue 3; other programs load this server with their own clients, keep it exact):
+//! CONTRACT (other programs load this server with their own clients, keep it exact):
 //!
 //! - Serves one channel named `bench` at the path `/bench`, `auth` false, routing property
 //!   `action`, on `127.0.0.1:<P>` (`--port 0` picks a free port; print the bound address).

@@ -1,4 +1,4 @@
-//! Shared setup: the protocol fixture (protocol.md §8.1) served on a free port, and clients connected to it.
+//! Shared setup: the protocol fixture of `pikku-conformance` served on a free port, and clients connected to it.
 
 #![allow(dead_code, unreachable_pub)]
 

@@ -1,4 +1,4 @@
-//! Client-side helpers for the golden scenarios (protocol.md §8).
+//! Client-side helpers for the golden scenarios of the wire protocol.
 //!
 //! Everything here is deliberately independent of the server's own codec: WebSocket traffic goes through
 //! tokio-tungstenite ([`Client`]) or through a hand-written RFC 6455 client ([`RawWs`]) for the cases a
@@ -165,7 +165,7 @@ impl Client {
     }
 
     /// Starts the closing handshake with `code` and an empty reason, then requires the server's echo as the
-    /// very next frame (protocol.md §6: "the server echoes the close"), which also proves nothing else was
+    /// very next frame (the server echoes the client's close code), which also proves nothing else was
     /// sent first.
     pub(crate) async fn close(&mut self, code: u16) {
         let frame = CloseFrame {
@@ -225,7 +225,7 @@ impl Client {
         check_json(&self.label, &frame, &expected);
     }
 
-    /// Requires the next frame to be a text frame whose payload is exactly `text` (`txt …` in the spec).
+    /// Requires the next frame to be a text frame whose payload is exactly `text` (`txt …` in `docs/protocol.md`).
     pub(crate) async fn expect_text(&mut self, text: &str) {
         match self.next_frame().await {
             Frame::Text(t) if t == text => {}
@@ -290,7 +290,7 @@ impl Client {
         }
     }
 
-    /// **S** of §8.2: authenticate with the fixture's valid token.
+    /// Logs in with the fixture's valid token.
     pub(crate) async fn auth(&mut self) {
         self.send_json(json!({"action": "auth", "token": "valid"}))
             .await;
@@ -298,7 +298,7 @@ impl Client {
             .await;
     }
 
-    /// **⟂** of §8.2: an `echoIn` whose reply must be the very next frame, proving nothing else came first.
+    /// The sentinel: an `echoIn` whose reply must be the very next frame, proving nothing else came first.
     pub(crate) async fn sentinel(&mut self) {
         self.send_json(json!({"action": "echoIn", "s": 1})).await;
         self.expect_json(json!({"got": {"s": 1}, "action": "echoIn"}))
@@ -311,7 +311,7 @@ impl Client {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Sends an upgrade request for `path_and_query` over a plain TCP connection and reads the complete
-/// response ([`pikku_testkit::raw_upgrade`]). A refusal must be a complete response (§2.3): its body is read by
+/// response ([`pikku_testkit::raw_upgrade`]). A refusal must be a complete response: its body is read by
 /// `Content-Length`, which must be present, and nothing may follow it. A 101 has no body; the connection is
 /// dropped right after its head.
 pub(crate) async fn raw_upgrade(
@@ -334,7 +334,7 @@ pub(crate) async fn raw_upgrade(
     response
 }
 
-/// Checks a refused upgrade (§1 `HTTP <status> {...}`, §2.3): the status, `Content-Type: application/json`,
+/// Checks a refused upgrade (`HTTP <status> {...}`): the status, `Content-Type: application/json`,
 /// `Connection: close`, and a JSON body matching `expected` (with [`ANY`]).
 #[track_caller]
 pub(crate) fn assert_refusal(response: &HttpResponse, status: u16, expected: &Value) {
@@ -390,7 +390,7 @@ impl RawWs {
         }
     }
 
-    /// Writes one unfragmented, masked frame (clients must mask, RFC 6455 §5.3).
+    /// Writes one unfragmented, masked frame (clients must mask, RFC 6455, section 5.3).
     pub(crate) async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
         self.ws.send(0x80 | opcode, payload).await;
     }

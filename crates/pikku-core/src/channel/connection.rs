@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -15,7 +16,7 @@ use crate::error::SendError;
 use crate::frame::OutFrame;
 use crate::rpc::RpcRegistry;
 
-/// What to do when a frame would overflow a connection's outbound queue (semantics §5.5).
+/// What to do when a frame would overflow a connection's outbound queue.
 ///
 /// Set it app-wide with [`AppConfig::slow_consumer`](crate::AppConfig::slow_consumer). `Close` suits clients that
 /// must see every frame (a client that cannot keep up reconnects and resynchronises); `Drop` suits streams where
@@ -23,7 +24,7 @@ use crate::rpc::RpcRegistry;
 /// frame.
 ///
 /// ```
-/// use pikku_core::{App, SlowConsumerPolicy};
+/// use pikku::{App, SlowConsumerPolicy};
 ///
 /// assert_eq!(SlowConsumerPolicy::default(), SlowConsumerPolicy::Close);
 /// let app: App<()> = App::new(()).configure(|c| c.slow_consumer = SlowConsumerPolicy::Drop);
@@ -46,8 +47,8 @@ pub enum SlowConsumerPolicy {
 /// [`Connection::poll_outgoing`] as [`Outgoing::Close`].
 ///
 /// ```
-/// use pikku_core::channel::CloseRequest;
-/// use pikku_core::DisconnectReason;
+/// use pikku::core::channel::CloseRequest;
+/// use pikku::DisconnectReason;
 ///
 /// // What a server sends everyone when it shuts down.
 /// let going_away = CloseRequest {
@@ -99,8 +100,9 @@ struct Queue {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Instant;
-/// use pikku_core::channel::ConnectionLimits;
-/// use pikku_core::{ChannelState, Connection, OutFrame, Params, SlowConsumerPolicy};
+/// use pikku::core::channel::ConnectionLimits;
+/// use pikku::{ChannelState, Params, SlowConsumerPolicy};
+/// use pikku::core::{Connection, OutFrame};
 ///
 /// let limits = ConnectionLimits {
 ///     outbound_queue_bytes: 1 << 20,
@@ -131,6 +133,9 @@ pub struct Connection {
     /// The runner has stopped reading (its inbound queue is full); see `mark_reading_paused`.
     reading_paused: AtomicBool,
     epoch: Instant,
+    /// The client's address, for the spans handlers run in (here rather than with the runner's per-connection
+    /// state, whose task allocation grows in steps of 128 bytes).
+    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -190,6 +195,7 @@ impl Connection {
             frame_started_ms: AtomicU64::new(0),
             reading_paused: AtomicBool::new(false),
             epoch,
+            peer: None,
         }
     }
 
@@ -203,8 +209,9 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
     /// let key: Arc<str> = conn.id_arc().clone();
@@ -243,8 +250,9 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
     /// std::thread::sleep(std::time::Duration::from_millis(20));
@@ -272,8 +280,9 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1024, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 1 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
     /// assert_eq!(conn.frame_pending_ms(), None);
@@ -310,8 +319,9 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
     /// assert!(!conn.is_reading_paused());
@@ -342,12 +352,13 @@ impl Connection {
     /// down to.
     ///
     /// A frame that would take the queue past its bound is handled by the policy; a frame larger than the bound is
-    /// still admitted into an empty queue (semantics §5.5).
+    /// still admitted into an empty queue.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// use pikku_core::channel::ConnectionLimits;
-    /// use pikku_core::{ChannelState, Connection, OutFrame, Params, SendError, SlowConsumerPolicy};
+    /// use pikku::core::channel::ConnectionLimits;
+    /// use pikku::{ChannelState, Params, SendError, SlowConsumerPolicy};
+    /// use pikku::core::{Connection, OutFrame};
     ///
     /// let limits = ConnectionLimits { outbound_queue_bytes: 8, slow_consumer: SlowConsumerPolicy::Drop, max_pending_rpc: 64 };
     /// let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
@@ -366,7 +377,7 @@ impl Connection {
                 return Err(SendError::Closed);
             }
             let len = frame.len();
-            // A frame larger than the bound is admitted only into an empty queue (semantics §5.5).
+            // A frame larger than the bound is admitted only into an empty queue.
             if !q.frames.is_empty() && q.bytes + len > self.queue_limit {
                 match self.policy {
                     SlowConsumerPolicy::Drop => return Err(SendError::Backpressure),
@@ -412,12 +423,13 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
-    /// use pikku_core::channel::CloseRequest;
-    /// use pikku_core::{ChannelState, DisconnectReason};
+    /// use pikku::core::channel::CloseRequest;
+    /// use pikku::{ChannelState, DisconnectReason};
     ///
     /// let idle = CloseRequest { code: 1001, reason: "idle timeout".into(), flush: false, cause: DisconnectReason::IdleTimeout };
     /// assert!(conn.request_close(idle.clone()));
@@ -451,11 +463,12 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
-    /// use pikku_core::DisconnectReason;
+    /// use pikku::DisconnectReason;
     ///
     /// // The peer vanished; nothing asked for a close before.
     /// assert_eq!(conn.mark_closed(DisconnectReason::TransportError), DisconnectReason::TransportError);
@@ -488,11 +501,12 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
-    /// use pikku_core::DisconnectReason;
+    /// use pikku::DisconnectReason;
     ///
     /// assert!(conn.close_request().is_none());
     /// conn.mark_closed(DisconnectReason::ClientClosed(Some(1000)));
@@ -514,14 +528,16 @@ impl Connection {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// # let conn = Connection::new(Arc::from("c1"), Arc::from("events"), Arc::new(Params::new()), limits, Instant::now());
     /// use std::collections::VecDeque;
     /// use std::task::{Context, Poll, Waker};
-    /// use pikku_core::channel::{CloseRequest, Outgoing};
-    /// use pikku_core::{DisconnectReason, OutFrame};
+    /// use pikku::core::channel::{CloseRequest, Outgoing};
+    /// use pikku::DisconnectReason;
+    /// use pikku::core::OutFrame;
     ///
     /// let mut cx = Context::from_waker(Waker::noop()); // a runner passes its task's context
     /// let mut batch = VecDeque::new();

@@ -1,4 +1,4 @@
-//! The channel object handed to handlers (the seed's `PikkuChannel`), and its closed, read-only counterpart.
+//! The channel object handed to handlers (Pikku's `PikkuChannel`), and its closed, read-only counterpart.
 //!
 //! # Lifecycle
 //! A connection starts `Initial` when its upgrade passed every check, becomes `Open` once the 101 response is
@@ -9,6 +9,7 @@
 //! A `Channel` is cheap to clone and may be moved into a spawned task. It never keeps a closed connection alive in
 //! any useful sense: every send through a stale handle returns `Err(SendError::Closed)`.
 
+mod closed_guards;
 mod connection;
 mod registry;
 
@@ -31,7 +32,7 @@ use crate::rpc::{Capability, RpcError};
 /// The lifecycle state of a channel: `Initial`, then `Open`, then `Closed` (see [the lifecycle](crate::channel#lifecycle)).
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelState, Ctx, Params};
+/// use pikku::{Channel, ChannelState, Ctx, Params};
 ///
 /// async fn tick(_ctx: Ctx<(), ()>, ch: Channel<Params, String>) {
 ///     // A task that outlives the handler checks the state to know when to stop.
@@ -64,13 +65,13 @@ impl ChannelState {
     }
 }
 
-/// Why a connection closed: the first trigger wins (semantics §5.6).
+/// Why a connection closed: the first trigger wins.
 ///
 /// Disconnection handlers read it with [`ClosedChannel::reason`]; its `Display` is the stable
 /// [`as_str`](Self::as_str) name, handy as a log or metrics label.
 ///
 /// ```
-/// use pikku_core::{ClosedChannel, Ctx, DisconnectReason, Params};
+/// use pikku::{ClosedChannel, Ctx, DisconnectReason, Params};
 ///
 /// async fn on_disconnect(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params>) {
 ///     match ch.reason() {
@@ -114,7 +115,7 @@ impl DisconnectReason {
     /// `rate_limited`, `shutdown`, `message_too_big`, `invalid_utf8`, `protocol_error` or `transport_error`.
     ///
     /// ```
-    /// use pikku_core::DisconnectReason;
+    /// use pikku::DisconnectReason;
     ///
     /// assert_eq!(DisconnectReason::ClientClosed(Some(1000)).as_str(), "client_closed");
     /// assert_eq!(DisconnectReason::Shutdown.as_str(), "shutdown");
@@ -150,7 +151,7 @@ impl fmt::Display for DisconnectReason {
 /// per handler (use `()` when the handler sends nothing).
 ///
 /// ```
-/// use pikku_core::{Channel, Ctx, Params};
+/// use pikku::{Channel, Ctx, Params};
 ///
 /// // A message handler that pushes a greeting and replies with nothing.
 /// async fn greet(_ctx: Ctx<(), ()>, channel: Channel<Params, String>, _input: ()) {
@@ -161,7 +162,7 @@ impl fmt::Display for DisconnectReason {
 /// With typed opening data and a typed `Out`, what the client receives:
 ///
 /// ```
-/// use pikku_core::{App, Channel, ChannelRoute, Ctx};
+/// use pikku::{App, Channel, ChannelRoute, Ctx};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Room {
@@ -185,7 +186,7 @@ impl fmt::Display for DisconnectReason {
 ///
 /// let app = App::new(()).channel(ChannelRoute::new("rooms", "/rooms/:roomId").on_connect(joined));
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// # let input = pikku_core::runtime::UpgradeInput { path: "/rooms/lobby", query: Some("limit=5"), headers: Default::default(), peer: None };
+/// # let input = pikku::core::runtime::UpgradeInput { path: "/rooms/lobby", query: Some("limit=5"), headers: Default::default(), peer: None };
 /// # let live = app.into_runtime().admit(input).await.unwrap().into_channel(None, std::time::Instant::now());
 /// # live.open();
 /// # live.run_connect().await;
@@ -194,8 +195,8 @@ impl fmt::Display for DisconnectReason {
 /// # let frames: Vec<_> = frames.into_iter().collect();
 /// // A client opening `/rooms/lobby?limit=5` reads:
 /// assert_eq!(frames, [
-///     pikku_core::OutFrame::text("welcome"),
-///     pikku_core::OutFrame::text(r#"{"room":"lobby","limit":5}"#),
+///     pikku::core::OutFrame::text("welcome"),
+///     pikku::core::OutFrame::text(r#"{"room":"lobby","limit":5}"#),
 /// ]);
 /// # });
 /// ```
@@ -262,14 +263,14 @@ impl<O, Out, SS> Channel<O, Out, SS> {
         self.conn.state()
     }
 
-    /// Sends a value at once, encoded by protocol §4.1: a string goes out as raw text, anything else as JSON.
+    /// Sends a value at once: a string goes out as raw text, anything else as JSON.
     ///
     /// The frame is queued on the connection's bounded outbound queue and written in order with replies and
     /// publications. Anything that converts `Into<Out>` is accepted (`&str` for `Out = String`). A `SendError`
     /// converts into an internal [`ChannelError`](crate::ChannelError) with `?`.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// #[derive(serde::Serialize)]
     /// struct Progress { done: u32, total: u32 }
@@ -299,10 +300,10 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     }
 
     /// Sends a binary frame, queued like [`send`](Self::send); `Vec<u8>`, `&'static [u8]` and
-    /// [`Bytes`] are accepted. `Out` plays no part.
+    /// `Bytes` are accepted. `Out` plays no part.
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// async fn thumbnail(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> Result<(), ChannelError> {
     ///     let png: Vec<u8> = vec![0x89, b'P', b'N', b'G'];
@@ -322,7 +323,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// runs with [`DisconnectReason::ServerClosed`].
     ///
     /// ```
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// async fn bye(_ctx: Ctx<(), ()>, ch: Channel<Params, String>, _in: ()) -> Result<(), ChannelError> {
     ///     ch.send("bye")?; // still delivered: queued before the close
@@ -340,7 +341,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// reason to the 123 bytes a close frame can hold (at a character boundary).
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// async fn kick(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) {
     ///     ch.close_with(4001, "kicked by a moderator");
@@ -366,7 +367,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// lives until the disconnection handler has run.
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// #[derive(Clone)]
     /// struct Nick(String);
@@ -394,7 +395,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// Replaces the socket state of this connection (the previous value is dropped).
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// #[derive(Clone, serde::Deserialize)]
     /// struct Nick(String);
@@ -414,7 +415,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// Clears the socket state of this connection.
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// async fn forget_me(_ctx: Ctx<(), ()>, ch: Channel<Params, (), String>, _in: ()) {
     ///     ch.clear_socket_state();
@@ -432,7 +433,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// which would deadlock.
     ///
     /// ```
-    /// # use pikku_core::{Channel, Params};
+    /// # use pikku::{Channel, Params};
     /// fn bump(channel: &Channel<Params, (), u32>) -> u32 {
     ///     channel.update_socket_state(|count| {
     ///         let next = count.unwrap_or(0) + 1;
@@ -455,7 +456,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
         result
     }
 
-    /// Calls capability `C` on the connected client and waits for its result (semantics §9), with the channel's
+    /// Calls capability `C` on the connected client and waits for its result, with the channel's
     /// reverse-RPC timeout.
     ///
     /// The request (`{"action":"pikku-rpc-request","id":…,"funcName":…,"data":…}`) is queued like any other frame;
@@ -464,7 +465,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// `?`, the error becomes a `ChannelRPCError` frame.
     ///
     /// ```
-    /// use pikku_core::{Capability, Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Capability, Channel, ChannelError, Ctx, Params};
     ///
     /// /// `confirm(question) -> bool`, a function the browser client registers.
     /// struct Confirm;
@@ -505,7 +506,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// async fn locale(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> Result<serde_json::Value, ChannelError> {
     ///     let locale = ch.remote_raw("getLocale", None, Some(Some(Duration::from_secs(2)))).await?;
@@ -534,7 +535,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     /// quiet). Handlers rarely need it.
     ///
     /// ```
-    /// use pikku_core::{Channel, Ctx, Params};
+    /// use pikku::{Channel, Ctx, Params};
     ///
     /// async fn stats(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> String {
     ///     let conn = ch.connection();
@@ -552,40 +553,19 @@ fn serialize_input<T: Serialize>(
     input: &T,
 ) -> Result<Option<serde_json::Value>, RpcError> {
     let value = serde_json::to_value(input).map_err(|_| RpcError::invalid(name))?;
-    // A capability that takes no argument (`()`) sends no `data` member (protocol §4.5).
+    // A capability that takes no argument (`()`) sends no `data` member.
     Ok(if value.is_null() { None } else { Some(value) })
 }
 
 /// The read-only channel view handed to disconnection handlers.
 ///
 /// It has no `send`, `send_binary`, `close` or `remote`: the connection is gone, so sending from a disconnection
-/// handler does not compile (D13).
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     channel.send("bye"); // error[E0599]: no method named `send` found
-/// }
-/// ```
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     channel.close(); // error[E0599]: no method named `close` found
-/// }
-/// ```
-///
-/// ```compile_fail
-/// use pikku_core::{ClosedChannel, Ctx, Params};
-/// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
-///     let _ = channel.remote_raw("f", None, None).await; // error[E0599]: no method named `remote_raw`
-/// }
-/// ```
+/// handler does not compile, and the error says why and what to do instead.
 ///
 /// What a disconnection handler can do:
 ///
 /// ```
-/// use pikku_core::{ClosedChannel, Ctx, Params};
+/// use pikku::{ClosedChannel, Ctx, Params};
 /// async fn on_disconnect(_ctx: Ctx<(), ()>, channel: ClosedChannel<Params>) {
 ///     tracing::info!(id = channel.channel_id(), reason = %channel.reason(), "disconnected");
 /// }
@@ -633,7 +613,7 @@ impl<O, SS> ClosedChannel<O, SS> {
     /// The data the channel was opened with, as [`Channel::opening_data`] gave it.
     ///
     /// ```
-    /// use pikku_core::{ClosedChannel, Ctx};
+    /// use pikku::{ClosedChannel, Ctx};
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Room {
@@ -666,7 +646,7 @@ impl<O, SS> ClosedChannel<O, SS> {
     /// handler returns.
     ///
     /// ```
-    /// use pikku_core::{ClosedChannel, Ctx, Params};
+    /// use pikku::{ClosedChannel, Ctx, Params};
     ///
     /// async fn report(_ctx: Ctx<(), ()>, ch: ClosedChannel<Params, u32>) {
     ///     let messages = ch.socket_state().unwrap_or(0);

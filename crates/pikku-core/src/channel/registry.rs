@@ -16,8 +16,9 @@ use super::Connection;
 ///
 /// ```
 /// use std::{sync::Arc, time::Instant};
-/// use pikku_core::channel::{ConnectionLimits, Registry};
-/// use pikku_core::{Connection, Params, SlowConsumerPolicy};
+/// use pikku::core::channel::{ConnectionLimits, Registry};
+/// use pikku::{Params, SlowConsumerPolicy};
+/// use pikku::core::Connection;
 ///
 /// let registry = Registry::new();
 /// let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
@@ -67,7 +68,7 @@ impl Registry {
     /// The connection registered under `channel_id`, if any (it may already be closing).
     ///
     /// ```
-    /// use pikku_core::{channel::Registry, OutFrame};
+    /// use pikku::core::{channel::Registry, OutFrame};
     ///
     /// // Sends a direct message to one client, if it is still connected.
     /// fn notify(registry: &Registry, channel_id: &str, text: &'static str) -> bool {
@@ -82,7 +83,7 @@ impl Registry {
     /// Every registered connection, in no particular order (a snapshot).
     ///
     /// ```
-    /// use pikku_core::{channel::Registry, OutFrame};
+    /// use pikku::core::{channel::Registry, OutFrame};
     ///
     /// // Broadcasts to everyone, subscribed or not.
     /// fn broadcast(registry: &Registry, text: &'static str) {

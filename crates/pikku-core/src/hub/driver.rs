@@ -21,7 +21,7 @@ use crate::frame::OutFrame;
 /// its publisher's id, so a node recognises (and drops) its own publications when the broker echoes them back.
 ///
 /// ```
-/// use pikku_core::hub::NodeId;
+/// use pikku::hub::NodeId;
 ///
 /// let a = NodeId::random();
 /// assert_ne!(a, NodeId::random());
@@ -79,8 +79,8 @@ pub enum PayloadKind {
 /// One publication on its way between nodes.
 ///
 /// ```
-/// use pikku_core::hub::{NodeId, PayloadKind, RemoteEvent};
-/// use pikku_core::OutFrame;
+/// use pikku::hub::{NodeId, PayloadKind, RemoteEvent};
+/// use pikku::core::OutFrame;
 ///
 /// let event = RemoteEvent::new(NodeId::random(), "room:1", Some("c1"), PayloadKind::Json, r#"{"hi":1}"#.into());
 /// assert_eq!(event.frame(), OutFrame::text(r#"{"hi":1}"#));

@@ -61,7 +61,7 @@ impl std::error::Error for EnvelopeError {}
 /// Encodes `event` for a broker.
 ///
 /// ```
-/// use pikku_core::hub::{envelope, NodeId, PayloadKind, RemoteEvent};
+/// use pikku::hub::{envelope, NodeId, PayloadKind, RemoteEvent};
 ///
 /// let event = RemoteEvent::new(NodeId::random(), "room:1", None, PayloadKind::Binary, vec![1, 2, 3].into());
 /// let bytes = envelope::encode(&event);
@@ -102,7 +102,7 @@ fn put_str(out: &mut BytesMut, s: &str) {
     out.put_slice(s.as_bytes());
 }
 
-/// Decodes bytes received from a broker. The payload shares `bytes` when it is a [`Bytes`]; pass a slice and it
+/// Decodes bytes received from a broker. The payload shares `bytes` when it is a `Bytes`; pass a slice and it
 /// is copied once.
 ///
 /// # Errors

@@ -21,8 +21,8 @@ const NODE_QUEUE: usize = 1024;
 /// written for a cluster without a broker.
 ///
 /// ```
-/// use pikku_core::hub::LocalBus;
-/// use pikku_core::App;
+/// use pikku::hub::LocalBus;
+/// use pikku::App;
 ///
 /// let bus = LocalBus::new();
 /// let first: App<()> = App::new(()).hub_driver(bus.node());
@@ -84,8 +84,8 @@ impl LocalBus {
     /// subscribe again.
     ///
     /// ```
-    /// use pikku_core::hub::{LinkState, LocalBus};
-    /// use pikku_core::App;
+    /// use pikku::hub::{LinkState, LocalBus};
+    /// use pikku::App;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let bus = LocalBus::new();

@@ -57,7 +57,8 @@ use remote::Remote;
 /// Set them through [`AppConfig::hub`](crate::AppConfig::hub), before taking the app's hub.
 ///
 /// ```
-/// use pikku_core::{App, HubLimits};
+/// use pikku::App;
+/// use pikku::core::HubLimits;
 ///
 /// let limits = HubLimits { max_subscriptions_per_channel: 16, ..HubLimits::default() };
 /// assert_eq!(limits.max_subscriptions_total, 1_000_000);
@@ -154,7 +155,7 @@ impl HubInner {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let hub = pikku_core::EventHub::new(Default::default());
+/// let hub = pikku::EventHub::new(Default::default());
 /// // No subscribers: publishing is a no-op that reaches nobody.
 /// assert_eq!(hub.publish("news", None, &serde_json::json!({"hi": 1})).await.unwrap(), 0);
 /// # });
@@ -163,7 +164,7 @@ impl HubInner {
 /// In handlers, a chat room in three routes:
 ///
 /// ```
-/// use pikku_core::{Channel, ChannelError, ChannelRoute, Ctx, Params};
+/// use pikku::{Channel, ChannelError, ChannelRoute, Ctx, Params};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Room { room: String }
@@ -211,7 +212,8 @@ impl EventHub {
     /// yourself for tests or a custom runner.
     ///
     /// ```
-    /// use pikku_core::{EventHub, HubLimits};
+    /// use pikku::EventHub;
+    /// use pikku::core::HubLimits;
     ///
     /// let hub = EventHub::new(HubLimits::default());
     /// assert!(hub.registry().is_empty());
@@ -224,8 +226,9 @@ impl EventHub {
     /// An empty hub that looks channel ids up in `registry`, the open connections of the runner that serves it.
     ///
     /// ```
-    /// use pikku_core::channel::Registry;
-    /// use pikku_core::{EventHub, HubLimits};
+    /// use pikku::core::channel::Registry;
+    /// use pikku::EventHub;
+    /// use pikku::core::HubLimits;
     ///
     /// let registry = Registry::new();
     /// let hub = EventHub::with_registry(HubLimits::default(), registry.clone());
@@ -289,8 +292,8 @@ impl EventHub {
     /// Tokio runtime. Without a driver it returns at once.
     ///
     /// ```
-    /// use pikku_core::hub::LocalBus;
-    /// use pikku_core::App;
+    /// use pikku::hub::LocalBus;
+    /// use pikku::App;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let app: App<()> = App::new(()).hub_driver(LocalBus::new().node());
@@ -329,8 +332,9 @@ impl EventHub {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
@@ -338,7 +342,8 @@ impl EventHub {
     /// #     hub.registry().insert(conn.clone());
     /// #     conn
     /// # }
-    /// use pikku_core::{EventHub, HubLimits};
+    /// use pikku::EventHub;
+    /// use pikku::core::HubLimits;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
@@ -420,8 +425,9 @@ impl EventHub {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
@@ -429,7 +435,8 @@ impl EventHub {
     /// #     hub.registry().insert(conn.clone());
     /// #     conn
     /// # }
-    /// use pikku_core::{EventHub, HubLimits};
+    /// use pikku::EventHub;
+    /// use pikku::core::HubLimits;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
@@ -472,8 +479,9 @@ impl EventHub {
     ///
     /// ```
     /// # use std::{sync::Arc, time::Instant};
-    /// # use pikku_core::channel::ConnectionLimits;
-    /// # use pikku_core::{Connection, Params, SlowConsumerPolicy};
+    /// # use pikku::core::channel::ConnectionLimits;
+    /// # use pikku::{Params, SlowConsumerPolicy};
+    /// # use pikku::core::Connection;
     /// # fn open(hub: &EventHub, id: &str) -> Arc<Connection> {
     /// #     let limits = ConnectionLimits { outbound_queue_bytes: 1 << 20, slow_consumer: SlowConsumerPolicy::Close, max_pending_rpc: 64 };
     /// #     let conn = Arc::new(Connection::new(Arc::from(id), Arc::from("chat"), Arc::new(Params::new()), limits, Instant::now()));
@@ -486,7 +494,8 @@ impl EventHub {
     /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
     /// #     out.into()
     /// # }
-    /// use pikku_core::{EventHub, HubLimits, OutFrame};
+    /// use pikku::EventHub;
+    /// use pikku::core::{HubLimits, OutFrame};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
@@ -525,8 +534,8 @@ impl EventHub {
     /// local deliveries, as [`publish`](Self::publish) does. The bytes are shared, not copied, per subscriber.
     ///
     /// ```
-    /// use bytes::Bytes;
-    /// use pikku_core::{Channel, ChannelError, Ctx, Params};
+    /// use pikku::Bytes;
+    /// use pikku::{Channel, ChannelError, Ctx, Params};
     ///
     /// async fn share_image(ctx: Ctx<(), ()>, ch: Channel<Params, ()>, image: Bytes) -> Result<(), ChannelError> {
     ///     ctx.hub().publish_binary("gallery", Some(ch.channel_id()), image).await?;
@@ -553,7 +562,8 @@ impl EventHub {
     /// Use it to send one pre-encoded frame to several topics.
     ///
     /// ```
-    /// use pikku_core::{encode_value, EventHub, HubLimits};
+    /// use pikku::EventHub;
+    /// use pikku::core::{encode_value, HubLimits};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
@@ -619,7 +629,8 @@ impl EventHub {
     /// (use [`publish_encoded`](Self::publish_encoded) to reach every node).
     ///
     /// ```
-    /// use pikku_core::{encode_value, EventHub, HubLimits};
+    /// use pikku::EventHub;
+    /// use pikku::core::{encode_value, HubLimits};
     ///
     /// let hub = EventHub::new(HubLimits::default());
     /// let frame = encode_value(&serde_json::json!({"alert": "maintenance at 22:00"})).unwrap();
@@ -660,8 +671,9 @@ impl EventHub {
     ///
     /// ```
     /// use std::{sync::Arc, time::Instant};
-    /// use pikku_core::channel::ConnectionLimits;
-    /// use pikku_core::{Connection, EventHub, HubLimits, Params, SlowConsumerPolicy};
+    /// use pikku::core::channel::ConnectionLimits;
+    /// use pikku::{EventHub, Params, SlowConsumerPolicy};
+    /// use pikku::core::{Connection, HubLimits};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let hub = EventHub::new(HubLimits::default());
@@ -686,7 +698,8 @@ impl EventHub {
     /// client from outside its handlers, by the id you stored.
     ///
     /// ```
-    /// use pikku_core::{EventHub, OutFrame};
+    /// use pikku::EventHub;
+    /// use pikku::core::OutFrame;
     ///
     /// // Sends a direct message to one client, if it is connected to this process.
     /// fn notify(hub: &EventHub, channel_id: &str, text: &'static str) -> bool {

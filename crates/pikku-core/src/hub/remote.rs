@@ -28,8 +28,8 @@ pub(super) const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// The state of a hub's broker link, as [`EventHub::status`](super::EventHub::status) reports it.
 ///
 /// ```
-/// use pikku_core::hub::{LinkState, LocalBus};
-/// use pikku_core::App;
+/// use pikku::hub::{LinkState, LocalBus};
+/// use pikku::App;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let app: App<()> = App::new(()).hub_driver(LocalBus::new().node());

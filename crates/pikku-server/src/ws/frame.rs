@@ -3,7 +3,7 @@
 //! They are public for the fuzz targets and for anyone checking client frames the way the server does; the
 //! server's reader is built on them.
 
-/// Opcodes (RFC 6455 §5.2).
+/// Opcodes (RFC 6455, section 5.2).
 pub(crate) mod opcode {
     pub(crate) const CONTINUATION: u8 = 0x0;
     pub(crate) const TEXT: u8 = 0x1;
@@ -13,11 +13,11 @@ pub(crate) mod opcode {
     pub(crate) const PONG: u8 = 0xA;
 }
 
-/// Why a connection must be closed while reading (protocol §6). Each variant stands for a close code and
+/// Why a connection must be closed while reading. Each variant stands for a close code and
 /// reason the server sends: 1002 with the variant's text, 1007 `invalid utf-8`, or 1009 `message too big`.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Violation};
+/// use pikku::server::ws::frame::{parse_header, Violation};
 ///
 /// // A text frame without a mask: clients must mask every frame.
 /// assert_eq!(parse_header(&[0x81, 0x05], 1024), Err(Violation::Protocol("unmasked client frame")));
@@ -55,7 +55,7 @@ impl Violation {
 /// A decoded frame header, as [`parse_header`] returns it.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Header};
+/// use pikku::server::ws::frame::{parse_header, Header};
 ///
 /// // FIN + text, masked, 5-byte payload, mask 1 2 3 4.
 /// let header = parse_header(&[0x81, 0x85, 1, 2, 3, 4], 1024).unwrap().unwrap();
@@ -82,7 +82,7 @@ pub struct Header {
 /// `header_len` and is still masked (see [`unmask`]).
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_header, Violation};
+/// use pikku::server::ws::frame::{parse_header, Violation};
 ///
 /// let frame = [0x82, 0xFE, 0x01, 0x00, 9, 9, 9, 9]; // binary, 16-bit length 256, then the mask
 /// assert_eq!(parse_header(&frame[..3], 1024), Ok(None)); // not all there yet
@@ -133,7 +133,7 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
             let mut be = [0u8; 8];
             be.copy_from_slice(bytes);
             let len = u64::from_be_bytes(be);
-            // The most significant bit must be 0 and the shortest form must be used (RFC 6455 §5.2).
+            // The most significant bit must be 0 and the shortest form must be used (RFC 6455, section 5.2).
             if len >> 63 != 0 || len <= u64::from(u16::MAX) {
                 return Err(Violation::Protocol("invalid payload length"));
             }
@@ -160,11 +160,11 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
     }))
 }
 
-/// Unmasks `payload` in place (RFC 6455 §5.3), eight bytes at a time. `payload` must start at the first payload
-/// byte of the frame, since the mask is applied by position. Masking is its own inverse.
+/// Unmasks `payload` in place (RFC 6455, section 5.3), eight bytes at a time. `payload` must start at the first
+/// payload byte of the frame, since the mask is applied by position. Masking is its own inverse.
 ///
 /// ```
-/// use pikku_server::ws::frame::unmask;
+/// use pikku::server::ws::frame::unmask;
 ///
 /// let mask = [1, 2, 3, 4];
 /// let mut payload = *b"hello";
@@ -209,7 +209,7 @@ pub(crate) fn encode_header(opcode: u8, len: usize, out: &mut [u8; 10]) -> usize
 /// for an empty payload). Valid codes are 1000–1003, 1007–1014 and 3000–4999.
 ///
 /// ```
-/// use pikku_server::ws::frame::{parse_close, Violation};
+/// use pikku::server::ws::frame::{parse_close, Violation};
 ///
 /// assert_eq!(parse_close(&[]), Ok(None));
 /// assert_eq!(parse_close(&[0x03, 0xE8, b'b', b'y', b'e']), Ok(Some(1000)));

@@ -493,7 +493,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
                 let code = parse_close(payload)?;
                 self.close_received = true;
                 if !self.close_sent {
-                    // Echo the peer's status code (RFC 6455 §5.5.1).
+                    // Echo the peer's status code (RFC 6455, section 5.5.1).
                     let echo = code
                         .map(|c| Bytes::copy_from_slice(&c.to_be_bytes()))
                         .unwrap_or_default();
@@ -505,7 +505,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsStream<T> {
             }
             opcode::PING => {
                 // One pong waiting to be written is enough: a client that pings without reading cannot grow the
-                // write queue (RFC 6455 §5.5.3 allows answering only some pings).
+                // write queue (RFC 6455, section 5.5.3, allows answering only some pings).
                 if !self.unsent_pong {
                     self.queue(opcode::PONG, Bytes::copy_from_slice(payload));
                     self.unsent_pong = true;
