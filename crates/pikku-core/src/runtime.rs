@@ -455,7 +455,7 @@ where
             self.rt.connection_limits(),
             epoch,
         );
-        conn.peer = self.peer;
+        conn.set_peer(self.peer);
         conn.rpc.set_timeout(spec.rpc_timeout);
         // One bucket per limit slot; nothing at all for a channel without limits.
         let limiter = (!spec.limits.is_empty())
@@ -720,7 +720,7 @@ where
         let dev = self.dev_mode();
         let inner_ctx = ctx.clone();
         let inner_conn = conn.clone();
-        let span = span::connect(&conn, conn.peer);
+        let span = span::connect(&conn, conn.peer());
         let timing = self
             .metrics()
             .and_then(|m| m.connect.as_ref())
@@ -1041,7 +1041,7 @@ where
         let timing = route.metrics.as_ref().map(RouteMetrics::received);
         let span = span::message(
             &self.conn,
-            self.conn.peer,
+            self.conn.peer(),
             routing.as_ref().map(|(p, v)| (&**p, &**v)),
         );
         let _entered = span.enter();
@@ -1153,7 +1153,7 @@ where
             .metrics()
             .and_then(|m| m.binary.as_ref())
             .map(RouteMetrics::received);
-        let span = span::binary(&self.conn, self.conn.peer);
+        let span = span::binary(&self.conn, self.conn.peer());
         let fut = span.in_scope(|| handler(self.ctx(None), self.conn.clone(), bytes));
         let conn = self.conn.clone();
         let dev = self.dev_mode();
@@ -1252,7 +1252,7 @@ where
             .metrics()
             .and_then(|m| m.disconnect.as_ref())
             .map(RouteMetrics::start);
-        let span = span::disconnect(&conn, conn.peer);
+        let span = span::disconnect(&conn, conn.peer());
         let fut = span.in_scope(|| {
             run_chain(
                 chain,

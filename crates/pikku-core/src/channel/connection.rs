@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -133,9 +133,10 @@ pub struct Connection {
     /// The runner has stopped reading (its inbound queue is full); see `mark_reading_paused`.
     reading_paused: AtomicBool,
     epoch: Instant,
-    /// The client's address, for the spans handlers run in (here rather than with the runner's per-connection
-    /// state, whose task allocation grows in steps of 128 bytes).
-    pub(crate) peer: Option<SocketAddr>,
+    /// The client's address, for the spans handlers run in: here rather than with the runner's per-connection
+    /// state, whose task allocation grows in steps of 128 bytes, and as address and port only (20 bytes, which
+    /// share a word with the small fields above, where a `SocketAddr` takes 32).
+    peer: Option<(IpAddr, u16)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -581,6 +582,16 @@ impl Connection {
             _ => q.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// Records the client's address (see [`peer`](Self::peer)).
+    pub(crate) fn set_peer(&mut self, peer: Option<SocketAddr>) {
+        self.peer = peer.map(|addr| (addr.ip(), addr.port()));
+    }
+
+    /// The client's address, as the runner gave it when the connection was admitted.
+    pub(crate) fn peer(&self) -> Option<SocketAddr> {
+        self.peer.map(|(ip, port)| SocketAddr::new(ip, port))
     }
 
     /// Payload bytes waiting in the outbound queue (not yet taken by the runner's writer). The server's heartbeat
