@@ -25,9 +25,11 @@ pub use pikku_core::telemetry::{enable, is_enabled, names};
 
 #[cfg(feature = "prometheus")]
 pub(crate) mod prometheus;
+/// The handle [`install_prometheus`] returns: `render()` gives the scrape page.
 #[cfg(feature = "prometheus")]
-pub use prometheus::{
-    handler, install_prometheus, prometheus_handle, InstallError, PrometheusHandle,
-};
+#[doc(no_inline)]
+pub use metrics_exporter_prometheus::PrometheusHandle;
+#[cfg(feature = "prometheus")]
+pub use prometheus::{handler, install_prometheus, prometheus_handle, InstallError};
 
 pub(crate) mod server;

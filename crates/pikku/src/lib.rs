@@ -221,6 +221,7 @@ pub use pikku_server::{
 /// the cargo feature `prometheus` a recorder ([`install_prometheus`](metrics::install_prometheus)) whose scrape
 /// page the standalone server serves on `/metrics`. The spans handlers run in are described in
 /// [`core::telemetry`].
+#[doc(no_inline)]
 pub use pikku_server::metrics;
 
 /// The payload type of binary frames, so binary handlers need no direct `bytes` dependency.

@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use parking_lot::Mutex;
 use pikku_core::telemetry::{self, names};
 
-pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Bucket bounds of the handler duration histogram, in seconds: 5 µs to 10 s.
 const DURATION_BUCKETS: [f64; 20] = [
