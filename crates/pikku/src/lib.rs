@@ -218,7 +218,7 @@ pub use pikku_server::{
 };
 
 /// Metrics: [`enable`](metrics::enable) for a recorder of your own, the metric [`names`](metrics::names), and with
-/// the cargo feature `prometheus` a recorder ([`install_prometheus`](metrics::install_prometheus)) whose scrape
+/// the cargo feature `prometheus` a recorder (`metrics::install_prometheus`) whose scrape
 /// page the standalone server serves on `/metrics`. The spans handlers run in are described in
 /// [`core::telemetry`].
 #[doc(no_inline)]
