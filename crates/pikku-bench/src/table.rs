@@ -78,7 +78,7 @@ const METRICS: &[Metric] = &[
         label: "idle 15,000 conns: server RSS per connection KiB",
         key: "rss_per_conn_kib",
         digits: 2,
-        target: "≤ 4 KiB",
+        target: "≤ 2 KiB",
     },
     Metric {
         case: "idle19k",
