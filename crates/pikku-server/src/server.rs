@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use crate::budget::InboundBudget;
 use crate::config::ServerConfig;
-use crate::limits::PerIpCounts;
+use crate::limits::{IpSlot, PerIpCounts};
 use crate::listener::HttpConnection;
 use crate::metrics::server::ServerMetrics;
 use crate::ws::WsStream;
@@ -831,39 +831,9 @@ where
         },
     };
     // The server takes connections (503), and this address may open one more (429).
-    if !shared.accepting.load(Ordering::Acquire) {
-        return upgrade::refusal(
-            &ChannelError::service_unavailable("Server is shutting down"),
-            &path,
-            shared.metrics.as_deref(),
-        );
-    }
-    if let Some(max) = shared.config.max_connections {
-        if shared.active.load(Ordering::Acquire) >= max {
-            return upgrade::refusal(
-                &ChannelError::service_unavailable("Connection limit reached"),
-                &path,
-                shared.metrics.as_deref(),
-            );
-        }
-    }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
-    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
-        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
-            // Boxed: the slot is held for the connection's life, and most servers set no per-address limit.
-            Some(slot) => Some(Box::new(slot)),
-            None => {
-                return upgrade::refusal(
-                    &ChannelError::too_many_requests("Too many connections from this address"),
-                    &path,
-                    shared.metrics.as_deref(),
-                )
-            }
-        },
-        _ => None,
+    let (peer, ip_slot) = match take_connection(&shared, &req) {
+        Ok(taken) => (taken.peer, taken.ip_slot),
+        Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
     // The application's checks: route, origin, opening data, upgrade middleware.
     let headers = Arc::new(std::mem::take(req.headers_mut()));
@@ -961,38 +931,10 @@ where
     B: Send + 'static,
 {
     let path = req.uri().path().to_owned();
-    if !shared.accepting.load(Ordering::Acquire) {
-        return upgrade::refusal(
-            &ChannelError::service_unavailable("Server is shutting down"),
-            &path,
-            shared.metrics.as_deref(),
-        );
-    }
-    if let Some(max) = shared.config.max_connections {
-        if shared.active.load(Ordering::Acquire) >= max {
-            return upgrade::refusal(
-                &ChannelError::service_unavailable("Connection limit reached"),
-                &path,
-                shared.metrics.as_deref(),
-            );
-        }
-    }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
-    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
-        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
-            Some(slot) => Some(slot),
-            None => {
-                return upgrade::refusal(
-                    &ChannelError::too_many_requests("Too many connections from this address"),
-                    &path,
-                    shared.metrics.as_deref(),
-                )
-            }
-        },
-        _ => None,
+    // The server takes connections (503), and this address may open one more (429).
+    let (peer, ip_slot) = match take_connection(&shared, &req) {
+        Ok(taken) => (taken.peer, taken.ip_slot),
+        Err(err) => return upgrade::refusal(&err, &path, shared.metrics.as_deref()),
     };
     let headers = Arc::new(std::mem::take(req.headers_mut()));
     let input = UpgradeInput {
@@ -1103,6 +1045,49 @@ fn stream_paths<'a>(patterns: impl Iterator<Item = &'a RoutePattern>) -> Vec<Str
         paths.push(path);
     }
     paths
+}
+
+/// What a new connection takes from the server: see [`take_connection`].
+struct Taken {
+    /// The client's address, when the serving mode provides it.
+    peer: Option<SocketAddr>,
+    /// The per-address slot the connection holds for its life, when a per-address limit is set.
+    ip_slot: Option<Box<IpSlot>>,
+}
+
+/// The server-wide checks every new connection passes, socket or stream: the server is accepting (else 503),
+/// under `max_connections` (503), and the client's address under `max_connections_per_ip` (429).
+fn take_connection<S, U, B>(
+    shared: &Shared<S, U>,
+    req: &Request<B>,
+) -> Result<Taken, ChannelError> {
+    if !shared.accepting.load(Ordering::Acquire) {
+        return Err(ChannelError::service_unavailable("Server is shutting down"));
+    }
+    if let Some(max) = shared.config.max_connections {
+        if shared.active.load(Ordering::Acquire) >= max {
+            return Err(ChannelError::service_unavailable(
+                "Connection limit reached",
+            ));
+        }
+    }
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let ip_slot = match (shared.config.max_connections_per_ip, peer) {
+        (Some(max), Some(peer)) => match shared.per_ip.try_acquire(peer.ip(), max) {
+            // Boxed: the slot is held for the connection's life, and most servers set no per-address limit.
+            Some(slot) => Some(Box::new(slot)),
+            None => {
+                return Err(ChannelError::too_many_requests(
+                    "Too many connections from this address",
+                ))
+            }
+        },
+        _ => None,
+    };
+    Ok(Taken { peer, ip_slot })
 }
 
 /// The close of a shutdown: 1001 `going away`, after the frames already queued.
