@@ -86,7 +86,7 @@ use crate::middleware::{run_chain, Invocation, UpgradeRequest};
 use crate::opening::{check_path, merge_params, parse_query};
 use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
-use crate::telemetry::handles::{ChannelMetrics, RouteMetrics};
+use crate::telemetry::handles::{ChannelMetrics, RouteMetrics, Timing};
 use crate::telemetry::span;
 
 /// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
@@ -736,26 +736,11 @@ where
         });
         Box::pin(
             async move {
-                let result = catch(fut).await;
-                if let Some(timing) = &timing {
-                    timing.finished();
-                }
-                let frame = match result {
-                    Ok(Reply::Nothing) => return,
-                    Ok(Reply::Value(value)) => encode_json(&value),
-                    Err(err) => {
-                        log_error(&conn, None, &err);
-                        if let Some(timing) = &timing {
-                            timing.route.errors.count(&err);
-                        }
-                        error_frame(&err, None, dev)
-                    }
-                };
-                if conn.push(frame).is_ok() {
-                    if let Some(timing) = &timing {
-                        timing.route.sent();
-                    }
-                }
+                let result = catch(fut).await.map(|reply| match reply {
+                    Reply::Nothing => None,
+                    Reply::Value(value) => Some(encode_json(&value)),
+                });
+                send_outcome(&conn, timing.as_ref(), result, dev);
             }
             .instrument(span),
         )
@@ -1159,26 +1144,8 @@ where
         let dev = self.dev_mode();
         Some(Box::pin(
             async move {
-                let result = catch(fut).await;
-                if let Some(timing) = &timing {
-                    timing.finished();
-                }
-                let frame = match result {
-                    Ok(Some(bytes)) => OutFrame::Binary(bytes),
-                    Ok(None) => return,
-                    Err(err) => {
-                        log_error(&conn, None, &err);
-                        if let Some(timing) = &timing {
-                            timing.route.errors.count(&err);
-                        }
-                        error_frame(&err, None, dev)
-                    }
-                };
-                if conn.push(frame).is_ok() {
-                    if let Some(timing) = &timing {
-                        timing.route.sent();
-                    }
-                }
+                let result = catch(fut).await.map(|reply| reply.map(OutFrame::Binary));
+                send_outcome(&conn, timing.as_ref(), result, dev);
             }
             .instrument(span),
         ))
@@ -1410,6 +1377,35 @@ fn reply_frame(
 
 /// Logs a handler failure, at most a few lines a second for the same channel, route and error class (a client
 /// can make a handler fail as often as it likes); the count of the lines left out is logged later.
+/// Ends an unrouted handler run (connection or binary handler): records its time, then sends its reply frame, if
+/// any, or its error frame, counting what was sent.
+fn send_outcome(
+    conn: &Connection,
+    timing: Option<&Timing>,
+    outcome: Result<Option<OutFrame>, ChannelError>,
+    dev: bool,
+) {
+    if let Some(timing) = timing {
+        timing.finished();
+    }
+    let frame = match outcome {
+        Ok(None) => return,
+        Ok(Some(frame)) => frame,
+        Err(err) => {
+            log_error(conn, None, &err);
+            if let Some(timing) = timing {
+                timing.route.errors.count(&err);
+            }
+            error_frame(&err, None, dev)
+        }
+    };
+    if conn.push(frame).is_ok() {
+        if let Some(timing) = timing {
+            timing.route.sent();
+        }
+    }
+}
+
 fn log_error(conn: &Connection, routing: Option<(&str, &str)>, err: &ChannelError) {
     let internal = err.is_internal();
     // Client errors are debug lines: when nobody listens, skip the limiter's clock read as well.
