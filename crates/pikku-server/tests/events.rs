@@ -2,6 +2,7 @@
 //! envelope, the topic authorizer, and the same topics as Server-Sent Events streams (events, heartbeats,
 //! shutdown, a slow reader, connection limits, refusals, and mounting through `ChannelServer::router`).
 
+use pikku_testkit::eventually;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -144,17 +145,6 @@ async fn the_authorizer_refuses_subscriptions_with_the_usual_error_frame() {
     assert_eq!(next_json(&mut ws).await, json!({"action": "subscribe"}));
 }
 
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_stream_receives_what_the_hub_publishes_to_its_topic() {
     let srv = start_default().await;
@@ -165,7 +155,7 @@ async fn a_stream_receives_what_the_hub_publishes_to_its_topic() {
         Some("text/event-stream")
     );
     assert_eq!(sse.header("cache-control").as_deref(), Some("no-cache"));
-    wait_for("the stream's subscription", || {
+    eventually("the stream's subscription", || {
         srv.server.hub().subscriber_count("news desk") == 1
     })
     .await;
@@ -204,7 +194,7 @@ async fn a_stream_receives_what_the_hub_publishes_to_its_topic() {
         .publish_event("news desk", &0)
         .await
         .unwrap();
-    wait_for("the stream to close", || {
+    eventually("the stream to close", || {
         srv.server.active_connections() == 1 && srv.server.hub().subscriber_count("news desk") == 1
     })
     .await;
@@ -248,7 +238,7 @@ async fn shutdown_ends_streams_after_what_they_were_sent() {
     tokio::spawn(server.clone().serve_until(listener, std::future::pending()));
     let srv = Running { addr, server };
     let mut sse = SseClient::open(srv.addr, "/realtime/events/news", &[]).await;
-    wait_for("the subscription", || {
+    eventually("the subscription", || {
         srv.server.hub().subscriber_count("news") == 1
     })
     .await;
@@ -279,7 +269,7 @@ async fn a_stream_that_stops_reading_is_closed_within_its_outbound_bound() {
     // This client reads the head and then nothing.
     let mut sse = SseClient::open(srv.addr, "/realtime/events/flood", &[]).await;
     assert_eq!(sse.status, 200);
-    wait_for("the subscription", || {
+    eventually("the subscription", || {
         srv.server.hub().subscriber_count("flood") == 1
     })
     .await;
@@ -301,13 +291,13 @@ async fn a_stream_that_stops_reading_is_closed_within_its_outbound_bound() {
         tokio::task::yield_now().await;
     }
     assert!(refused_at.is_some(), "the slow stream kept taking events");
-    wait_for("the slow stream to be dropped", || {
+    eventually("the slow stream to be dropped", || {
         srv.server.active_connections() == 0 && srv.server.hub().subscriber_count("flood") == 0
     })
     .await;
     // Other streams are unaffected.
     let mut other = SseClient::open(srv.addr, "/realtime/events/flood", &[]).await;
-    wait_for("the new subscription", || {
+    eventually("the new subscription", || {
         srv.server.hub().subscriber_count("flood") == 1
     })
     .await;
@@ -351,7 +341,7 @@ async fn streams_are_refused_like_upgrades_and_count_as_connections() {
 
     // Two streams reach the limit of two: a third stream and an upgrade are refused.
     let _second = SseClient::open(srv.addr, "/realtime/events/news", &[]).await;
-    wait_for("both streams", || srv.server.active_connections() == 2).await;
+    eventually("both streams", || srv.server.active_connections() == 2).await;
     let third = SseClient::open(srv.addr, "/realtime/events/news", &[]).await;
     assert_eq!(third.status, 503);
     assert!(
@@ -380,7 +370,7 @@ async fn streams_are_served_next_to_an_apps_own_routes() {
 
     let mut sse = SseClient::open(addr, "/realtime/events/news", &[]).await;
     assert_eq!(sse.status, 200, "{}", sse.head);
-    wait_for("the subscription", || {
+    eventually("the subscription", || {
         server.hub().subscriber_count("news") == 1
     })
     .await;

@@ -10,6 +10,7 @@
 //! Every wait is bounded by [`WAIT`], which is generous on purpose: a correct server answers in milliseconds, and
 //! no test asserts an upper bound on speed.
 
+use pikku_testkit::eventually;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
@@ -74,18 +75,6 @@ where
         let _ = stopped.await;
     }));
     Server { addr, _stop: stop }
-}
-
-/// Waits until `check` holds, polling; panics with `what` after [`WAIT`].
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

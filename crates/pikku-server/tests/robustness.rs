@@ -13,6 +13,7 @@
 //! timeout, a request head that never completes by the handshake timeout, a frame that never completes by the
 //! idle timeout. None of them holds up a shutdown, a stop of the listener or any other client.
 
+use pikku_testkit::eventually;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -141,18 +142,6 @@ where
             })
             .expect("serve task")
             .expect("serve_until");
-    }
-}
-
-/// Waits until `check` holds, polling; panics with `what` after [`WAIT`].
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -28,6 +28,18 @@ pub use ws::{client_frame, frame_header, RawFrame, RawWs, MASK};
 /// milliseconds, so this only bounds how long a failure takes.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Waits until `check` holds, polling every 10 ms; panics naming `what` after [`WAIT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Kilobytes of resident memory of this process (`VmRSS` in `/proc/self/status`).
 ///
 /// # Panics
