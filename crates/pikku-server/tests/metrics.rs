@@ -414,6 +414,11 @@ async fn hub_metrics_follow_publications_across_nodes_and_the_broker_link() {
     let samples = scrape(first).await;
     assert_eq!(get(&samples, "pikku_hub_publishes_total", &local), 1.0);
     assert_eq!(get(&samples, "pikku_hub_remote_events_total", &local), 1.0);
+    // The relayed publication's lag was measured once, on the node that received it, and within the test's run.
+    let lag_count = get(&samples, "pikku_hub_remote_lag_seconds_count", &local);
+    assert_eq!(lag_count, 1.0);
+    let lag = get(&samples, "pikku_hub_remote_lag_seconds_sum", &local);
+    assert!((0.0..5.0).contains(&lag), "lag {lag} s");
     let source = |s: &'static str| [("backend", "local"), ("source", s)];
     assert_eq!(
         get(&samples, "pikku_hub_deliveries_total", &source("local")),

@@ -9,6 +9,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -98,6 +99,9 @@ pub struct RemoteEvent {
     pub kind: PayloadKind,
     /// The encoded value: exactly the bytes every subscriber's frame carries.
     pub payload: Bytes,
+    /// When the publisher made it, by the publisher's clock, to the microsecond; `None` for events from
+    /// writers that do not send it. A receiver reports its own clock minus this as the remote lag.
+    pub published_at: Option<SystemTime>,
 }
 
 impl RemoteEvent {
@@ -116,7 +120,20 @@ impl RemoteEvent {
             exclude: exclude.map(Arc::from),
             kind,
             payload,
+            published_at: Some(now_to_the_microsecond()),
         }
+    }
+
+    /// How long ago, by this node's clock, the publisher made it; `None` without a publication time, and zero
+    /// when the clocks disagree so much that it would be negative.
+    #[must_use]
+    pub fn lag(&self) -> Option<Duration> {
+        let published = self.published_at?;
+        Some(
+            SystemTime::now()
+                .duration_since(published)
+                .unwrap_or_default(),
+        )
     }
 
     /// The frame local subscribers receive. Shares the payload's bytes.
@@ -127,6 +144,15 @@ impl RemoteEvent {
             PayloadKind::Binary => OutFrame::Binary(self.payload.clone()),
         }
     }
+}
+
+/// The wall clock truncated to the microsecond, the precision envelopes carry, so that an event read back from
+/// its envelope equals the one written.
+fn now_to_the_microsecond() -> SystemTime {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    UNIX_EPOCH + Duration::from_micros(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// A broker connection under the [`EventHub`](crate::EventHub), shared by every connection of one process.

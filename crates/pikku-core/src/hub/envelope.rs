@@ -9,6 +9,8 @@
 //! 20      1     payload kind: 0 JSON, 1 text, 2 binary
 //! 21      2     topic length T, then T bytes of UTF-8
 //! ..      2     exclude length E (0xFFFF: none), then E bytes of UTF-8
+//! ..      8     publication time: microseconds since the Unix epoch, big-endian (optional: absent when
+//!               the header ends before it)
 //! ..      ..    fields added by later writers (skipped by this reader)
 //! 4 + H   rest  payload
 //! ```
@@ -20,6 +22,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -30,6 +33,8 @@ const VERSION: u8 = 1;
 const NO_EXCLUDE: u16 = u16::MAX;
 /// Header bytes of version 1 without topic and exclude: origin, kind and the two lengths.
 const FIXED_HEADER: usize = 16 + 1 + 2 + 2;
+/// The optional publication time after the exclude id.
+const PUBLISHED_AT_LEN: usize = 8;
 
 /// Why received bytes are not an envelope this node can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +78,11 @@ impl std::error::Error for EnvelopeError {}
 #[must_use]
 pub fn encode(event: &RemoteEvent) -> Bytes {
     let exclude = event.exclude.as_deref().unwrap_or("");
-    let header = FIXED_HEADER + event.topic.len() + exclude.len();
+    let published_at = event.published_at.map(micros_since_epoch);
+    let header = FIXED_HEADER
+        + event.topic.len()
+        + exclude.len()
+        + published_at.map_or(0, |_| PUBLISHED_AT_LEN);
     let mut out = BytesMut::with_capacity(4 + header + event.payload.len());
     out.put_u8(MAGIC);
     out.put_u8(VERSION);
@@ -89,8 +98,16 @@ pub fn encode(event: &RemoteEvent) -> Bytes {
         Some(id) => put_str(&mut out, id),
         None => out.put_u16(NO_EXCLUDE),
     }
+    if let Some(micros) = published_at {
+        out.put_u64(micros);
+    }
     out.put_slice(&event.payload);
     out.freeze()
+}
+
+fn micros_since_epoch(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
@@ -139,12 +156,21 @@ pub fn decode_bytes(bytes: Bytes) -> Result<RemoteEvent, EnvelopeError> {
     };
     let topic = reader.string()?.ok_or(EnvelopeError::Malformed)?;
     let exclude = reader.string()?;
+    // Optional: a writer that does not send it ends the header here.
+    let published_at = match reader.take(PUBLISHED_AT_LEN) {
+        Ok(micros) => {
+            let micros = u64::from_be_bytes(micros.try_into().expect("8 bytes"));
+            UNIX_EPOCH.checked_add(Duration::from_micros(micros))
+        }
+        Err(_) => None,
+    };
     Ok(RemoteEvent {
         origin,
         topic,
         exclude,
         kind,
         payload: bytes.slice(4 + header_len..),
+        published_at,
     })
 }
 
@@ -208,6 +234,17 @@ mod tests {
         newer[2..4].copy_from_slice(&grown);
         newer.extend_from_slice(&bytes[4 + header_len..]);
         assert_eq!(decode(&newer).unwrap(), e);
+    }
+
+    #[test]
+    fn an_event_from_a_writer_without_the_publication_time_has_none() {
+        let mut e = event(None, PayloadKind::Json);
+        e.published_at = None;
+        let bytes = encode(&e);
+        assert_eq!(decode(&bytes).unwrap().published_at, None);
+        let timed = event(None, PayloadKind::Json);
+        assert_eq!(encode(&timed).len(), bytes.len() + PUBLISHED_AT_LEN);
+        assert_eq!(decode(&encode(&timed)).unwrap(), timed);
     }
 
     #[test]

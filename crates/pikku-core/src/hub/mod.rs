@@ -785,6 +785,9 @@ async fn deliver_remote(hub: &HubInner, event: RemoteEvent) {
     if let Some(metrics) = hub.metrics.get() {
         metrics.remote_events.increment(1);
         metrics.remote_deliveries.increment(delivered as u64);
+        if let Some(lag) = event.lag() {
+            metrics.remote_lag.record(lag.as_secs_f64());
+        }
     }
 }
 

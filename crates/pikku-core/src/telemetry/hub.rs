@@ -1,6 +1,6 @@
 //! The event hub's metric handles, labelled with its backend.
 
-use metrics::{counter, gauge, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use super::names;
 
@@ -12,6 +12,7 @@ pub(crate) struct HubMetrics {
     pub(crate) local_deliveries: Counter,
     pub(crate) remote_deliveries: Counter,
     pub(crate) remote_events: Counter,
+    pub(crate) remote_lag: Histogram,
     pub(crate) broker_connected: Gauge,
     pub(crate) broker_reconnects: Counter,
 }
@@ -29,6 +30,7 @@ impl HubMetrics {
             local_deliveries: counter!(names::HUB_DELIVERIES, "backend" => backend, "source" => "local"),
             remote_deliveries: counter!(names::HUB_DELIVERIES, "backend" => backend, "source" => "remote"),
             remote_events: counter!(names::HUB_REMOTE_EVENTS, "backend" => backend),
+            remote_lag: histogram!(names::HUB_REMOTE_LAG, "backend" => backend),
             broker_connected: gauge!(names::HUB_BROKER_CONNECTED, "backend" => backend),
             broker_reconnects: counter!(names::HUB_BROKER_RECONNECTS, "backend" => backend),
         }
@@ -42,6 +44,7 @@ impl HubMetrics {
             local_deliveries: counter!(names::HUB_DELIVERIES, "backend" => backend, "source" => "local"),
             remote_deliveries: Counter::noop(),
             remote_events: Counter::noop(),
+            remote_lag: Histogram::noop(),
             broker_connected: Gauge::noop(),
             broker_reconnects: Counter::noop(),
         }

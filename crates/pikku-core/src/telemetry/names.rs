@@ -1,6 +1,6 @@
 //! The names of pikku's metrics, for dashboards, alerts and tests.
 //!
-//! Counters end in `_total`; the one histogram is in seconds. Labels: `channel` is the channel's name,
+//! Counters end in `_total`; histograms are in seconds. Labels: `channel` is the channel's name,
 //! `route` a route's `property:value` (or `default`, `connect`, `binary`, `disconnect`, `unrouted`), `reason`
 //! a [`DisconnectReason`](crate::DisconnectReason) name, `class` an error's `errorName`, `status` an HTTP
 //! status, `backend` the event hub's driver (`memory` without one), `source` `local` or `remote`.
@@ -53,6 +53,9 @@ pub const HUB_PUBLISH_ERRORS: &str = "pikku_hub_publish_errors_total";
 pub const HUB_DELIVERIES: &str = "pikku_hub_deliveries_total";
 /// Counter: publications received from other nodes through the broker (`backend`).
 pub const HUB_REMOTE_EVENTS: &str = "pikku_hub_remote_events_total";
+/// Histogram, seconds: how long publications from other nodes took to get here, from the publisher's clock to
+/// this node's (`backend`); clocks out of step skew it, and a negative difference counts as zero.
+pub const HUB_REMOTE_LAG: &str = "pikku_hub_remote_lag_seconds";
 /// Gauge: 1 while the link to the broker is up, 0 while it is down or starting (`backend`).
 pub const HUB_BROKER_CONNECTED: &str = "pikku_hub_broker_connected";
 /// Counter: times the broker link came back after an outage (`backend`).
@@ -83,6 +86,7 @@ pub const ALL: &[&str] = &[
     HUB_PUBLISH_ERRORS,
     HUB_DELIVERIES,
     HUB_REMOTE_EVENTS,
+    HUB_REMOTE_LAG,
     HUB_BROKER_CONNECTED,
     HUB_BROKER_RECONNECTS,
 ];
@@ -124,6 +128,11 @@ pub(crate) fn describe_all() {
         "Frames queued to local subscribers, by source."
     );
     describe_counter!(HUB_REMOTE_EVENTS, "Publications received from other nodes.");
+    describe_histogram!(
+        HUB_REMOTE_LAG,
+        Unit::Seconds,
+        "Time from a publication on another node to its arrival here."
+    );
     describe_gauge!(
         HUB_BROKER_CONNECTED,
         "1 while the broker link is up, 0 otherwise."

@@ -12,7 +12,7 @@ use pikku_core::telemetry::{self, names};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Bucket bounds of the handler duration histogram, in seconds: 5 µs to 10 s.
+/// Bucket bounds of the duration histograms (handler run time, remote lag), in seconds: 5 µs to 10 s.
 const DURATION_BUCKETS: [f64; 20] = [
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -95,6 +95,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, InstallError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(names::HANDLER_DURATION.to_owned()),
+            &DURATION_BUCKETS,
+        )
+        .map_err(InstallError::Build)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::HUB_REMOTE_LAG.to_owned()),
             &DURATION_BUCKETS,
         )
         .map_err(InstallError::Build)?
