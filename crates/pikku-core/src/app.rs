@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::channel::Registry;
 use crate::channel::SlowConsumerPolicy;
+use crate::describe::{describe_app, AppDescription, ChannelShape};
 use crate::error::RegistrationError;
 use crate::events::EventsSpec;
 use crate::handler::{ErasedBinary, ErasedConnect, ErasedDisconnect, ErasedMessage};
@@ -126,6 +127,9 @@ pub struct App<S, U = ()> {
     config: AppConfig,
     channels: Vec<ChannelSpec<S, U>>,
     pending: Vec<PendingChannel<S, U>>,
+    /// Every channel's types, for [`describe`](Self::describe).
+    shapes: Vec<ChannelShape>,
+    require_schemas: bool,
     message_middleware: Vec<ErasedMiddleware<S, U>>,
     lifecycle_middleware: Vec<ErasedMiddleware<S, U>>,
     upgrade_middleware: Vec<ErasedUpgrade<S, U>>,
@@ -172,6 +176,8 @@ where
             config,
             channels: Vec::new(),
             pending: Vec::new(),
+            shapes: Vec::new(),
+            require_schemas: false,
             message_middleware: Vec::new(),
             lifecycle_middleware: Vec::new(),
             upgrade_middleware: Vec::new(),
@@ -339,9 +345,72 @@ where
                 ));
             }
         }
+        let shape = channel.shape(&pattern);
+        if self.require_schemas {
+            if let Some((missing, location)) = shape.first_undescribed() {
+                return Err((RegistrationError::Undescribed { missing }, location));
+            }
+        }
+        self.shapes.push(shape);
         self.pending
             .push(PendingChannel::from_route(channel, pattern));
         Ok(self)
+    }
+
+    /// Requires every handler of every channel to be registered with [`typed`](crate::typed), so that
+    /// [`describe`](Self::describe) has a schema for each type: a channel with an undescribed type is refused like
+    /// any other registration error, naming the type and the line of its `.route(..)` (or of its
+    /// `ChannelRoute::new`). Applies to channels added before and after this call.
+    ///
+    /// ```
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params, RegistrationError};
+    ///
+    /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
+    ///
+    /// let (err, _line) = App::new(())
+    ///     .require_schemas()
+    ///     .try_channel(ChannelRoute::new("a", "/a").route("action", "ping", ping))
+    ///     .unwrap_err();
+    /// assert_eq!(err, RegistrationError::Undescribed { missing: "a: opening data".into() });
+    /// let ok = App::new(()).require_schemas().channel(ChannelRoute::new("a", "/a").route("action", "ping", pikku::typed(ping)));
+    /// # let _ = ok;
+    /// ```
+    ///
+    /// # Panics
+    /// When a channel added earlier has an undescribed type; the message names it and where it was registered.
+    #[track_caller]
+    pub fn require_schemas(mut self) -> Self {
+        for shape in &self.shapes {
+            if let Some((missing, location)) = shape.first_undescribed() {
+                let err = RegistrationError::Undescribed { missing };
+                panic!("{err} (registered at {location})");
+            }
+        }
+        self.require_schemas = true;
+        self
+    }
+
+    /// Every channel of the app with the types its handlers take and return, and JSON Schemas for the types of
+    /// handlers registered with [`typed`](crate::typed): the input of client generators such as `pikku-codegen`.
+    /// The schemas are computed by this call; registration only records the types.
+    ///
+    /// ```
+    /// use pikku::{typed, App, Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Move { x: i32, y: i32 }
+    ///
+    /// async fn step(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, m: Move) -> i32 { m.x + m.y }
+    ///
+    /// let app = App::new(()).channel(ChannelRoute::new("game", "/games/:id").route("type", "move", typed(step)));
+    /// let description = app.describe();
+    /// assert_eq!(description.channels[0].params, ["id"]);
+    /// let json = serde_json::to_string_pretty(&description).unwrap();
+    /// assert!(json.contains("\"$ref\": \"#/$defs/Move\""));
+    /// ```
+    #[must_use]
+    pub fn describe(&self) -> AppDescription {
+        describe_app(self.shapes.iter())
     }
 
     /// Global message middleware: wraps every message route of every channel, outermost (before channel and
@@ -449,6 +518,7 @@ where
             config: self.config,
             channels: self.channels,
             match_order: order,
+            shapes: self.shapes,
         })
     }
 }
@@ -738,6 +808,7 @@ pub struct AppRuntime<S, U> {
     config: AppConfig,
     pub(crate) channels: Vec<ChannelSpec<S, U>>,
     pub(crate) match_order: Vec<usize>,
+    shapes: Vec<ChannelShape>,
 }
 
 impl<S, U> fmt::Debug for AppRuntime<S, U> {
@@ -753,6 +824,21 @@ impl<S, U> fmt::Debug for AppRuntime<S, U> {
 }
 
 impl<S, U> AppRuntime<S, U> {
+    /// The description of the app's channels, as [`App::describe`] gives it before the app is built.
+    ///
+    /// ```
+    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// async fn hello(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>) -> &'static str { "hello!" }
+    ///
+    /// let rt = App::new(()).channel(ChannelRoute::new("events", "/events").on_connect(hello)).into_runtime();
+    /// assert_eq!(rt.describe().channels[0].name, "events");
+    /// ```
+    #[must_use]
+    pub fn describe(&self) -> AppDescription {
+        describe_app(self.shapes.iter())
+    }
+
     /// The application's services, as given to [`App::new`] (handlers read them with
     /// [`Ctx::state`](crate::Ctx::state)).
     pub fn state(&self) -> &S {

@@ -725,6 +725,13 @@ pub enum RegistrationError {
         /// The value.
         value: String,
     },
+    /// The app [requires schemas](crate::App::require_schemas) and a handler's type has none.
+    Undescribed {
+        /// What lacks a schema: `"<channel>: <what>"`, as [`AppDescription::undescribed`] lists it.
+        ///
+        /// [`AppDescription::undescribed`]: crate::describe::AppDescription::undescribed
+        missing: String,
+    },
 }
 
 impl fmt::Display for RegistrationError {
@@ -751,6 +758,10 @@ impl fmt::Display for RegistrationError {
                 property,
                 value,
             } => write!(f, "channel '{channel}': route '{property}:{value}' is registered twice"),
+            Self::Undescribed { missing } => write!(
+                f,
+                "the app requires schemas, and {missing} has none: register the handler with `typed(..)`"
+            ),
         }
     }
 }

@@ -52,6 +52,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::handler::typed;
+
 use crate::ctx::Ctx;
 use crate::error::{ChannelError, HubError};
 use crate::handler::BoxFuture;
@@ -132,7 +134,8 @@ impl<S, U> std::fmt::Debug for EventsChannel<S, U> {
 }
 
 /// The input of `subscribe` and `unsubscribe`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "EventTopic")]
 struct TopicInput {
     topic: String,
 }
@@ -223,8 +226,8 @@ where
         };
         let mut route = ChannelRoute::new(self.name, self.route)
             .auth(false)
-            .route("action", "subscribe", subscribe)
-            .route("action", "unsubscribe", unsubscribe);
+            .route("action", "subscribe", typed(subscribe))
+            .route("action", "unsubscribe", typed(unsubscribe));
         route.location = self.location;
         route.events = Some(EventsSpec {
             authorize: self.authorize,

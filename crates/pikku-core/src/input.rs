@@ -169,6 +169,26 @@ fn missing_field(message: &str) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Valid<T>(pub T);
 
+/// The schema of the validated type: `schemars` writes `garde`'s constraints into it.
+#[cfg(feature = "garde")]
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Valid<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+}
+
 #[cfg(feature = "garde")]
 impl<T> FromInput for Valid<T>
 where

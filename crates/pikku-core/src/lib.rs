@@ -52,6 +52,7 @@
 pub mod app;
 pub mod channel;
 pub mod ctx;
+pub mod describe;
 pub mod error;
 pub mod events;
 pub mod frame;
@@ -77,7 +78,7 @@ pub use error::{
     ChannelError, ClientError, ErrorClass, ErrorDetail, HubError, RegistrationError, SendError,
 };
 pub use frame::{encode_json, encode_value, OutFrame};
-pub use handler::{IntoBinaryReply, IntoReply, Json, Reply};
+pub use handler::{typed, IntoBinaryReply, IntoReply, Json, Reply, Typed};
 pub use hub::{EventHub, HubLimits};
 pub use input::FromInput;
 #[cfg(feature = "garde")]

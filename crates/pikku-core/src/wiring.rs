@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::describe::{CapabilityInfo, ChannelShape, HandlerTypes, RouteShape, TypeInfo};
 use crate::error::{ChannelError, RegistrationError};
 use crate::events::EventsSpec;
 use crate::handler::{
@@ -32,8 +33,9 @@ use crate::handler::{
 use crate::middleware::{
     ErasedMiddleware, ErasedPermission, ErasedUpgrade, Middleware, Permission, UpgradeMiddleware,
 };
-use crate::opening::{opening_from_params, Params};
+use crate::opening::{opening_from_params, Params, RoutePattern, RouteSegment};
 use crate::rate_limit::RateLimit;
+use crate::rpc::Capability;
 
 pub(crate) type OpeningParser = fn(Params) -> Result<Arc<dyn Any + Send + Sync>, ChannelError>;
 
@@ -73,6 +75,10 @@ pub struct Route<S, U, O, SS> {
     pub(crate) middleware: Vec<ErasedMiddleware<S, U>>,
     pub(crate) permission_groups: Vec<Vec<ErasedPermission<S, U>>>,
     pub(crate) rate_limit: Option<Option<RateLimit>>,
+    /// The handler's types, for `App::describe`.
+    pub(crate) types: HandlerTypes,
+    /// The `.route(..)` call that registered it.
+    pub(crate) location: Option<&'static Location<'static>>,
     _marker: PhantomData<fn() -> (O, SS)>,
 }
 
@@ -111,6 +117,8 @@ impl<S, U, O, SS> Route<S, U, O, SS> {
             middleware: Vec::new(),
             permission_groups: Vec::new(),
             rate_limit: None,
+            types: H::types(),
+            location: None,
             _marker: PhantomData,
         }
     }
@@ -329,7 +337,9 @@ pub enum RouteMarker {}
     note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
             (`Params` is shown as `HashMap<String, String>`)",
     note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In| \
-            async move {{ .. }}`"
+            async move {{ .. }}`",
+    note = "inside `typed(..)`, the handler's types (message, reply value, push `Out`, opening data `O`) must also \
+            implement `schemars::JsonSchema`: add `#[derive(schemars::JsonSchema)]` to them"
 )]
 pub trait IntoRoute<S, U, O, SS, M> {
     /// Converts into a [`Route`]; a bare handler becomes `Route::new(handler)`.
@@ -426,6 +436,17 @@ pub struct ChannelRoute<S, U, O = Params, SS = ()> {
     pub(crate) errors: Vec<(RegistrationError, &'static Location<'static>)>,
     /// Set by [`EventsChannel`](crate::events::EventsChannel): the channel also serves topic streams.
     pub(crate) events: Option<EventsSpec<S, U>>,
+    /// The types of the lifecycle and binary handlers and the declared capabilities, for `App::describe`.
+    pub(crate) described: DescribedTypes,
+}
+
+/// What a channel records about its handlers' types besides its routes (which carry their own).
+pub(crate) struct DescribedTypes {
+    pub(crate) opening: TypeInfo,
+    pub(crate) connect: Option<HandlerTypes>,
+    pub(crate) disconnect: Option<HandlerTypes>,
+    pub(crate) binary: Option<HandlerTypes>,
+    pub(crate) capabilities: Vec<CapabilityInfo>,
 }
 
 impl<S, U, O, SS> std::fmt::Debug for ChannelRoute<S, U, O, SS> {
@@ -485,6 +506,13 @@ where
             rate_limit: None,
             errors: Vec::new(),
             events: None,
+            described: DescribedTypes {
+                opening: TypeInfo::untyped::<O>(),
+                connect: None,
+                disconnect: None,
+                binary: None,
+                capabilities: Vec::new(),
+            },
         }
     }
 }
@@ -535,6 +563,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
             handler: handler.erase(),
             middleware: Vec::new(),
         });
+        self.described.connect = Some(H::types());
         self
     }
 
@@ -587,6 +616,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
             handler: handler.erase(),
             middleware: Vec::new(),
         });
+        self.described.disconnect = Some(H::types());
         self
     }
 
@@ -715,7 +745,9 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
             ));
             return self;
         }
-        prop.routes.push((value.to_owned(), route.into_route()));
+        let mut route = route.into_route();
+        route.location = Some(location);
+        prop.routes.push((value.to_owned(), route));
         self
     }
 
@@ -741,6 +773,7 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
         H: BinaryHandler<S, U, O, SS, M>,
     {
         self.binary = Some(handler.erase());
+        self.described.binary = Some(H::types());
         self
     }
 
@@ -901,5 +934,87 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
         self.rate_limit = Some(limit.into());
         self
+    }
+
+    /// Declares that this channel's handlers call capability `C` on the client (reverse RPC), so that
+    /// [`App::describe`](crate::App::describe) lists it and generated clients can type the function that answers
+    /// it. Calling [`Channel::remote`](crate::Channel::remote) does not need the declaration.
+    ///
+    /// ```
+    /// use pikku::{App, Capability, Channel, ChannelRoute, Ctx, Params, RpcError};
+    ///
+    /// struct GetVersion;
+    /// impl Capability for GetVersion {
+    ///     const NAME: &'static str = "getVersion";
+    ///     type Input = ();
+    ///     type Output = String;
+    /// }
+    ///
+    /// async fn version(_ctx: Ctx<(), ()>, ch: Channel<Params, ()>, _in: ()) -> Result<String, RpcError> {
+    ///     ch.remote::<GetVersion>(()).await
+    /// }
+    ///
+    /// let tools = ChannelRoute::new("tools", "/tools").route("action", "version", version).calls::<GetVersion>();
+    /// let app = App::new(()).channel(tools);
+    /// assert_eq!(app.describe().channels[0].capabilities[0].name, "getVersion");
+    /// ```
+    pub fn calls<C>(mut self) -> Self
+    where
+        C: Capability,
+        C::Input: schemars::JsonSchema,
+        C::Output: schemars::JsonSchema,
+    {
+        self.described.capabilities.push(CapabilityInfo {
+            name: C::NAME,
+            input: TypeInfo::typed::<C::Input>(),
+            output: TypeInfo::typed::<C::Output>(),
+        });
+        self
+    }
+
+    /// The channel's types as registered, for `App::describe`.
+    pub(crate) fn shape(&self, pattern: &RoutePattern) -> ChannelShape {
+        let route_shape = |property: &str, value: &str, route: &Route<S, U, O, SS>| RouteShape {
+            property: property.to_owned(),
+            value: value.to_owned(),
+            auth: route.auth.unwrap_or(self.auth),
+            types: route.types,
+            location: route.location.unwrap_or(self.location),
+        };
+        ChannelShape {
+            name: self.name.clone(),
+            route: self.route.clone(),
+            params: pattern
+                .segments()
+                .filter_map(|segment| match segment {
+                    RouteSegment::Param(name) => Some(name.to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            auth: self.auth,
+            location: self.location,
+            opening: self.described.opening,
+            connect: self.described.connect,
+            disconnect: self.described.disconnect,
+            message: self
+                .default_route
+                .as_ref()
+                .map(|route| route_shape("", "", route)),
+            routes: self
+                .properties
+                .iter()
+                .flat_map(|p| {
+                    p.routes
+                        .iter()
+                        .map(|(value, route)| route_shape(&p.name, value, route))
+                })
+                .collect(),
+            binary: self
+                .described
+                .binary
+                .map(|types| (self.binary_auth.unwrap_or(self.auth), types)),
+            capabilities: self.described.capabilities.clone(),
+            events: self.events.as_ref().map(|_| true),
+        }
     }
 }

@@ -165,6 +165,9 @@
 /// The channel model (`pikku-core`), for the items the facade does not re-export: the [`core::runtime`]
 /// pipeline, [`core::middleware::Invocation`], [`core::permission`], [`core::RegistrationError`], …
 pub use pikku_core as core;
+/// What an app's channels accept and answer, as data ([`App::describe`]): the input of `pikku-codegen`, which
+/// writes typed clients from it. Register handlers with [`typed`] to include their JSON Schemas.
+pub use pikku_core::describe;
 /// The events channel of Pikku's realtime client ([`EventsChannel`](events::EventsChannel)): topic
 /// subscriptions over a socket, the same topics as Server-Sent Events, and
 /// [`publish_event`](events::publish_event) for the `{"topic","data"}` envelope. See `docs/realtime.md`.
@@ -190,6 +193,7 @@ pub use pikku_core::hub;
 pub use pikku_server as server;
 
 pub use pikku_core::error::BackendError;
+pub use pikku_core::typed;
 #[cfg(feature = "garde")]
 pub use pikku_core::Valid;
 pub use pikku_core::{
@@ -197,7 +201,7 @@ pub use pikku_core::{
     ClientError, ClosedChannel, Ctx, DisconnectReason, ErrorClass, ErrorDetail, EventHub,
     FromInput, HubError, IntoBinaryReply, IntoReply, Json, MiddlewareCtx, Next, OriginPolicy,
     Params, PermissionCtx, RateLimit, RegistrationError, Reply, Route, RoutePattern, RouteSegment,
-    RpcError, RpcFailure, SendError, SlowConsumerPolicy, UpgradeRequest,
+    RpcError, RpcFailure, SendError, SlowConsumerPolicy, Typed, UpgradeRequest,
 };
 
 mod hub_url;

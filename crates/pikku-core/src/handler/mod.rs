@@ -57,9 +57,16 @@ use serde_json::Value;
 use crate::app::PermissionPlan;
 use crate::channel::{Channel, ClosedChannel, Connection, DisconnectReason};
 use crate::ctx::Ctx;
+use crate::describe::{HandlerTypes, ReplyInfo, TypeInfo};
 use crate::error::ChannelError;
 use crate::input::FromInput;
 use crate::middleware::check_permissions;
+
+mod typed;
+
+#[doc(hidden)]
+pub use typed::Described;
+pub use typed::{typed, Typed};
 
 /// A boxed, sendable future: what [`Next::run`](crate::Next::run) and the pipeline's runner-facing calls return.
 ///
@@ -458,12 +465,20 @@ use shape::HandlerFn;
             first, then the channel",
     note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
             (`Params` is shown as `HashMap<String, String>`)",
-    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>| async move {{ .. }}`"
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>| async move {{ .. }}`",
+    note = "inside `typed(..)`, the handler's types (message, reply value, push `Out`, opening data `O`) must also \
+            implement `schemars::JsonSchema`: add `#[derive(schemars::JsonSchema)]` to them"
 )]
 pub trait ConnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
     #[doc(hidden)]
     fn erase(self) -> ErasedConnect<S, U>;
+
+    /// The handler's types, for [`App::describe`](crate::App::describe).
+    #[doc(hidden)]
+    fn types() -> HandlerTypes
+    where
+        Self: Sized;
 }
 
 impl<F, S, U, O, SS, Out, K> ConnectHandler<S, U, O, SS, (Out, K)> for F
@@ -477,6 +492,12 @@ where
     Out: 'static,
     SS: 'static,
 {
+    fn types() -> HandlerTypes {
+        let reply = ReplyInfo::untyped::<F::Output>();
+        let push = TypeInfo::push::<Out>(TypeInfo::untyped::<Out>());
+        HandlerTypes::new(TypeInfo::untyped::<O>(), None, push, Some(reply))
+    }
+
     fn erase(self) -> ErasedConnect<S, U> {
         Arc::new(move |ctx, conn| {
             let fut = self.call((ctx, Channel::new(conn)));
@@ -521,12 +542,20 @@ where
     note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
             (`Params` is shown as `HashMap<String, String>`)",
     note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, input: In| \
-            async move {{ .. }}`"
+            async move {{ .. }}`",
+    note = "inside `typed(..)`, the handler's types (message, reply value, push `Out`, opening data `O`) must also \
+            implement `schemars::JsonSchema`: add `#[derive(schemars::JsonSchema)]` to them"
 )]
 pub trait MessageHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
     #[doc(hidden)]
     fn erase(self) -> ErasedMessage<S, U>;
+
+    /// The handler's types, for [`App::describe`](crate::App::describe).
+    #[doc(hidden)]
+    fn types() -> HandlerTypes
+    where
+        Self: Sized;
 }
 
 impl<F, S, U, O, SS, In, Out, K> MessageHandler<S, U, O, SS, (In, Out, K)> for F
@@ -541,6 +570,16 @@ where
     Out: 'static,
     SS: 'static,
 {
+    fn types() -> HandlerTypes {
+        let push = TypeInfo::push::<Out>(TypeInfo::untyped::<Out>());
+        HandlerTypes::new(
+            TypeInfo::untyped::<O>(),
+            Some(TypeInfo::untyped::<In>()),
+            push,
+            Some(ReplyInfo::untyped::<F::Output>()),
+        )
+    }
+
     fn erase(self) -> ErasedMessage<S, U> {
         let handler = Arc::new(self);
         Arc::new(move |ctx, conn, value, permissions| match permissions {
@@ -597,12 +636,20 @@ where
     note = "every handler of a channel takes the same opening data `O` and socket state `SS` in its `Channel<O, _, SS>` \
             (`Params` is shown as `HashMap<String, String>`)",
     note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: Channel<O, Out, SS>, bytes: \
-            Bytes| async move {{ .. }}`"
+            Bytes| async move {{ .. }}`",
+    note = "inside `typed(..)`, the handler's types (message, reply value, push `Out`, opening data `O`) must also \
+            implement `schemars::JsonSchema`: add `#[derive(schemars::JsonSchema)]` to them"
 )]
 pub trait BinaryHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
     #[doc(hidden)]
     fn erase(self) -> ErasedBinary<S, U>;
+
+    /// The handler's types, for [`App::describe`](crate::App::describe).
+    #[doc(hidden)]
+    fn types() -> HandlerTypes
+    where
+        Self: Sized;
 }
 
 impl<F, S, U, O, SS, Out, K> BinaryHandler<S, U, O, SS, (Out, K)> for F
@@ -616,6 +663,11 @@ where
     Out: 'static,
     SS: 'static,
 {
+    fn types() -> HandlerTypes {
+        let push = TypeInfo::push::<Out>(TypeInfo::untyped::<Out>());
+        HandlerTypes::new(TypeInfo::untyped::<O>(), None, push, None)
+    }
+
     fn erase(self) -> ErasedBinary<S, U> {
         Arc::new(move |ctx, conn, bytes| {
             let fut = self.call((ctx, Channel::new(conn), bytes));
@@ -649,12 +701,20 @@ where
             then a `ClosedChannel` (not a `Channel`: the client is gone, nothing can be sent to it)",
     note = "every handler of a channel takes the same opening data `O` and socket state `SS` \
             (`Params` is shown as `HashMap<String, String>`)",
-    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: ClosedChannel<O, SS>| async move {{ .. }}`"
+    note = "a closure works too, with typed parameters: `|ctx: Ctx<S, U>, channel: ClosedChannel<O, SS>| async move {{ .. }}`",
+    note = "inside `typed(..)`, the handler's types (message, reply value, push `Out`, opening data `O`) must also \
+            implement `schemars::JsonSchema`: add `#[derive(schemars::JsonSchema)]` to them"
 )]
 pub trait DisconnectHandler<S, U, O, SS, M>: Send + Sync + 'static {
     /// Erases the handler for storage.
     #[doc(hidden)]
     fn erase(self) -> ErasedDisconnect<S, U>;
+
+    /// The handler's types, for [`App::describe`](crate::App::describe).
+    #[doc(hidden)]
+    fn types() -> HandlerTypes
+    where
+        Self: Sized;
 }
 
 impl<F, S, U, O, SS, K> DisconnectHandler<S, U, O, SS, (K,)> for F
@@ -667,6 +727,10 @@ where
     U: 'static,
     SS: 'static,
 {
+    fn types() -> HandlerTypes {
+        HandlerTypes::new(TypeInfo::untyped::<O>(), None, None, None)
+    }
+
     fn erase(self) -> ErasedDisconnect<S, U> {
         Arc::new(move |ctx, conn, reason| {
             let fut = self.call((ctx, ClosedChannel::new(conn, reason)));
