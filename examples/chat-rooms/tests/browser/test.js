@@ -1,6 +1,6 @@
 // The chat page in headless Chromium (Debian's, through playwright-core: no browser download). It starts the demo
-// on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation and
-// departures, then kills the server, restarts it on the same port and checks that the page reconnects by itself,
+// on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation,
+// leaving and departures, then kills the server, restarts it on the same port and checks that the page reconnects by itself,
 // rejoins its room and can send again. It saves a screenshot of the two users chatting.
 //
 // Run by `cargo test -p example-chat-rooms --test browser`, which passes CHAT_BIN (the built binary). Standalone:
@@ -149,6 +149,10 @@ async function main() {
     await say(cy, "sentinel");
     await seen(cy, "Cy: sentinel");
     if ((await logOf(cy)).some((l) => l.includes("lobby only"))) throw new Error("the lobby leaked into elsewhere");
+    // Leaving closes for good: no reconnect, and the join form is back.
+    await cy.click("#leave-button");
+    await cy.waitForSelector("#conn[data-state='closed']");
+    await cy.waitForSelector("#join-button:not([disabled])");
     await cy.context().close();
 
     // Closing Bob's page announces his departure to Ada.
