@@ -34,6 +34,9 @@ function chatBinary() {
 
 // The server's log, printed if the test fails.
 const serverLog = [];
+// Every server started, killed when Node exits however it exits.
+const servers = new Set();
+process.on("exit", () => { for (const child of servers) child.kill("SIGKILL"); });
 
 // Starts the binary on `port` (0: a free one) and resolves with the child and its port once it listens.
 function startServer(bin, port) {
@@ -41,6 +44,8 @@ function startServer(bin, port) {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  servers.add(child);
+  child.once("exit", () => servers.delete(child));
   return new Promise((resolve, reject) => {
     let out = "";
     const onData = (chunk) => {
