@@ -17,18 +17,28 @@
 //! `{"action":"say","error":"Rate limit exceeded","errorName":"TooManyRequestsError"}`, and one that keeps going
 //! is closed with 1008 `rate limit exceeded`, so a single client cannot flood a room.
 //!
+//! # Names from a subprotocol token
+//! Browsers cannot set headers on a WebSocket, so the page carries the nickname as a subprotocol:
+//! `new WebSocket(url, ["pikku.v1", "token." + encoded_name])`, the name percent-encoded (see [`token_name`]).
+//! The upgrade middleware reads the token and makes it the connection's session, which `onConnect` prefers
+//! over `?name=`; the server's [`subprotocols`] callback selects `pikku.v1`, so the page's `ws.protocol` is
+//! `pikku.v1` and the token is never echoed. A real application would look the token up and refuse unknown
+//! ones; the chat has no accounts, so the token *is* the name.
+//!
 //! Room events arrive as `{"topic":"room:<room>","data":{"type":…}}` (see [`RoomEvent`]). Invalid input gets
 //! the protocol's error frame, e.g. an empty `say`:
 //! `{"action":"say","error":"Invalid message data","errorName":"UnprocessableContentError","details":[…]}`.
 //!
 //! # Serving
-//! [`app`] builds the pikku application, [`router`] puts its channels and the page at `/` on one axum router.
+//! [`app`] builds the pikku application, [`router`] puts its channels and the page at `/` on one axum router,
+//! and [`server_config`] is the configuration the binary serves them with (the subprotocol policy).
 //! The binary (`cargo run -p example-chat-rooms`) serves that router on 127.0.0.1:4002.
 
 use axum::response::Html;
 use axum::routing::get;
 use pikku::prelude::*;
-use pikku::{RateLimit, Valid};
+use pikku::server::SubprotocolPolicy;
+use pikku::{RateLimit, UpgradeRequest, Valid};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The rate limit of `say` per connection: a person chats at a few lines a second at most, and every line is
@@ -52,8 +62,9 @@ pub const MAX_TEXT_CHARS: usize = 500;
 
 /// The services of the chat app: none, everything lives in the event hub and the per-socket state.
 pub type Services = ();
-/// The session type: the chat has no login.
-pub type Session = ();
+/// The session type: the nickname a `token.<name>` subprotocol carried (see [`token_name`]); the chat has no
+/// login, so a connection without that token has no session.
+pub type Session = String;
 /// The handler context of the chat app.
 pub type ChatCtx = Ctx<Services, Session>;
 /// The channel handle chat handlers receive: opened with a [`Room`], holding a [`Member`] as socket state. The
@@ -173,6 +184,84 @@ pub struct Renamed {
     pub name: String,
 }
 
+/// The subprotocol the page speaks, selected by [`subprotocols`].
+pub const PROTOCOL: &str = "pikku.v1";
+/// The prefix of the subprotocol that carries the nickname: `token.<percent-encoded name>`.
+pub const TOKEN_PREFIX: &str = "token.";
+
+/// The nickname in an offered `token.<name>` subprotocol: the first such offer, percent-decoded (a subprotocol
+/// allows no spaces or non-ASCII, so the page encodes the name with `encodeURIComponent` and also escapes
+/// `(` and `)`), trimmed and cut to [`MAX_NAME_CHARS`]. `None` when no token is offered, or when it is empty or
+/// not UTF-8 once decoded.
+///
+/// ```
+/// use example_chat_rooms::token_name;
+///
+/// assert_eq!(token_name(["pikku.v1", "token.J%C3%BCrgen%20K"]).as_deref(), Some("Jürgen K"));
+/// assert_eq!(token_name(["pikku.v1"]), None);
+/// ```
+#[must_use]
+pub fn token_name<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let token = offered
+        .into_iter()
+        .find_map(|p| p.strip_prefix(TOKEN_PREFIX))?;
+    let decoded = percent_encoding::percent_decode_str(token)
+        .decode_utf8()
+        .ok()?;
+    let name = decoded.trim();
+    (!name.is_empty()).then(|| name.chars().take(MAX_NAME_CHARS).collect())
+}
+
+/// Upgrade middleware: a `token.<name>` subprotocol becomes the session, which `onConnect` uses as the name.
+async fn session_from_token(req: UpgradeRequest<Services, Session>) -> Result<(), ChannelError> {
+    if let Some(name) = token_name(req.subprotocols()) {
+        req.set_session(name);
+    }
+    Ok(())
+}
+
+/// The subprotocol policy: select [`PROTOCOL`] when it is offered, nothing when nothing is offered (plain
+/// clients and the tests), and refuse with 400 an offer without it, since such a client speaks something else.
+/// The token is read by the upgrade middleware, never echoed.
+///
+/// ```
+/// use example_chat_rooms::subprotocols;
+/// use pikku::server::SubprotocolPolicy;
+///
+/// let SubprotocolPolicy::Select(select) = subprotocols() else { unreachable!() };
+/// assert_eq!(select(&["pikku.v1", "token.ada"]).unwrap().as_deref(), Some("pikku.v1"));
+/// assert_eq!(select(&[]).unwrap(), None);
+/// assert_eq!(select(&["graphql-ws"]).unwrap_err().status(), 400);
+/// ```
+#[must_use]
+pub fn subprotocols() -> SubprotocolPolicy {
+    SubprotocolPolicy::select(|offered| {
+        if offered.is_empty() {
+            Ok(None)
+        } else if offered.contains(&PROTOCOL) {
+            Ok(Some(PROTOCOL.to_owned()))
+        } else {
+            Err(ChannelError::bad_request("Unsupported subprotocol"))
+        }
+    })
+}
+
+/// The server configuration the binary uses: the defaults plus the [`subprotocols`] policy.
+///
+/// ```
+/// use example_chat_rooms::server_config;
+/// use pikku::server::SubprotocolPolicy;
+///
+/// assert!(matches!(server_config().subprotocols, SubprotocolPolicy::Select(_)));
+/// ```
+#[must_use]
+pub fn server_config() -> ServerConfig {
+    ServerConfig {
+        subprotocols: subprotocols(),
+        ..ServerConfig::default()
+    }
+}
+
 /// The hub topic of a room.
 #[must_use]
 pub fn topic(room: &str) -> String {
@@ -211,7 +300,9 @@ fn current_name(channel: &ChatChannel) -> String {
 async fn on_connect(ctx: ChatCtx, channel: ChatChannel) -> Result<Welcome, ChannelError> {
     let opening = channel.opening_data();
     let room = opening.room.clone();
-    let name = initial_name(opening.name.as_deref(), channel.channel_id());
+    // A name from the subprotocol token wins over `?name=`.
+    let requested = ctx.session().or_else(|| opening.name.clone());
+    let name = initial_name(requested.as_deref(), channel.channel_id());
     let topic = topic(&room);
     ctx.hub().subscribe(&topic, channel.channel_id()).await?;
     // Set only once subscribed, so onDisconnect announces only members that really joined.
@@ -295,6 +386,7 @@ async fn on_disconnect(
 pub fn chat_channel() -> ChannelRoute<Services, Session, Room, Member> {
     ChannelRoute::new("chat", "/rooms/:room")
         .auth(false)
+        .upgrade_middleware(session_from_token)
         .rate_limit(CHANNEL_LIMIT)
         .on_connect(on_connect)
         .route("action", "say", Route::new(say).rate_limit(SAY_LIMIT))
@@ -331,6 +423,23 @@ mod tests {
         assert_eq!(initial_name(None, "ab"), "guest-ab");
         let long = "x".repeat(40);
         assert_eq!(initial_name(Some(&long), "id").len(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn token_names() {
+        assert_eq!(token_name(["token.ada"]).as_deref(), Some("ada"));
+        assert_eq!(
+            token_name(["pikku.v1", "token.%20bob%20", "token.cy"]).as_deref(),
+            Some("bob")
+        );
+        assert_eq!(token_name(["token.%20"]), None);
+        assert_eq!(token_name(["token.%FF"]), None);
+        assert_eq!(token_name(["tokens"]), None);
+        let long = format!("token.{}", "y".repeat(40));
+        assert_eq!(
+            token_name([long.as_str()]).map(|n| n.len()),
+            Some(MAX_NAME_CHARS)
+        );
     }
 
     #[test]

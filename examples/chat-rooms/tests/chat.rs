@@ -4,8 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_chat_rooms::{app, pages};
-use pikku::{ChannelServer, ServerConfig};
+use example_chat_rooms::{app, pages, server_config};
+use pikku::ChannelServer;
 use pikku_client::{Client, ClientError, ErrorDetail, Frame};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Serves the chat exactly as the binary does, on a free port.
 async fn start() -> SocketAddr {
-    let server = ChannelServer::new(app(), ServerConfig::default());
+    let server = ChannelServer::new(app(), server_config());
     let pages = pages();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -197,6 +197,39 @@ async fn an_overlong_room_name_is_refused_at_the_upgrade() {
         matches!(err, ClientError::Refused { status: 422, .. }),
         "expected an HTTP 422 refusal, got {err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_token_subprotocol_names_the_member_and_only_pikku_v1_is_selected() {
+    let addr = start().await;
+    // What the page offers: the protocol and its nickname as a percent-encoded token, which wins over `?name=`.
+    let offer = "pikku.v1, token.J%C3%BCrgen%20%F0%9F%A6%80";
+    let ada = within(
+        Client::builder(format!("ws://{addr}/rooms/lobby?name=other"))
+            .header("Sec-WebSocket-Protocol", offer)
+            .connect(),
+    )
+    .await
+    .expect("upgrade accepted");
+    assert_eq!(
+        next(&ada).await,
+        json!({"type": "welcome", "room": "lobby", "name": "Jürgen 🦀", "members": 1})
+    );
+
+    // The 101 echoes `pikku.v1`, never the token.
+    let accepted =
+        pikku_testkit::raw_upgrade(addr, "/rooms/lobby", &[("Sec-WebSocket-Protocol", offer)])
+            .await;
+    assert_eq!(accepted.status, 101);
+    assert_eq!(accepted.header("sec-websocket-protocol"), Some("pikku.v1"));
+    // Offering nothing selects nothing; offering only something else is refused.
+    let plain = pikku_testkit::raw_upgrade(addr, "/rooms/lobby", &[]).await;
+    assert_eq!(plain.status, 101);
+    assert_eq!(plain.header("sec-websocket-protocol"), None);
+    let other =
+        pikku_testkit::raw_upgrade(addr, "/rooms/lobby", &[("Sec-WebSocket-Protocol", "chat")])
+            .await;
+    assert_eq!(other.status, 400);
 }
 
 /// Sends a plain HTTP `GET path` and returns the whole response.

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_chat_rooms::{app, router};
-use pikku::{ChannelServer, ServerConfig};
+use example_chat_rooms::{app, router, server_config};
+use pikku::ChannelServer;
 use pikku_client::{Client, ClientError, Frame};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn start() -> SocketAddr {
-    let server = ChannelServer::new(app(), ServerConfig::default());
+    let server = ChannelServer::new(app(), server_config());
     let router = router(&server);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
