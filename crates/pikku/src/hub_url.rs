@@ -35,7 +35,7 @@ pub trait HubUrlExt: Sized {
     fn hub_url(self, url: &str) -> Result<Self, HubUrlError>;
 }
 
-impl<S: Send + Sync + 'static> HubUrlExt for App<S> {
+impl<S: Send + Sync + 'static, U: Send + Sync + 'static> HubUrlExt for App<S, U> {
     #[track_caller]
     fn hub_url(self, url: &str) -> Result<Self, HubUrlError> {
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
@@ -57,14 +57,17 @@ macro_rules! backend {
     ($fn:ident, $feature:literal, $driver:path) => {
         #[cfg(feature = $feature)]
         #[track_caller]
-        fn $fn<S: Send + Sync + 'static>(app: App<S>, url: &str) -> Result<App<S>, HubUrlError> {
+        fn $fn<S: Send + Sync + 'static, U: Send + Sync + 'static>(
+            app: App<S, U>,
+            url: &str,
+        ) -> Result<App<S, U>, HubUrlError> {
             let driver =
                 <$driver>::from_url(url).map_err(|err| HubUrlError::Invalid(Box::new(err)))?;
             Ok(app.hub_driver(driver))
         }
 
         #[cfg(not(feature = $feature))]
-        fn $fn<S>(_app: App<S>, _url: &str) -> Result<App<S>, HubUrlError> {
+        fn $fn<S, U>(_app: App<S, U>, _url: &str) -> Result<App<S, U>, HubUrlError> {
             Err(HubUrlError::NotBuilt { feature: $feature })
         }
     };

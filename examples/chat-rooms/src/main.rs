@@ -18,9 +18,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use example_chat_rooms::{app, pages, server_config, Services, Session};
-use pikku::redis::RedisHub;
-use pikku::{App, ChannelServer};
+use example_chat_rooms::{app, pages, server_config};
+use pikku::{ChannelServer, HubUrlExt};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_PORT: u16 = 4002;
@@ -64,21 +63,6 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
     Ok(Some(options))
 }
 
-/// The app with the event hub `url` names: `memory`, or Redis (`redis://…`, `rediss://…`, `redis+cluster://…`).
-///
-/// `pikku::HubUrlExt::hub_url` does this for apps without a session type; the chat's session (the name its
-/// subprotocol token carries) has one, so the Redis driver is installed here.
-fn with_hub(app: App<Services, Session>, url: &str) -> Result<App<Services, Session>, String> {
-    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-    match scheme {
-        "memory" => Ok(app),
-        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => RedisHub::from_url(url)
-            .map(|driver| app.hub_driver(driver))
-            .map_err(|err| err.to_string()),
-        other => Err(format!("unknown hub scheme '{other}'")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -111,7 +95,7 @@ async fn main() -> ExitCode {
 
     // Installed before the address is logged, so a SIGTERM right after it still drains gracefully.
     let signal = pikku::shutdown_signal();
-    let app = match with_hub(app(), &hub) {
+    let app = match app().hub_url(&hub) {
         Ok(app) => app,
         Err(err) => {
             eprintln!("--hub {hub}: {err}\n{USAGE}");
@@ -148,7 +132,7 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_args, with_hub, Options};
+    use super::{parse_args, Options};
 
     fn parse(args: &[&str]) -> Result<Option<u16>, String> {
         parse_args(args.iter().map(|s| (*s).to_owned())).map(|o| o.map(|o| o.port))
@@ -176,18 +160,6 @@ mod tests {
                 port: 7,
                 hub: "memory".to_owned()
             }))
-        );
-    }
-
-    #[test]
-    fn hub_urls() {
-        let app = example_chat_rooms::app;
-        assert!(with_hub(app(), "memory").is_ok());
-        // Building the Redis driver does not connect yet.
-        assert!(with_hub(app(), "redis://127.0.0.1:6379").is_ok());
-        assert_eq!(
-            with_hub(app(), "nats://127.0.0.1:4222").err().as_deref(),
-            Some("unknown hub scheme 'nats'")
         );
     }
 
