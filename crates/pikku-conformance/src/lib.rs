@@ -18,7 +18,7 @@ use pikku::core::SlowConsumerPolicy;
 use pikku::events::EventsChannel;
 use pikku::prelude::*;
 use pikku::server::SubprotocolPolicy;
-use pikku::{AppConfig, OriginPolicy};
+use pikku::{typed, AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -160,7 +160,7 @@ async fn events_disconnect(ctx: Cx, channel: ClosedChannel<Params, u32>) {
     });
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Token {
     token: String,
 }
@@ -207,12 +207,12 @@ async fn obj(_ctx: Cx, _ch: Events, _: ()) -> Value {
     json!({ "n": 1 })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Create {
     title: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Created {
     id: u32,
     title: String,
@@ -246,7 +246,7 @@ async fn fast(_ctx: Cx, _ch: Events, _: ()) -> Value {
     json!({ "n": "fast" })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Topic {
     topic: String,
 }
@@ -261,7 +261,7 @@ async fn unsub(ctx: Cx, ch: Events, input: Topic) -> Result<(), ChannelError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Emit {
     topic: String,
     #[serde(default)]
@@ -282,7 +282,7 @@ async fn emit_all(ctx: Cx, _ch: Events, input: Emit) -> Result<(), ChannelError>
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct EmitRaw {
     topic: String,
     text: Option<String>,
@@ -341,7 +341,7 @@ async fn bye(_ctx: Cx, ch: Events<String>, _: ()) -> Result<(), ChannelError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct Flood {
     n: usize,
 }
@@ -363,41 +363,42 @@ async fn ping(_ctx: Cx, _ch: Events, _: ()) -> Value {
 
 fn events() -> ChannelRoute<Services, User, Params, u32> {
     ChannelRoute::new("events", "/events")
-        .on_connect(events_connect)
-        .on_message(events_default)
-        .on_binary(events_binary)
-        .on_disconnect(events_disconnect)
-        .route("action", "auth", Route::new(auth).auth(false))
-        .route("action", "whoami", Route::new(whoami).auth(false))
-        .route("action", "echoIn", Route::new(echo_in).auth(false))
-        .route("action", "prim", Route::new(prim).auth(false))
-        .route("action", "arr", Route::new(arr).auth(false))
-        .route("action", "maybe", Route::new(maybe).auth(false))
-        .route("action", "clash", Route::new(clash).auth(false))
-        .route("action", "logout", logout)
-        .route("action", "obj", obj)
-        .route("action", "create", create)
-        .route("action", "forbid", forbid)
-        .route("action", "boom", boom)
-        .route("action", "panic", panics)
-        .route("action", "slow", slow)
-        .route("action", "fast", fast)
-        .route("action", "sub", sub)
-        .route("action", "unsub", unsub)
-        .route("action", "emit", emit)
-        .route("action", "emitAll", emit_all)
-        .route("action", "emitRaw", emit_raw)
-        .route("action", "rev", rev)
-        .route("action", "count", count)
-        .route("action", "sendEmpty", send_empty)
-        .route("action", "bye", bye)
-        .route("action", "flood", flood)
-        .route("type", "ping", Route::new(ping).auth(false))
+        .on_connect(typed(events_connect))
+        .on_message(typed(events_default))
+        .on_binary(typed(events_binary))
+        .on_disconnect(typed(events_disconnect))
+        .route("action", "auth", Route::new(typed(auth)).auth(false))
+        .route("action", "whoami", Route::new(typed(whoami)).auth(false))
+        .route("action", "echoIn", Route::new(typed(echo_in)).auth(false))
+        .route("action", "prim", Route::new(typed(prim)).auth(false))
+        .route("action", "arr", Route::new(typed(arr)).auth(false))
+        .route("action", "maybe", Route::new(typed(maybe)).auth(false))
+        .route("action", "clash", Route::new(typed(clash)).auth(false))
+        .route("action", "logout", typed(logout))
+        .route("action", "obj", typed(obj))
+        .route("action", "create", typed(create))
+        .route("action", "forbid", typed(forbid))
+        .route("action", "boom", typed(boom))
+        .route("action", "panic", typed(panics))
+        .route("action", "slow", typed(slow))
+        .route("action", "fast", typed(fast))
+        .route("action", "sub", typed(sub))
+        .route("action", "unsub", typed(unsub))
+        .route("action", "emit", typed(emit))
+        .route("action", "emitAll", typed(emit_all))
+        .route("action", "emitRaw", typed(emit_raw))
+        .route("action", "rev", typed(rev))
+        .route("action", "count", typed(count))
+        .route("action", "sendEmpty", typed(send_empty))
+        .route("action", "bye", typed(bye))
+        .route("action", "flood", typed(flood))
+        .route("type", "ping", Route::new(typed(ping)).auth(false))
+        .calls::<ClientThing>()
 }
 
 // ---- greet ------------------------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 enum Greeting {
     #[serde(rename = "hi!")]
     Hi,
@@ -423,14 +424,14 @@ async fn record_disconnect(ctx: Cx, channel: ClosedChannel<Params>) {
 fn greet() -> ChannelRoute<Services, User> {
     ChannelRoute::new("greet", "/greet")
         .auth(false)
-        .on_message(greet_message)
-        .on_disconnect(record_disconnect)
+        .on_message(typed(greet_message))
+        .on_disconnect(typed(record_disconnect))
 }
 
 // ---- rooms ------------------------------------------------------------------------------------------------------
 
 /// The opening data of `/rooms/:roomId`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Room {
     #[serde(rename = "roomId")]
     room_id: String,
@@ -453,8 +454,8 @@ async fn room_info(_ctx: Cx, ch: Channel<Room, ()>, _: ()) -> Value {
 fn rooms() -> ChannelRoute<Services, User, Room> {
     ChannelRoute::new("rooms", "/rooms/:roomId")
         .auth(false)
-        .on_connect(room_connect)
-        .route("action", "info", room_info)
+        .on_connect(typed(room_connect))
+        .route("action", "info", typed(room_info))
 }
 
 // ---- secure -----------------------------------------------------------------------------------------------------
@@ -479,8 +480,8 @@ async fn secure_connect(ctx: Cx, _ch: Channel<Params, ()>) -> Value {
 fn secure() -> ChannelRoute<Services, User> {
     ChannelRoute::new("secure", "/secure")
         .upgrade_middleware(bearer)
-        .on_connect(secure_connect)
-        .on_disconnect(record_disconnect)
+        .on_connect(typed(secure_connect))
+        .on_disconnect(typed(record_disconnect))
 }
 
 // ---- the app ----------------------------------------------------------------------------------------------------
@@ -496,6 +497,8 @@ pub fn fixture_app(settings: &FixtureSettings, recorder: Recorder) -> App<Servic
             // page of another origin.
             config.origin = OriginPolicy::Any;
         })
+        // Every handler has schemas, so the fixture's description types a generated client completely.
+        .require_schemas()
         .channel(events())
         .channel(greet())
         .channel(rooms())
