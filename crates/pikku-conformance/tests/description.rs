@@ -8,8 +8,15 @@ use pikku_conformance::{fixture_app, FixtureSettings, Recorder};
 fn the_fixture_is_fully_described() {
     let description = fixture_app(&FixtureSettings::test(), Recorder::default()).describe();
     assert!(description.undescribed().is_empty());
-    let names: Vec<&str> = description.channels.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["events", "greet", "rooms", "secure", "realtime-events"]);
+    let names: Vec<&str> = description
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["events", "greet", "rooms", "secure", "realtime-events"]
+    );
 
     let events = &description.channels[0];
     let shape = |value: &str| {

@@ -38,7 +38,7 @@ use axum::response::Html;
 use axum::routing::get;
 use pikku::prelude::*;
 use pikku::server::SubprotocolPolicy;
-use pikku::{RateLimit, UpgradeRequest, Valid};
+use pikku::{typed, RateLimit, UpgradeRequest, Valid};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The rate limit of `say` per connection: a person chats at a few lines a second at most, and every line is
@@ -67,15 +67,17 @@ pub type Services = ();
 pub type Session = String;
 /// The handler context of the chat app.
 pub type ChatCtx = Ctx<Services, Session>;
-/// The channel handle chat handlers receive: opened with a [`Room`], holding a [`Member`] as socket state. The
-/// handlers never push directly (`Out = ()`): they reply or publish.
-pub type ChatChannel = Channel<Room, (), Member>;
+/// The channel handle chat handlers receive: opened with a [`Room`], holding a [`Member`] as socket state. Its push
+/// type is the [`RoomUpdate`] clients receive unasked; the handlers publish those through the hub rather than
+/// sending them directly.
+pub type ChatChannel = Channel<Room, RoomUpdate, Member>;
 
 /// The opening data of `/rooms/:room`: the room from the path, the nickname from the query.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct Room {
     /// The room name (1 to [`MAX_ROOM_CHARS`] characters; longer is refused with 422 at the upgrade).
     #[serde(deserialize_with = "room_name")]
+    #[schemars(length(min = 1, max = MAX_ROOM_CHARS))]
     pub room: String,
     /// The requested nickname, if any.
     #[serde(default)]
@@ -100,7 +102,7 @@ pub struct Member {
 }
 
 /// The connection handler's reply: sent to the joining client only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename = "welcome")]
 pub struct Welcome {
     /// The room joined.
@@ -113,7 +115,7 @@ pub struct Welcome {
 
 /// Something that happened in a room, published to the room's topic as the `data` of
 /// `{"topic":"room:<room>","data":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum RoomEvent {
     /// Someone joined (sent to everyone else).
@@ -146,15 +148,18 @@ pub enum RoomEvent {
     },
 }
 
-/// The envelope the generated realtime client expects for hub events: the hub adds no envelope of its own.
-#[derive(Debug, Serialize)]
-struct Envelope<'a> {
-    topic: &'a str,
-    data: &'a RoomEvent,
+/// A room event as subscribers receive it: `{"topic":"room:<room>","data":…}`, the envelope realtime clients
+/// expect (the hub adds none of its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RoomUpdate {
+    /// The room's topic, `room:<room>`.
+    pub topic: String,
+    /// What happened.
+    pub data: RoomEvent,
 }
 
 /// Input of the `say` route.
-#[derive(Debug, Deserialize, garde::Validate)]
+#[derive(Debug, Deserialize, garde::Validate, schemars::JsonSchema)]
 pub struct Say {
     /// The message, 1 to [`MAX_TEXT_CHARS`] characters.
     #[garde(length(chars, min = 1, max = MAX_TEXT_CHARS))]
@@ -162,7 +167,7 @@ pub struct Say {
 }
 
 /// Input of the `rename` route.
-#[derive(Debug, Deserialize, garde::Validate)]
+#[derive(Debug, Deserialize, garde::Validate, schemars::JsonSchema)]
 pub struct Rename {
     /// The new nickname, 1 to [`MAX_NAME_CHARS`] characters, not only spaces.
     #[garde(length(chars, min = 1, max = MAX_NAME_CHARS), custom(not_blank))]
@@ -178,7 +183,7 @@ fn not_blank(value: &str, _ctx: &()) -> garde::Result {
 }
 
 /// The reply to `rename`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Renamed {
     /// The nickname now in use.
     pub name: String,
@@ -284,11 +289,11 @@ async fn publish(
     exclude: Option<&str>,
     event: RoomEvent,
 ) -> Result<usize, ChannelError> {
-    let envelope = Envelope {
-        topic,
-        data: &event,
+    let update = RoomUpdate {
+        topic: topic.to_owned(),
+        data: event,
     };
-    Ok(ctx.hub().publish(topic, exclude, &envelope).await?)
+    Ok(ctx.hub().publish(topic, exclude, &update).await?)
 }
 
 fn current_name(channel: &ChatChannel) -> String {
@@ -388,15 +393,20 @@ pub fn chat_channel() -> ChannelRoute<Services, Session, Room, Member> {
         .auth(false)
         .upgrade_middleware(session_from_token)
         .rate_limit(CHANNEL_LIMIT)
-        .on_connect(on_connect)
-        .route("action", "say", Route::new(say).rate_limit(SAY_LIMIT))
-        .route("action", "rename", rename)
-        .on_disconnect(on_disconnect)
+        .on_connect(typed(on_connect))
+        .route(
+            "action",
+            "say",
+            Route::new(typed(say)).rate_limit(SAY_LIMIT),
+        )
+        .route("action", "rename", typed(rename))
+        .on_disconnect(typed(on_disconnect))
 }
 
 /// The chat application.
 pub fn app() -> App<Services, Session> {
-    App::new(()).channel(chat_channel())
+    // Every handler is described, so the page's typed client covers the whole channel.
+    App::new(()).require_schemas().channel(chat_channel())
 }
 
 /// The chat's page at `/`. [`ChannelServer::serve_router`] serves it with the channel's path merged in.
@@ -448,9 +458,9 @@ mod tests {
             name: "ada".into(),
             text: "hi".into(),
         };
-        let envelope = Envelope {
-            topic: "room:lobby",
-            data: &event,
+        let envelope = RoomUpdate {
+            topic: "room:lobby".into(),
+            data: event,
         };
         assert_eq!(
             serde_json::to_value(&envelope).unwrap(),

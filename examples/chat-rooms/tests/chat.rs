@@ -284,3 +284,25 @@ async fn sockets_that_send_no_request_are_closed_by_the_server() {
     }
     let (_client, _) = join(addr, "/rooms/lobby?name=ada").await;
 }
+
+#[test]
+fn the_chat_channel_is_described_for_typed_clients() {
+    let description = example_chat_rooms::app().describe();
+    assert!(description.undescribed().is_empty());
+    let chat = &description.channels[0];
+    assert_eq!(chat.params, ["room"]);
+    let say = chat.routes.iter().find(|r| r.value == "say").unwrap();
+    assert_eq!(
+        say.message.input.schema,
+        Some(serde_json::json!({"$ref": "#/$defs/Say"}))
+    );
+    assert_eq!(
+        description.defs["Say"]["properties"]["text"]["maxLength"],
+        500
+    );
+    assert_eq!(
+        description.defs["Room"]["properties"]["room"]["maxLength"],
+        64
+    );
+    assert!(description.defs.contains_key("RoomUpdate"));
+}
