@@ -7,94 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channel::Registry;
-use crate::channel::SlowConsumerPolicy;
+pub use crate::config::AppConfig;
+use crate::ctx::AppShared;
 use crate::describe::{describe_app, AppDescription, ChannelShape};
 use crate::error::RegistrationError;
 use crate::events::EventsSpec;
 use crate::handler::{ErasedBinary, ErasedConnect, ErasedDisconnect, ErasedMessage};
-use crate::hub::{EventHub, HubDriver, HubLimits};
+use crate::hub::{EventHub, HubDriver};
 use crate::middleware::{
     ErasedMiddleware, ErasedPermission, ErasedUpgrade, Middleware, UpgradeMiddleware,
 };
 use crate::opening::RoutePattern;
-use crate::origin::OriginPolicy;
+use crate::permission::PermissionPlan;
 use crate::rate_limit::RateLimit;
 use crate::telemetry::{self, handles::ChannelMetrics, handles::RouteMetrics};
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
-
-/// Behaviour and limits shared by every channel of an app.
-///
-/// Every field has a default ([`AppConfig::default`]). The struct is `#[non_exhaustive]`, so outside this crate
-/// it cannot be built with a struct literal: change the fields you need through [`App::configure`], or start
-/// from `AppConfig::default()` and pass the result to [`App::config`]. Transport settings (frame size, heartbeats,
-/// shutdown) live in the server's own configuration (`pikku::ServerConfig`).
-///
-/// ```
-/// use std::time::Duration;
-/// use pikku::{App, AppConfig, OriginPolicy, RateLimit, SlowConsumerPolicy};
-///
-/// let mut config = AppConfig::default();
-/// assert_eq!(config.outbound_queue_bytes, 1 << 20);
-/// assert_eq!(config.origin, OriginPolicy::SameHost);
-/// assert_eq!(config.rate_limit, None);
-/// config.slow_consumer = SlowConsumerPolicy::Drop;
-/// config.rpc_timeout = Some(Duration::from_secs(5));
-/// config.origin = OriginPolicy::allow(["https://example.com"]);
-/// config.rate_limit = Some(RateLimit::per_second(100).burst(200));
-///
-/// let app: App<()> = App::new(()).config(config);
-/// # let _ = app;
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct AppConfig {
-    /// Development mode (default false): internal error frames carry a `debug` member with the error text.
-    /// Never turn it on in production, since that text may hold internals.
-    pub dev_mode: bool,
-    /// Bound of each connection's outbound queue, in payload bytes (default 1 MiB). A single frame larger than
-    /// the bound is still admitted into an empty queue.
-    pub outbound_queue_bytes: usize,
-    /// What happens when that bound is reached (default [`SlowConsumerPolicy::Close`], 1008).
-    pub slow_consumer: SlowConsumerPolicy,
-    /// Reverse-RPC timeout (default 30 s; `None` disables it). A channel may override it with
-    /// [`ChannelRoute::rpc_timeout`].
-    pub rpc_timeout: Option<Duration>,
-    /// Pending reverse calls per connection (default 64); a call beyond it fails with
-    /// [`RpcFailure::Busy`](crate::RpcFailure::Busy).
-    pub max_pending_rpc: usize,
-    /// Messages waiting per connection before the reader stops reading, so TCP pushes back (default 64; a value
-    /// of 0 is treated as 1 by the embedded server).
-    pub inbound_queue: usize,
-    /// How long in-flight handlers may run on after a close before they are cancelled and onDisconnect runs
-    /// (default 10 s).
-    pub drain_timeout: Duration,
-    /// Which `Origin` headers an upgrade may carry (default [`OriginPolicy::SameHost`]: a browser page of
-    /// another host cannot open a channel); a refused upgrade gets 403 `Origin not allowed`.
-    pub origin: OriginPolicy,
-    /// The inbound rate limit of every connection (default `None`: no limit, since only the application knows
-    /// how fast its clients legitimately send). A channel or a message route may set its own with
-    /// [`ChannelRoute::rate_limit`] and [`Route::rate_limit`](crate::Route::rate_limit).
-    pub rate_limit: Option<RateLimit>,
-    /// Event-hub bounds (default [`HubLimits::default`]).
-    pub hub: HubLimits,
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        Self {
-            dev_mode: false,
-            outbound_queue_bytes: 1 << 20,
-            slow_consumer: SlowConsumerPolicy::Close,
-            rpc_timeout: Some(Duration::from_secs(30)),
-            max_pending_rpc: 64,
-            inbound_queue: 64,
-            drain_timeout: Duration::from_secs(10),
-            origin: OriginPolicy::SameHost,
-            rate_limit: None,
-            hub: HubLimits::default(),
-        }
-    }
-}
 
 /// An application under construction: services `S`, session type `U`, channels and global middleware.
 ///
@@ -504,7 +431,7 @@ where
         }
         if telemetry::is_enabled() {
             for spec in &mut self.channels {
-                telemetry::handles::attach(spec);
+                spec.attach_metrics();
             }
             self.hub.init_metrics();
         }
@@ -512,10 +439,12 @@ where
         let mut order: Vec<usize> = (0..self.channels.len()).collect();
         order.sort_by_key(|&i| !self.channels[i].pattern.is_literal());
         Arc::new(AppRuntime {
-            state: self.state,
-            registry: self.registry,
-            hub: self.hub,
-            config: self.config,
+            shared: Arc::new(AppShared {
+                state: self.state,
+                registry: self.registry,
+                hub: self.hub,
+                config: self.config,
+            }),
             channels: self.channels,
             match_order: order,
             shapes: self.shapes,
@@ -728,16 +657,6 @@ impl<S, U> ErasedChannel<S, U> {
     }
 }
 
-/// The permissions of one route, as stored (an implementation detail of the handler traits).
-#[doc(hidden)]
-#[allow(missing_debug_implementations)]
-pub struct PermissionPlan<S, U> {
-    /// Channel permissions: all must pass.
-    pub(crate) all: Vec<ErasedPermission<S, U>>,
-    /// Route groups: every check of at least one group must pass (no groups: allowed).
-    pub(crate) any_group: Vec<Vec<ErasedPermission<S, U>>>,
-}
-
 pub(crate) struct RouteSpec<S, U> {
     /// The rate-limit slot its messages count against (see [`ChannelSpec::limits`]); `None`: no limit.
     pub(crate) limit_slot: Option<usize>,
@@ -776,6 +695,36 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) events: Option<EventsSpec<S, U>>,
 }
 
+impl<S, U> ChannelSpec<S, U> {
+    /// Resolves the metric handles of the channel and its routes. Called once per channel when the app is built,
+    /// and only when metrics are on.
+    fn attach_metrics(&mut self) {
+        let channel = ChannelMetrics::new(
+            &self.name,
+            self.on_connect.is_some(),
+            self.binary.is_some(),
+            self.on_disconnect.is_some(),
+        );
+        let routes = self.default_route.iter_mut().chain(
+            self.properties
+                .iter_mut()
+                .flat_map(|(_, routes)| routes.values_mut()),
+        );
+        for route in routes {
+            let label = match &route.name {
+                Some((property, value)) => format!("{property}:{value}"),
+                None => "default".to_owned(),
+            };
+            route.metrics = Some(Arc::new(RouteMetrics::new(
+                &self.name,
+                label,
+                &channel.errors,
+            )));
+        }
+        self.metrics = Some(Box::new(channel));
+    }
+}
+
 /// The built application that runners serve: immutable, shared by every connection.
 ///
 /// Made by [`App::into_runtime`]. Runners use it to admit upgrades
@@ -802,10 +751,7 @@ pub(crate) struct ChannelSpec<S, U> {
 /// );
 /// ```
 pub struct AppRuntime<S, U> {
-    state: S,
-    registry: Registry,
-    hub: EventHub,
-    config: AppConfig,
+    pub(crate) shared: Arc<AppShared<S>>,
     pub(crate) channels: Vec<ChannelSpec<S, U>>,
     pub(crate) match_order: Vec<usize>,
     shapes: Vec<ChannelShape>,
@@ -818,7 +764,7 @@ impl<S, U> fmt::Debug for AppRuntime<S, U> {
                 "channels",
                 &self.channels.iter().map(|c| &c.name).collect::<Vec<_>>(),
             )
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
@@ -841,24 +787,28 @@ impl<S, U> AppRuntime<S, U> {
 
     /// The application's services, as given to [`App::new`] (handlers read them with
     /// [`Ctx::state`](crate::Ctx::state)).
+    #[must_use]
     pub fn state(&self) -> &S {
-        &self.state
+        &self.shared.state
     }
 
     /// The event hub shared by every connection of this app.
+    #[must_use]
     pub fn hub(&self) -> &EventHub {
-        &self.hub
+        &self.shared.hub
     }
 
     /// The open connections of this app in this process (runners add and remove them; the server's heartbeat
     /// sweep and shutdown walk them).
+    #[must_use]
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.shared.registry
     }
 
     /// The configuration the app was built with.
+    #[must_use]
     pub fn config(&self) -> &AppConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The names and route patterns of the registered channels, in registration order (for logs and health

@@ -5,9 +5,18 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::app::AppRuntime;
-use crate::channel::Connection;
+use crate::channel::{Connection, Registry};
+use crate::config::AppConfig;
 use crate::hub::EventHub;
+
+/// What an app's handlers share, whatever channel they serve: the services, the connection registry, the event
+/// hub and the configuration. Built once with the app; every [`Ctx`] holds it.
+pub(crate) struct AppShared<S> {
+    pub(crate) state: S,
+    pub(crate) registry: Registry,
+    pub(crate) hub: EventHub,
+    pub(crate) config: AppConfig,
+}
 
 /// The live session holder of one connection: every read sees the latest `set_session`/`clear_session`.
 ///
@@ -125,7 +134,7 @@ impl<U> fmt::Debug for SessionSlot<U> {
 /// # });
 /// ```
 pub struct Ctx<S, U> {
-    pub(crate) rt: Arc<AppRuntime<S, U>>,
+    pub(crate) app: Arc<AppShared<S>>,
     pub(crate) conn: Arc<Connection>,
     pub(crate) session: Arc<SessionSlot<U>>,
     pub(crate) route: Option<(Arc<str>, Arc<str>)>,
@@ -134,7 +143,7 @@ pub struct Ctx<S, U> {
 impl<S, U> Clone for Ctx<S, U> {
     fn clone(&self) -> Self {
         Self {
-            rt: self.rt.clone(),
+            app: self.app.clone(),
             conn: self.conn.clone(),
             session: self.session.clone(),
             route: self.route.clone(),
@@ -156,7 +165,7 @@ impl<S, U> Ctx<S, U> {
     /// The application's services, as given to [`App::new`](crate::App::new) (shown in the type-level example).
     #[must_use]
     pub fn state(&self) -> &S {
-        self.rt.state()
+        &self.app.state
     }
 
     /// The app's event hub: subscribe this connection to topics, publish to others.
@@ -177,7 +186,7 @@ impl<S, U> Ctx<S, U> {
     /// ```
     #[must_use]
     pub fn hub(&self) -> &EventHub {
-        self.rt.hub()
+        &self.app.hub
     }
 
     /// The id of the connection this invocation belongs to (the same as
@@ -272,6 +281,6 @@ impl<S, U> Ctx<S, U> {
     /// ```
     #[must_use]
     pub fn dev_mode(&self) -> bool {
-        self.rt.config().dev_mode
+        self.app.config.dev_mode
     }
 }

@@ -56,28 +56,13 @@ use crate::handler::typed;
 
 use crate::ctx::Ctx;
 use crate::error::{ChannelError, HubError};
-use crate::handler::BoxFuture;
 use crate::hub::EventHub;
 use crate::opening::Params;
 use crate::wiring::ChannelRoute;
 use crate::Channel;
 
-/// The stored form of an [`EventsChannel::authorize`] callback.
-pub type TopicAuthorizer<S, U> =
-    Arc<dyn Fn(Ctx<S, U>, String) -> BoxFuture<Result<(), ChannelError>> + Send + Sync>;
-
-/// What the runtime keeps of an events channel: enough to serve its topic streams.
-pub(crate) struct EventsSpec<S, U> {
-    pub(crate) authorize: Option<TopicAuthorizer<S, U>>,
-}
-
-impl<S, U> Clone for EventsSpec<S, U> {
-    fn clone(&self) -> Self {
-        Self {
-            authorize: self.authorize.clone(),
-        }
-    }
-}
+pub(crate) use crate::wiring::EventsSpec;
+pub use crate::wiring::TopicAuthorizer;
 
 /// A builder for the events channel of Pikku's realtime client; [`build`](Self::build) gives the
 /// [`ChannelRoute`] to add to the app. See the [module docs](self) for what the channel answers.

@@ -92,19 +92,6 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<OutFrame, SendEr
     Ok(frame_from_json(json))
 }
 
-/// [`encode_value`], also telling whether the frame is JSON or a string's raw text (for the hub's envelope).
-pub(crate) fn encode_value_with_kind<T: Serialize + ?Sized>(
-    value: &T,
-) -> Result<(OutFrame, crate::hub::PayloadKind), std::sync::Arc<serde_json::Error>> {
-    let json = serde_json::to_vec(value).map_err(std::sync::Arc::new)?;
-    let kind = if json.first() == Some(&b'"') {
-        crate::hub::PayloadKind::Text
-    } else {
-        crate::hub::PayloadKind::Json
-    };
-    Ok((frame_from_json(json), kind))
-}
-
 /// Encodes an already built JSON value, like [`encode_value`] but infallible: a string goes out as raw
 /// text (`""` for the empty string), anything else as JSON text.
 ///
@@ -135,7 +122,7 @@ fn string_frame(s: &str) -> OutFrame {
 }
 
 /// Turns serialized JSON into a frame, unquoting it when it is a string.
-fn frame_from_json(json: Vec<u8>) -> OutFrame {
+pub(crate) fn frame_from_json(json: Vec<u8>) -> OutFrame {
     if json.first() == Some(&b'"') {
         // A JSON string: send its characters, unescaped.
         match serde_json::from_slice::<String>(&json) {

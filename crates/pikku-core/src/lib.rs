@@ -51,11 +51,13 @@
 
 pub mod app;
 pub mod channel;
+mod config;
 pub mod ctx;
 pub mod describe;
 pub mod error;
 pub mod events;
 pub mod frame;
+mod future;
 pub mod handler;
 pub mod hub;
 pub mod input;
@@ -63,6 +65,7 @@ pub mod log_limit;
 pub mod middleware;
 pub mod opening;
 pub mod origin;
+mod permission;
 pub mod rate_limit;
 pub mod rpc;
 pub mod runtime;

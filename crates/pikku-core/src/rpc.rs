@@ -15,9 +15,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::channel::Connection;
-use crate::error::ClientError;
-use crate::frame::encode_json;
+use crate::error::{ClientError, SendError};
+use crate::frame::{encode_json, OutFrame};
 
 /// A function the client exposes, called with [`Channel::remote`](crate::Channel::remote).
 ///
@@ -367,9 +366,10 @@ impl RpcRegistry {
         }
     }
 
+    /// Sends the request with `push` (the connection's outbound queue) and waits for the answer.
     pub(crate) async fn call(
         &self,
-        conn: &Connection,
+        push: impl FnOnce(OutFrame) -> Result<(), SendError>,
         func_name: &str,
         data: Option<Value>,
         timeout: Option<Option<Duration>>,
@@ -405,7 +405,7 @@ impl RpcRegistry {
         if let Some(data) = data {
             request.insert("data".into(), data);
         }
-        if conn.push(encode_json(&Value::Object(request))).is_err() {
+        if push(encode_json(&Value::Object(request))).is_err() {
             return Err(fail(RpcFailure::Closed));
         }
 

@@ -368,7 +368,7 @@ where
         let response_headers = Arc::new(Mutex::new(HeaderMap::new()));
         if let Some(params) = for_middleware {
             let request = UpgradeRequest {
-                rt: self.clone(),
+                app: self.shared.clone(),
                 path: Arc::from(input.path),
                 query: input.query.map(Arc::from),
                 headers: input.headers.clone(),
@@ -592,7 +592,7 @@ where
 
     fn ctx(&self, route: Option<(Arc<str>, Arc<str>)>) -> Ctx<S, U> {
         Ctx {
-            rt: self.rt.clone(),
+            app: self.rt.shared.clone(),
             conn: self.conn.clone(),
             session: self.session.clone(),
             route,

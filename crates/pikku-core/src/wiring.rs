@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::ctx::Ctx;
 use crate::describe::{CapabilityInfo, ChannelShape, HandlerTypes, RouteShape, TypeInfo};
 use crate::error::{ChannelError, RegistrationError};
-use crate::events::EventsSpec;
+use crate::future::BoxFuture;
 use crate::handler::{
     BinaryHandler, ConnectHandler, DisconnectHandler, ErasedBinary, ErasedConnect,
     ErasedDisconnect, ErasedMessage, MessageHandler,
@@ -43,6 +44,23 @@ fn parse_opening<O: DeserializeOwned + Send + Sync + 'static>(
     params: Params,
 ) -> Result<Arc<dyn Any + Send + Sync>, ChannelError> {
     opening_from_params::<O>(params).map(|o| Arc::new(o) as Arc<dyn Any + Send + Sync>)
+}
+
+/// The stored form of an [`EventsChannel::authorize`](crate::events::EventsChannel::authorize) callback.
+pub type TopicAuthorizer<S, U> =
+    Arc<dyn Fn(Ctx<S, U>, String) -> BoxFuture<Result<(), ChannelError>> + Send + Sync>;
+
+/// What the runtime keeps of an events channel: enough to serve its topic streams.
+pub(crate) struct EventsSpec<S, U> {
+    pub(crate) authorize: Option<TopicAuthorizer<S, U>>,
+}
+
+impl<S, U> Clone for EventsSpec<S, U> {
+    fn clone(&self) -> Self {
+        Self {
+            authorize: self.authorize.clone(),
+        }
+    }
 }
 
 /// One message route: a handler plus its own `auth`, middleware and permissions.

@@ -493,7 +493,12 @@ impl<O, Out, SS> Channel<O, Out, SS> {
         let value = self
             .conn
             .rpc
-            .call(&self.conn, C::NAME, serialize_input(C::NAME, &input)?, None)
+            .call(
+                |frame| self.conn.push(frame),
+                C::NAME,
+                serialize_input(C::NAME, &input)?,
+                None,
+            )
             .await?;
         serde_json::from_value(value).map_err(|_| RpcError::invalid(C::NAME))
     }
@@ -527,7 +532,7 @@ impl<O, Out, SS> Channel<O, Out, SS> {
     ) -> Result<serde_json::Value, RpcError> {
         self.conn
             .rpc
-            .call(&self.conn, func_name, data, timeout)
+            .call(|frame| self.conn.push(frame), func_name, data, timeout)
             .await
     }
 

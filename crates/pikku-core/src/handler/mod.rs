@@ -46,21 +46,18 @@
 //! ```
 
 use std::any::TypeId;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::PermissionPlan;
 use crate::channel::{Channel, ClosedChannel, Connection, DisconnectReason};
 use crate::ctx::Ctx;
 use crate::describe::{HandlerTypes, ReplyInfo, TypeInfo};
 use crate::error::ChannelError;
 use crate::input::FromInput;
-use crate::middleware::check_permissions;
+use crate::permission::{check_permissions, PermissionPlan};
 
 mod typed;
 
@@ -68,17 +65,7 @@ mod typed;
 pub use typed::Described;
 pub use typed::{typed, Typed};
 
-/// A boxed, sendable future: what [`Next::run`](crate::Next::run) and the pipeline's runner-facing calls return.
-///
-/// ```
-/// use pikku::core::handler::BoxFuture;
-///
-/// fn later(n: u32) -> BoxFuture<u32> {
-///     Box::pin(async move { n + 1 })
-/// }
-/// # let _ = later(1);
-/// ```
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub use crate::future::BoxFuture;
 
 /// The result of a handler, before it is shaped into a frame.
 ///

@@ -42,7 +42,7 @@ use serde::Serialize;
 
 use crate::channel::{ChannelState, Connection, Registry};
 use crate::error::{BackendError, HubError};
-use crate::frame::{encode_value_with_kind, OutFrame};
+use crate::frame::{frame_from_json, OutFrame};
 use crate::telemetry::hub::HubMetrics;
 
 pub use driver::{HubDriver, NodeId, PayloadKind, RemoteEvent, RemoteSink};
@@ -826,4 +826,17 @@ fn deliver<'a>(
         }
     }
     delivered
+}
+
+/// [`encode_value`](crate::encode_value), also telling whether the frame is JSON or a string's raw text (for the hub's envelope).
+fn encode_value_with_kind<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(OutFrame, PayloadKind), std::sync::Arc<serde_json::Error>> {
+    let json = serde_json::to_vec(value).map_err(std::sync::Arc::new)?;
+    let kind = if json.first() == Some(&b'"') {
+        PayloadKind::Text
+    } else {
+        PayloadKind::Json
+    };
+    Ok((frame_from_json(json), kind))
 }

@@ -8,7 +8,6 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use parking_lot::Mutex;
 
 use super::names;
-use crate::app::{ChannelSpec, RouteSpec};
 use crate::channel::DisconnectReason;
 use crate::error::{ChannelError, ErrorClass};
 
@@ -113,7 +112,7 @@ pub(crate) struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    fn new(channel: &Arc<str>, route: String, errors: &Arc<ErrorCounters>) -> Self {
+    pub(crate) fn new(channel: &Arc<str>, route: String, errors: &Arc<ErrorCounters>) -> Self {
         let labels = [("channel", channel.to_string()), ("route", route)];
         Self {
             messages_in: counter!(names::MESSAGES_IN, &labels),
@@ -198,42 +197,30 @@ impl ChannelMetrics {
     }
 }
 
-/// Resolves the handles of `spec` and its routes. Called once per channel when the app is built, and only
-/// when metrics are on.
-pub(crate) fn attach<S, U>(spec: &mut ChannelSpec<S, U>) {
-    let channel = spec.name.clone();
-    let errors = Arc::new(ErrorCounters::new(&channel));
-    let route = |label: &str| Arc::new(RouteMetrics::new(&channel, label.to_owned(), &errors));
-    let attach_route = |route: &mut RouteSpec<S, U>| {
-        let label = match &route.name {
-            Some((property, value)) => format!("{property}:{value}"),
-            None => "default".to_owned(),
+impl ChannelMetrics {
+    /// The handles of channel `channel`, with a route's handles for each lifecycle or binary handler it has, and
+    /// the error counters its routes share (pass them to [`RouteMetrics::new`]).
+    pub(crate) fn new(channel: &Arc<str>, connect: bool, binary: bool, disconnect: bool) -> Self {
+        let errors = Arc::new(ErrorCounters::new(channel));
+        let route = |present: bool, label: &str| {
+            present.then(|| Arc::new(RouteMetrics::new(channel, label.to_owned(), &errors)))
         };
-        route.metrics = Some(Arc::new(RouteMetrics::new(&channel, label, &errors)));
-    };
-    if let Some(default) = spec.default_route.as_mut() {
-        attach_route(default);
-    }
-    for (_, routes) in &mut spec.properties {
-        for route in routes.values_mut() {
-            attach_route(route);
+        let label = || channel.to_string();
+        Self {
+            opened: counter!(names::CONNECTIONS_OPENED, "channel" => label()),
+            open: gauge!(names::CONNECTIONS_OPEN, "channel" => label()),
+            closed: REASONS.map(
+                |reason| counter!(names::CONNECTIONS_CLOSED, "channel" => label(), "reason" => reason),
+            ),
+            slow_consumer: counter!(names::SLOW_CONSUMER_CLOSES, "channel" => label()),
+            rate_limited: counter!(names::RATE_LIMITED, "channel" => label()),
+            connect: route(connect, "connect"),
+            binary: route(binary, "binary"),
+            disconnect: route(disconnect, "disconnect"),
+            unrouted: Arc::new(RouteMetrics::new(channel, "unrouted".to_owned(), &errors)),
+            errors,
         }
     }
-    let label = || channel.to_string();
-    spec.metrics = Some(Box::new(ChannelMetrics {
-        opened: counter!(names::CONNECTIONS_OPENED, "channel" => label()),
-        open: gauge!(names::CONNECTIONS_OPEN, "channel" => label()),
-        closed: REASONS.map(
-            |reason| counter!(names::CONNECTIONS_CLOSED, "channel" => label(), "reason" => reason),
-        ),
-        slow_consumer: counter!(names::SLOW_CONSUMER_CLOSES, "channel" => label()),
-        rate_limited: counter!(names::RATE_LIMITED, "channel" => label()),
-        connect: spec.on_connect.as_ref().map(|_| route("connect")),
-        binary: spec.binary.as_ref().map(|_| route("binary")),
-        disconnect: spec.on_disconnect.as_ref().map(|_| route("disconnect")),
-        unrouted: route("unrouted"),
-        errors,
-    }));
 }
 
 #[cfg(test)]
