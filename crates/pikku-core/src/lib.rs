@@ -66,6 +66,7 @@ pub mod origin;
 pub mod rate_limit;
 pub mod rpc;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod wiring;
 
