@@ -47,3 +47,39 @@ fn the_stores_are_object_safe_and_shareable() {
     shareable(&hub);
     shareable(&sessions);
 }
+
+#[test]
+fn adds_racing_on_eight_threads_have_one_winner_per_id() {
+    use futures_util::FutureExt;
+    use pikku_core::store::{ChannelRecord, StoreError};
+
+    let store = Arc::new(MemoryChannelStore::new());
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut wins = 0;
+                for i in 0..200 {
+                    let record = ChannelRecord::new(
+                        format!("id-{i}"),
+                        format!("t{thread}"),
+                        serde_json::json!({}),
+                    );
+                    match store
+                        .add_channel(record)
+                        .now_or_never()
+                        .expect("ready at once")
+                    {
+                        Ok(()) => wins += 1,
+                        Err(StoreError::ChannelExists(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                wins
+            })
+        })
+        .collect();
+    let wins: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(wins, 200);
+    assert_eq!(store.len(), 200);
+}

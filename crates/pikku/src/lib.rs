@@ -124,6 +124,8 @@
 //!   [`server::SubprotocolPolicy`] answers clients that offer subprotocols.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
+//! - Stateless (serverless) runners: [`store`], the channel, subscription and session stores (in memory, and on
+//!   Redis or PostgreSQL with the cargo features `redis` and `postgres`), with `publish` and the expiry sweep.
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics

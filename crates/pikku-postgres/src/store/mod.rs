@@ -47,10 +47,8 @@
 //! the tables, or, when they exist, to read and write them.
 //!
 //! Every operation is one statement, so each is atomic on its own: adding is an `INSERT … ON CONFLICT DO
-//! NOTHING` (a conflict is [`StoreError::ChannelExists`](pikku_core::store::StoreError::ChannelExists)),
-//! updates are `UPDATE … WHERE channel_id = $1` (no row is
-//! [`StoreError::ChannelNotFound`](pikku_core::store::StoreError::ChannelNotFound)), and expiry is a `DELETE …
-//! RETURNING`.
+//! NOTHING` (a conflict is [`StoreError::ChannelExists`]), updates are `UPDATE … WHERE channel_id = $1` (no row
+//! is [`StoreError::ChannelNotFound`]), and expiry is a `DELETE … RETURNING`.
 //!
 //! # JSON
 //! Opening data, state and sessions are `jsonb`: any JSON value round-trips, except that PostgreSQL refuses
@@ -60,8 +58,8 @@
 //! # Connection
 //! The stores of one [`PostgresStores`] share one connection, made on first use, whose statements are
 //! prepared once. When it breaks, or a statement takes longer than 5 s, the operation fails with
-//! [`StoreError::Backend`](pikku_core::store::StoreError::Backend) and the next one connects again. TLS is
-//! not spoken (a URL with `sslmode=require` is refused), as with the hub driver.
+//! [`StoreError::Backend`] and the next one connects again. TLS is not spoken (a URL with `sslmode=require` is
+//! refused), as with the hub driver.
 
 mod channel;
 mod conn;
