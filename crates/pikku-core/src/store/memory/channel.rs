@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::ready;
+use super::lazy;
 use crate::store::record::to_the_microsecond;
 use crate::store::{BoxFuture, ChannelRecord, ChannelStore, StoreError};
 
@@ -97,31 +97,31 @@ impl MemoryChannelStore {
 
 impl ChannelStore for MemoryChannelStore {
     fn add_channel(&self, record: ChannelRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut inner = self.inner.write();
-        let result = if inner.records.contains_key(&record.channel_id) {
-            Err(StoreError::ChannelExists(record.channel_id))
-        } else {
+        lazy(move || {
+            let mut inner = self.inner.write();
+            if inner.records.contains_key(&record.channel_id) {
+                return Err(StoreError::ChannelExists(record.channel_id));
+            }
             inner
                 .by_last_seen
                 .insert((record.last_seen, record.channel_id.clone()));
             inner.records.insert(record.channel_id.clone(), record);
             Ok(())
-        };
-        ready(result)
+        })
     }
 
     fn get_channel<'a>(
         &'a self,
         channel_id: &'a str,
     ) -> BoxFuture<'a, Result<ChannelRecord, StoreError>> {
-        let result = self
-            .inner
-            .read()
-            .records
-            .get(channel_id)
-            .cloned()
-            .ok_or_else(|| StoreError::ChannelNotFound(channel_id.to_owned()));
-        ready(result)
+        lazy(move || {
+            self.inner
+                .read()
+                .records
+                .get(channel_id)
+                .cloned()
+                .ok_or_else(|| StoreError::ChannelNotFound(channel_id.to_owned()))
+        })
     }
 
     fn set_user_id<'a>(
@@ -129,23 +129,25 @@ impl ChannelStore for MemoryChannelStore {
         channel_id: &'a str,
         user_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        ready(self.update(channel_id, |record| {
-            record.user_id = user_id.map(str::to_owned);
-        }))
+        lazy(move || {
+            self.update(channel_id, |record| {
+                record.user_id = user_id.map(str::to_owned);
+            })
+        })
     }
 
     fn get_state<'a>(
         &'a self,
         channel_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
-        let result = self
-            .inner
-            .read()
-            .records
-            .get(channel_id)
-            .map(|record| record.state.clone())
-            .ok_or_else(|| StoreError::ChannelNotFound(channel_id.to_owned()));
-        ready(result)
+        lazy(move || {
+            self.inner
+                .read()
+                .records
+                .get(channel_id)
+                .map(|record| record.state.clone())
+                .ok_or_else(|| StoreError::ChannelNotFound(channel_id.to_owned()))
+        })
     }
 
     fn set_state<'a>(
@@ -153,11 +155,11 @@ impl ChannelStore for MemoryChannelStore {
         channel_id: &'a str,
         state: Value,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        ready(self.update(channel_id, |record| record.state = Some(state)))
+        lazy(move || self.update(channel_id, |record| record.state = Some(state)))
     }
 
     fn clear_state<'a>(&'a self, channel_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        ready(self.update(channel_id, |record| record.state = None))
+        lazy(move || self.update(channel_id, |record| record.state = None))
     }
 
     fn touch<'a>(
@@ -165,30 +167,33 @@ impl ChannelStore for MemoryChannelStore {
         channel_id: &'a str,
         at: SystemTime,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let at = to_the_microsecond(at);
-        let mut guard = self.inner.write();
-        let inner = &mut *guard;
-        let result = match inner.records.get_mut(channel_id) {
-            None => Err(StoreError::ChannelNotFound(channel_id.to_owned())),
-            Some(record) => {
-                if at > record.last_seen {
-                    inner
-                        .by_last_seen
-                        .remove(&(record.last_seen, channel_id.to_owned()));
-                    inner.by_last_seen.insert((at, channel_id.to_owned()));
-                    record.last_seen = at;
-                }
-                Ok(())
+        lazy(move || {
+            let at = to_the_microsecond(at);
+            let mut guard = self.inner.write();
+            let inner = &mut *guard;
+            let record = inner
+                .records
+                .get_mut(channel_id)
+                .ok_or_else(|| StoreError::ChannelNotFound(channel_id.to_owned()))?;
+            if at > record.last_seen {
+                inner
+                    .by_last_seen
+                    .remove(&(record.last_seen, channel_id.to_owned()));
+                inner.by_last_seen.insert((at, channel_id.to_owned()));
+                record.last_seen = at;
             }
-        };
-        ready(result)
+            Ok(())
+        })
     }
 
     fn remove_channels<'a>(
         &'a self,
         channel_ids: &'a [&'a str],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        if !channel_ids.is_empty() {
+        lazy(move || {
+            if channel_ids.is_empty() {
+                return Ok(());
+            }
             let mut inner = self.inner.write();
             for id in channel_ids {
                 if let Some(record) = inner.records.remove(*id) {
@@ -197,19 +202,21 @@ impl ChannelStore for MemoryChannelStore {
                         .remove(&(record.last_seen, record.channel_id));
                 }
             }
-        }
-        ready(Ok(()))
+            Ok(())
+        })
     }
 
     fn expire(&self, before: SystemTime) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        let mut inner = self.inner.write();
-        let cut = (before, String::new());
-        let kept = inner.by_last_seen.split_off(&cut);
-        let expired = std::mem::replace(&mut inner.by_last_seen, kept);
-        let ids: Vec<String> = expired.into_iter().map(|(_, id)| id).collect();
-        for id in &ids {
-            inner.records.remove(id);
-        }
-        ready(Ok(ids))
+        lazy(move || {
+            let mut inner = self.inner.write();
+            // Everything ordered before (before, "") was last seen strictly before `before`.
+            let kept = inner.by_last_seen.split_off(&(before, String::new()));
+            let expired = std::mem::replace(&mut inner.by_last_seen, kept);
+            let ids: Vec<String> = expired.into_iter().map(|(_, id)| id).collect();
+            for id in &ids {
+                inner.records.remove(id);
+            }
+            Ok(ids)
+        })
     }
 }

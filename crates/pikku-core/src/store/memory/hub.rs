@@ -5,7 +5,7 @@ use std::fmt;
 
 use parking_lot::RwLock;
 
-use super::ready;
+use super::lazy;
 use crate::store::{BoxFuture, EventHubStore, StoreError};
 
 /// An [`EventHubStore`] in this process's memory: subscriber sets by topic, and topic sets by channel id, kept
@@ -74,18 +74,20 @@ impl EventHubStore for MemoryEventHubStore {
         topic: &'a str,
         channel_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let mut inner = self.inner.write();
-        inner
-            .subscribers
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(channel_id.to_owned());
-        inner
-            .topics
-            .entry(channel_id.to_owned())
-            .or_default()
-            .insert(topic.to_owned());
-        ready(Ok(true))
+        lazy(move || {
+            let mut inner = self.inner.write();
+            inner
+                .subscribers
+                .entry(topic.to_owned())
+                .or_default()
+                .insert(channel_id.to_owned());
+            inner
+                .topics
+                .entry(channel_id.to_owned())
+                .or_default()
+                .insert(topic.to_owned());
+            Ok(true)
+        })
     }
 
     fn unsubscribe<'a>(
@@ -93,35 +95,37 @@ impl EventHubStore for MemoryEventHubStore {
         topic: &'a str,
         channel_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let mut inner = self.inner.write();
-        let removed = remove_from(&mut inner.subscribers, topic, channel_id);
-        remove_from(&mut inner.topics, channel_id, topic);
-        ready(Ok(removed))
+        lazy(move || {
+            let mut inner = self.inner.write();
+            let removed = remove_from(&mut inner.subscribers, topic, channel_id);
+            remove_from(&mut inner.topics, channel_id, topic);
+            Ok(removed)
+        })
     }
 
     fn channel_ids<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        let ids = self
-            .inner
-            .read()
-            .subscribers
-            .get(topic)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
-        ready(Ok(ids))
+        lazy(move || {
+            Ok(self
+                .inner
+                .read()
+                .subscribers
+                .get(topic)
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default())
+        })
     }
 
     fn remove_channel<'a>(
         &'a self,
         channel_id: &'a str,
     ) -> BoxFuture<'a, Result<usize, StoreError>> {
-        let mut inner = self.inner.write();
-        let topics = inner.topics.remove(channel_id).unwrap_or_default();
-        let mut removed = 0;
-        for topic in &topics {
-            if remove_from(&mut inner.subscribers, topic, channel_id) {
-                removed += 1;
-            }
-        }
-        ready(Ok(removed))
+        lazy(move || {
+            let mut inner = self.inner.write();
+            let topics = inner.topics.remove(channel_id).unwrap_or_default();
+            Ok(topics
+                .iter()
+                .filter(|topic| remove_from(&mut inner.subscribers, topic, channel_id))
+                .count())
+        })
     }
 }

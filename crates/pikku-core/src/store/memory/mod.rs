@@ -10,7 +10,7 @@ pub use session::MemorySessionStore;
 
 use super::BoxFuture;
 
-/// A future that is already done.
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
+/// A future that runs `op` when first polled (not when made), as a store on a server would, and is then done.
+fn lazy<'a, T: Send + 'a>(op: impl FnOnce() -> T + Send + 'a) -> BoxFuture<'a, T> {
+    Box::pin(async move { op() })
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::ready;
+use super::lazy;
 use crate::store::{BoxFuture, SessionStore, StoreError};
 
 /// A [`SessionStore`] in this process's memory.
@@ -50,7 +50,7 @@ impl MemorySessionStore {
 
 impl SessionStore for MemorySessionStore {
     fn get<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Option<Value>, StoreError>> {
-        ready(Ok(self.sessions.read().get(user_id).cloned()))
+        lazy(move || Ok(self.sessions.read().get(user_id).cloned()))
     }
 
     fn set<'a>(
@@ -58,12 +58,16 @@ impl SessionStore for MemorySessionStore {
         user_id: &'a str,
         session: Value,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.sessions.write().insert(user_id.to_owned(), session);
-        ready(Ok(()))
+        lazy(move || {
+            self.sessions.write().insert(user_id.to_owned(), session);
+            Ok(())
+        })
     }
 
     fn remove<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.sessions.write().remove(user_id);
-        ready(Ok(()))
+        lazy(move || {
+            self.sessions.write().remove(user_id);
+            Ok(())
+        })
     }
 }
