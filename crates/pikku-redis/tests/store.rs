@@ -172,6 +172,13 @@ async fn the_key_layout_is_the_documented_one() {
         .unwrap();
     assert_eq!(score, micros);
 
+    // Updates of a missing id write no key.
+    assert!(channels.set_state("ghost", json!(1)).await.is_err());
+    assert!(channels.set_user_id("ghost", Some("u")).await.is_err());
+    assert!(channels.set_user_id("ghost", None).await.is_err());
+    assert!(channels.touch("ghost", SystemTime::now()).await.is_err());
+    assert!(!prefix.keys().await.iter().any(|key| key.contains("ghost")));
+
     // Removing the record and its subscriptions leaves only the session.
     hub.remove_channel("c1").await.unwrap();
     channels.remove_channels(&["c1"]).await.unwrap();
