@@ -69,6 +69,7 @@ mod permission;
 pub mod rate_limit;
 pub mod rpc;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod wiring;
 

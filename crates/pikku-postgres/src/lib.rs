@@ -13,6 +13,9 @@
 //! # }
 //! ```
 //!
+//! The [`store`] module keeps the records of stateless (serverless) runners in PostgreSQL tables: channel
+//! records, subscriptions and sessions ([`store::PostgresStores`]).
+//!
 //! # What it does on the server
 //! Each node holds two sessions: one that listens (`LISTEN` per topic with local subscribers, never per
 //! connection) and one that publishes (`SELECT pg_notify(..)`, one autocommitted statement per event, with
@@ -67,6 +70,7 @@ mod link;
 mod message;
 mod receiver;
 mod settings;
+pub mod store;
 mod supervisor;
 mod tripwire;
 

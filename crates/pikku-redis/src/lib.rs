@@ -13,6 +13,9 @@
 //! # }
 //! ```
 //!
+//! The [`store`] module keeps the records of stateless (serverless) runners on Redis: channel records,
+//! subscriptions and sessions ([`store::RedisStores`]).
+//!
 //! # What it does on Redis
 //! - Each node opens one RESP3 connection, which carries commands and pub/sub messages alike. A node
 //!   subscribes to a topic once, when its first local subscriber arrives, and unsubscribes when the last one
@@ -42,6 +45,7 @@
 mod error;
 mod inbound;
 mod link;
+pub mod store;
 mod target;
 
 use std::fmt;

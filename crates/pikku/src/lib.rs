@@ -124,6 +124,8 @@
 //!   [`server::SubprotocolPolicy`] answers clients that offer subprotocols.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
+//! - Stateless (serverless) runners: [`store`], the channel, subscription and session stores (in memory, and on
+//!   Redis or PostgreSQL with the cargo features `redis` and `postgres`), with `publish` and the expiry sweep.
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics
@@ -188,6 +190,22 @@ pub use pikku_core::events;
 /// processes through a broker, its [`RemoteEvent`](hub::RemoteEvent) envelope, the in-process
 /// [`LocalBus`](hub::LocalBus) and the link's [`HubStatus`](hub::HubStatus).
 pub use pikku_core::hub;
+/// The stores of stateless (serverless) runners: [`ChannelStore`](store::ChannelStore) for connection records,
+/// [`EventHubStore`](store::EventHubStore) for subscriptions, [`SessionStore`](store::SessionStore) for sessions,
+/// their in-memory implementations, and [`publish`](store::publish) / [`sweep_expired`](store::sweep_expired)
+/// over them. The Redis and PostgreSQL stores are `pikku::redis::store` and `pikku::postgres::store` (cargo
+/// features `redis` and `postgres`). See `docs/stores.md`.
+///
+/// ```
+/// use pikku::store::{ChannelRecord, ChannelStore, MemoryChannelStore};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryChannelStore::new();
+/// store.add_channel(ChannelRecord::new("conn-1", "chat", serde_json::json!({}))).await.unwrap();
+/// assert_eq!(store.get_channel("conn-1").await.unwrap().channel_name, "chat");
+/// # });
+/// ```
+pub use pikku_core::store;
 /// The embedded server (`pikku-server`), including its [`ChannelService`](server::ChannelService) for axum
 /// and the [`SubprotocolPolicy`](server::SubprotocolPolicy) of [`ServerConfig::subprotocols`].
 pub use pikku_server as server;
