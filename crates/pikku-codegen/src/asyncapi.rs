@@ -271,7 +271,15 @@ pub(crate) fn render(
     }
     let components: Map<String, Value> = schemas
         .iter()
-        .map(|(k, v)| (component_key(k), rewrite_refs(v)))
+        .map(|(k, v)| {
+            // AsyncAPI wants schema objects here: `true` is `{}`, `false` is `{"not": {}}`.
+            let v = match v {
+                Value::Bool(true) => json!({}),
+                Value::Bool(false) => json!({ "not": {} }),
+                other => rewrite_refs(other),
+            };
+            (component_key(k), v)
+        })
         .collect();
     json!({
         "asyncapi": "3.0.0",

@@ -185,8 +185,8 @@ pub struct MessageDesc {
 ///
 /// ```
 /// let route: pikku_codegen::RouteDesc = serde_json::from_str(
-///     r#"{"property": "action", "value": "say", "input": {"rust": "Say", "schema": {"$ref": "#/$defs/Say"}},
-///         "reply": {"shape": "none", "schema": null}, "push": {"rust": "()", "schema": null}, "auth": true}"#,
+///     r##"{"property": "action", "value": "say", "input": {"rust": "Say", "schema": {"$ref": "#/$defs/Say"}},
+///         "reply": {"shape": "none", "schema": null}, "push": {"rust": "()", "schema": null}, "auth": true}"##,
 /// ).unwrap();
 /// assert_eq!(route.value, "say");
 /// ```

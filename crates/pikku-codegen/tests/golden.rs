@@ -134,3 +134,21 @@ fn wrong_inputs_fail_to_compile_at_the_route_they_name() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_documents_follow_their_specifications() {
+    let dir = scratch("documents");
+    let output = Command::new("node")
+        .arg(support::node_dir().join("validate-documents.js"))
+        .arg(&dir)
+        .output()
+        .expect("node must be installed");
+    assert!(output.status.success(), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"asyncapi": [], "schema": []}),
+        "asyncapi.json must follow AsyncAPI 3.0.0 and channels.schema.json JSON Schema 2020-12"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,10 @@ static INSTALL: Mutex<()> = Mutex::new(());
 pub(crate) fn node_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("node_modules/typescript").exists() || !dir.join("node_modules/ws").exists() {
+    if ["typescript", "ws", "ajv-formats", "@asyncapi/specs"]
+        .iter()
+        .any(|m| !dir.join("node_modules").join(m).exists())
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
