@@ -109,6 +109,17 @@ export interface RpcRequestFrame {
   data?: unknown
 }
 
+/** What a capability handler gets beside its input: the call's id and a way to ask the server to wait. */
+export interface RpcCall {
+  readonly id: string
+  readonly funcName: string
+  /**
+   * Sends `pikku-rpc-pending`: the server stops the call's timeout and waits for the answer (or the end of the
+   * connection), for calls that wait on a person.
+   */
+  pending(reason?: string): void
+}
+
 /** An error a capability handler may throw to choose the error name the server sees. */
 export class RpcError extends Error {
   override readonly name: string
@@ -216,7 +227,7 @@ export class PikkuConnection {
   private readonly binarySubscriptions = new Set<Listener<ArrayBuffer>>()
   private readonly stateListeners = new Set<Listener<ConnectionState>>()
   private readonly openListeners = new Set<Listener<{ reconnected: boolean }>>()
-  private readonly capabilities = new Map<string, (data: any) => unknown>()
+  private readonly capabilities = new Map<string, (data: any, call: RpcCall) => unknown>()
   /** Frames sent on every (re)open before the queue: the declared subscriptions. */
   private readonly persistent = new Map<string, { property: string; value: string; data: unknown }>()
   /** Routed messages written and not yet answered, per property, then per value, oldest first. */
@@ -329,9 +340,10 @@ export class PikkuConnection {
   /**
    * Answers the server's reverse calls of `funcName` with `handler`'s result (or promise). A thrown error is sent
    * as `{name, message}` (throw an `RpcError` to pick the name). Calls of a function with no handler are answered
-   * with `RPCNotFoundError`. Returns a function that removes the handler.
+   * with `RPCNotFoundError`. The handler's second argument can tell the server to wait (`call.pending()`).
+   * Returns a function that removes the handler.
    */
-  handle(funcName: string, handler: (data: any) => unknown): () => void {
+  handle(funcName: string, handler: (data: any, call: RpcCall) => unknown): () => void {
     this.capabilities.set(funcName, handler)
     return () => this.capabilities.delete(funcName)
   }
@@ -550,10 +562,17 @@ export class PikkuConnection {
   }
 
   private answerRpc(request: RpcRequestFrame): void {
-    const reply = (body: Record<string, unknown>) => {
-      const frame = JSON.stringify({ action: 'pikku-rpc-response', id: request.id, ...body })
-      const socket = this.socket
-      if (socket && socket.readyState === OPEN) socket.send(frame)
+    const socket = this.socket
+    const answer = (frame: Record<string, unknown>) => {
+      // Answers go to the socket that asked: a call does not survive a reconnect.
+      if (socket && socket === this.socket && socket.readyState === OPEN) socket.send(JSON.stringify(frame))
+    }
+    const reply = (body: Record<string, unknown>) => answer({ action: 'pikku-rpc-response', id: request.id, ...body })
+    const call: RpcCall = {
+      id: request.id,
+      funcName: request.funcName,
+      pending: (reason?: string) =>
+        answer({ action: 'pikku-rpc-pending', id: request.id, ...(reason === undefined ? {} : { reason }) }),
     }
     const handler = this.capabilities.get(request.funcName)
     if (!handler) {
@@ -561,7 +580,7 @@ export class PikkuConnection {
       return
     }
     Promise.resolve()
-      .then(() => handler(request.data))
+      .then(() => handler(request.data, call))
       .then(
         (result) => reply({ ok: true, result: result === undefined ? null : result }),
         (error: unknown) => {
@@ -788,7 +807,10 @@ export class ChannelClient<
   /** Answers the server's reverse calls of capability `name`. */
   handle<K extends keyof Capabilities & string>(
     name: K,
-    handler: (input: Capabilities[K]['input']) => Capabilities[K]['output'] | Promise<Capabilities[K]['output']>
+    handler: (
+      input: Capabilities[K]['input'],
+      call: RpcCall
+    ) => Capabilities[K]['output'] | Promise<Capabilities[K]['output']>
   ): () => void {
     return this.connection.handle(name, handler)
   }

@@ -294,3 +294,24 @@ pub(crate) fn render(
         "components": { "schemas": components },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_use_braces_for_params() {
+        assert_eq!(address("/rooms/:roomId"), "/rooms/{roomId}");
+        assert_eq!(address("/rooms/{roomId}/x"), "/rooms/{roomId}/x");
+        assert_eq!(address("/events"), "/events");
+    }
+
+    #[test]
+    fn refs_point_into_components() {
+        let schema = json!({"items": {"$ref": "#/$defs/chat::Say"}, "x": [{"$ref": "#/$defs/A"}]});
+        assert_eq!(
+            rewrite_refs(&schema),
+            json!({"items": {"$ref": "#/components/schemas/chat__Say"}, "x": [{"$ref": "#/components/schemas/A"}]})
+        );
+    }
+}

@@ -381,3 +381,64 @@ pub(crate) fn all_schemas(
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defs() -> BTreeMap<String, Value> {
+        BTreeMap::from([(
+            "Created".to_owned(),
+            json!({"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"],
+                   "additionalProperties": false}),
+        )])
+    }
+
+    #[test]
+    fn merged_replies_add_the_key_to_the_object_schema() {
+        let frame = with_key(
+            &json!({"$ref": "#/$defs/Created"}),
+            "action",
+            "create",
+            &defs(),
+        );
+        assert_eq!(
+            frame,
+            json!({"type": "object", "properties": {"id": {"type": "integer"}, "action": {"const": "create"}},
+                   "required": ["id", "action"], "additionalProperties": false})
+        );
+    }
+
+    #[test]
+    fn other_values_are_wrapped() {
+        assert_eq!(
+            with_key(&json!(true), "action", "x", &defs()),
+            json!({"type": "object", "properties": {"action": {"const": "x"}}, "required": ["action"]})
+        );
+        let reply = ReplyDesc {
+            shape: ReplyShape::Result,
+            schema: Some(json!({"type": "string"})),
+        };
+        assert_eq!(
+            reply_frame(&reply, "action", "prim", &defs()),
+            json!({"type": "object", "properties": {"action": {"const": "prim"}, "result": {"type": "string"}},
+                   "required": ["action", "result"], "additionalProperties": false})
+        );
+    }
+
+    #[test]
+    fn a_reference_to_nothing_is_an_error() {
+        let description: Description = serde_json::from_value(json!({
+            "version": 1,
+            "channels": [{"name": "c", "route": "/c", "routes": [{"property": "action", "value": "x",
+                "input": {"rust": "X", "schema": {"$ref": "#/$defs/Missing"}},
+                "reply": {"shape": "none", "schema": null}, "push": {"rust": "()", "schema": null}}]}],
+        }))
+        .unwrap();
+        let err = all_schemas(&description).unwrap_err();
+        assert!(
+            err.to_string().contains("'#/$defs/Missing' names no entry"),
+            "{err}"
+        );
+    }
+}

@@ -174,6 +174,21 @@ async function main() {
   const refused = await rejection(events.routes.action.rev())
   assert.equal(refused.name, 'ChannelRPCError')
   assert.match(refused.message, /not today/)
+  // The fixture's reverse calls time out after 200 ms, unless the client says it is pending.
+  events.handle('clientThing', async (_input, call) => {
+    call.pending('thinking')
+    await sleep(400)
+    return { answer: 'late', id: call.id }
+  })
+  const late = await events.routes.action.rev()
+  assert.deepEqual(late, { remoteSaid: { answer: 'late', id: (late as { remoteSaid: { id: string } }).remoteSaid.id } })
+  events.handle('clientThing', async () => {
+    await sleep(400)
+    return 'too late'
+  })
+  const timedOut = await rejection(events.routes.action.rev())
+  assert.equal(timedOut.name, 'ChannelRPCError')
+  assert.match(timedOut.message, /timed out/)
   check('reverse-rpc')
 
   // ---- opening data ------------------------------------------------------------------------------------------
@@ -239,8 +254,8 @@ async function main() {
 
   // ---- closing rejects what waits ----------------------------------------------------------------------------
   events.close()
-  const late = await rejection(events.routes.action.prim())
-  assert.equal(late.name, 'ConnectionClosedError')
+  const afterClose = await rejection(events.routes.action.prim())
+  assert.equal(afterClose.name, 'ConnectionClosedError')
   realtime.close()
   check('close')
 
