@@ -95,7 +95,7 @@ export class PikkuError extends Error {
 
 /** Whether `frame` is an error frame (it has a string `errorName`). */
 export function isErrorFrame(frame: unknown): frame is ErrorFrame {
-  return isObject(frame) && typeof frame.errorName === 'string'
+  return isObject(frame) && typeof frame['errorName'] === 'string'
 }
 
 /** The reply shape of a route: how its reply frame carries the handler's value. */
@@ -163,8 +163,8 @@ function toWsUrl(url: string): string {
 export function unwrapReply(property: string, frame: Record<string, unknown>, shape: ReplyShape | undefined): unknown {
   const keys = Object.keys(frame)
   if (shape === 'none') return undefined
-  if (shape === 'result') return frame.result
-  if (shape !== 'merged' && keys.length === 2 && 'result' in frame) return frame.result
+  if (shape === 'result') return frame['result']
+  if (shape !== 'merged' && keys.length === 2 && 'result' in frame) return frame['result']
   if (shape !== 'merged' && keys.length === 1) return shape === 'dynamic' ? {} : undefined
   const value: Record<string, unknown> = {}
   for (const key of keys) if (key !== property) value[key] = frame[key]
@@ -524,7 +524,7 @@ export class PikkuConnection {
       }
       if (!isJson) {
         this.subscriptions.forEach((cb) => cb(data))
-      } else if (isObject(parsed) && parsed.action === 'pikku-rpc-request' && typeof parsed.id === 'string') {
+      } else if (isObject(parsed) && parsed['action'] === 'pikku-rpc-request' && typeof parsed['id'] === 'string') {
         this.answerRpc(parsed as unknown as RpcRequestFrame)
       } else {
         if (isObject(parsed)) this.dispatchRouted(parsed)
@@ -620,7 +620,7 @@ export class PikkuEvents<Topics extends Record<string, unknown> = Record<string,
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.connection = new PikkuConnection({ ...rest, url: this.baseUrl + '/events' })
     this.connection.subscribe((frame: unknown) => {
-      if (!isObject(frame) || typeof frame.topic !== 'string' || !('data' in frame) || 'action' in frame) return
+      if (!isObject(frame) || typeof frame['topic'] !== 'string' || !('data' in frame) || 'action' in frame) return
       const event = frame as unknown as TopicEvent
       this.listeners.get(event.topic)?.forEach((cb) => cb(event.data))
       this.all.forEach((cb) => cb(event))

@@ -78,6 +78,16 @@ fn the_generated_client_and_a_correct_program_pass_tsc_strict() {
     .unwrap();
     let output = tsc(&dir, &["channels.gen.ts", "usage.ts"], strict_options());
     assert!(output.status.success(), "tsc failed:\n{}", text(&output));
+    // As a browser project sees it: DOM types around, an older target.
+    let mut browser = strict_options();
+    browser["target"] = serde_json::json!("es2020");
+    browser["lib"] = serde_json::json!(["es2020", "dom"]);
+    let output = tsc(&dir, &["channels.gen.ts", "usage.ts"], browser);
+    assert!(
+        output.status.success(),
+        "tsc failed with DOM types:\n{}",
+        text(&output)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -61,8 +61,13 @@ pub(crate) fn strict_options() -> serde_json::Value {
         "moduleResolution": "bundler",
         "types": [],
         "noUnusedLocals": true,
+        "noUnusedParameters": true,
         "noImplicitOverride": true,
+        "noImplicitReturns": true,
         "exactOptionalPropertyTypes": true,
+        "noUncheckedIndexedAccess": true,
+        "noPropertyAccessFromIndexSignature": true,
+        "verbatimModuleSyntax": true,
     })
 }
 
