@@ -183,6 +183,13 @@ pub fn generate_with(
             )));
         }
     }
+    // Every JSON object with its members in sorted order, whatever order the description had and whether or not
+    // serde_json keeps insertion order in this build: the output depends on the description's content only.
+    let description: Description = serde_json::from_value(canonical(
+        serde_json::to_value(description).map_err(CodegenError::Parse)?,
+    ))
+    .map_err(CodegenError::Parse)?;
+    let description = &description;
     let schemas = frames::all_schemas(description)?;
     let typescript = typescript::render(description)?;
     let schema = serde_json::json!({
@@ -235,8 +242,27 @@ pub fn generate_file(path: &Path, options: &Options) -> Result<GeneratedFiles, C
     generate_with(&description, options)
 }
 
+/// `value` with the members of every object in sorted order.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
 fn pretty(value: &serde_json::Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&canonical(value.clone())).unwrap_or_default();
     text.push('\n');
     text
 }
