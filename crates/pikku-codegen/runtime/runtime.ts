@@ -269,6 +269,8 @@ export class PikkuConnection {
   /** Resolves when the socket is open (at once if it is), rejects if the client is closed first. */
   ready(): Promise<void> {
     if (this.currentState === 'open') return Promise.resolve()
+    if (this.currentState === 'closed')
+      return Promise.reject(new PikkuError('ConnectionClosedError', 'The connection was closed'))
     return new Promise((resolve, reject) => {
       const off = this.onStateChange((state) => {
         if (state === 'open') {
