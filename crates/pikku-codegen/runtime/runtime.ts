@@ -594,6 +594,12 @@ export class PikkuConnection {
   }
 }
 
+/**
+ * `PikkuConnection` under the name of Pikku's client class, so code written for `@pikku/websocket` ports by
+ * changing its import: `new PikkuWebSocket(new WebSocket(url))`.
+ */
+export class PikkuWebSocket extends PikkuConnection {}
+
 /** A realtime event: what the events channel delivers for a topic. */
 export interface TopicEvent<T = unknown> {
   topic: string

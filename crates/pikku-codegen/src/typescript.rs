@@ -13,32 +13,23 @@ use crate::ts::{camel, doc, key, pascal, string, TsTypes};
 /// The runtime, emitted at the top of every generated file.
 pub(crate) const RUNTIME: &str = include_str!("../runtime/runtime.ts");
 
-/// Names the runtime exports, which generated types must not reuse.
-const RUNTIME_NAMES: &[&str] = &[
-    "WebSocketLike",
-    "WebSocketConstructor",
-    "ReconnectOptions",
-    "ConnectionOptions",
-    "ConnectionState",
-    "ErrorDetail",
-    "ErrorFrame",
-    "PikkuError",
-    "isErrorFrame",
-    "ReplyShape",
-    "RpcRequestFrame",
-    "RpcError",
-    "unwrapReply",
-    "PikkuRouteHandler",
-    "PikkuConnection",
-    "TopicEvent",
-    "EventsOptions",
-    "PikkuEvents",
-    "ClientOptions",
-    "channelUrl",
-    "RouteSpec",
-    "TypedRoute",
-    "ChannelClient",
-];
+/// The names the runtime exports (`export class X`, `export interface X`, …), which generated types must not reuse.
+fn runtime_exports() -> BTreeSet<String> {
+    RUNTIME
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("export ")?;
+            let rest = ["class ", "interface ", "type ", "function ", "const "]
+                .iter()
+                .find_map(|kind| rest.strip_prefix(kind))?;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '$')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
+}
 
 struct Names {
     taken: BTreeSet<String>,
@@ -56,14 +47,15 @@ impl Names {
 }
 
 pub(crate) fn render(description: &Description) -> Result<String, CodegenError> {
+    let runtime = runtime_exports();
     let mut names = Names {
-        taken: RUNTIME_NAMES.iter().map(|n| (*n).to_owned()).collect(),
+        taken: runtime.clone(),
     };
     let mut def_names = BTreeMap::new();
     for def in description.defs.keys() {
         // A schema named like a runtime export gets a trailing `_` (`TopicEvent_`), so both stay usable.
         let mut ts = pascal(def);
-        if RUNTIME_NAMES.contains(&ts.as_str()) {
+        if runtime.contains(&ts) {
             ts.push('_');
         }
         let ts = names.claim(ts, &format!("$defs entry '{def}'"))?;
@@ -453,4 +445,24 @@ fn join_union(members: Vec<String>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_exports_are_found() {
+        let names = runtime_exports();
+        for name in [
+            "PikkuConnection",
+            "PikkuWebSocket",
+            "RpcCall",
+            "TopicEvent",
+            "channelUrl",
+            "ChannelClient",
+        ] {
+            assert!(names.contains(name), "{name} missing from {names:?}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ import {
   PikkuConnection,
   PikkuError,
   PikkuEvents,
+  PikkuWebSocket,
   type ConnectionState,
   type WebSocketConstructor,
 } from './channels.gen'
@@ -136,7 +137,7 @@ async function main() {
   await until('the route subscriber', () => viaRoute.length > 0)
   assert.deepEqual(viaRoute[0], { action: 'prim', result: 'valid' })
   // A socket handed over as Pikku's client takes it.
-  const raw = new PikkuConnection(new WebSocket(baseUrl + '/greet') as unknown as ConstructorParameters<typeof PikkuConnection>[0])
+  const raw = new PikkuWebSocket(new WebSocket(baseUrl + '/greet') as unknown as ConstructorParameters<typeof PikkuWebSocket>[0])
   capture('greet', raw)
   const greetings: unknown[] = []
   raw.subscribe((frame) => greetings.push(frame))
