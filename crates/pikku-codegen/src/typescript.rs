@@ -386,12 +386,12 @@ fn render_channel(
             let _ = writeln!(out, "    {}: {{", key(property));
             for route in routes {
                 let reply = format!(
-                    "Promise<{routes_ty}[{}][{}]['reply']>",
+                    "Promise<{routes_ty}[{}][{}][\"reply\"]>",
                     string(property),
                     string(&route.value)
                 );
                 let input_ty = format!(
-                    "{routes_ty}[{}][{}]['input']",
+                    "{routes_ty}[{}][{}][\"input\"]",
                     string(property),
                     string(&route.value)
                 );

@@ -1098,59 +1098,59 @@ export class EventsClient extends ChannelClient<EventsRoutes, EventsCapabilities
   readonly routes = {
     action: {
       /** `{"action":"arr"}` (Rust input `()`, reply shape `result`). */
-      arr: (): Promise<EventsRoutes["action"]["arr"]['reply']> => this.call("action", "arr"),
+      arr: (): Promise<EventsRoutes["action"]["arr"]["reply"]> => this.call("action", "arr"),
       /** `{"action":"auth"}` (Rust input `Token`, reply shape `dynamic`). */
-      auth: (input: EventsRoutes["action"]["auth"]['input']): Promise<EventsRoutes["action"]["auth"]['reply']> => this.call("action", "auth", input),
+      auth: (input: EventsRoutes["action"]["auth"]["input"]): Promise<EventsRoutes["action"]["auth"]["reply"]> => this.call("action", "auth", input),
       /** `{"action":"boom"}` (Rust input `()`, reply shape `none`, needs a session). */
-      boom: (): Promise<EventsRoutes["action"]["boom"]['reply']> => this.call("action", "boom"),
+      boom: (): Promise<EventsRoutes["action"]["boom"]["reply"]> => this.call("action", "boom"),
       /** `{"action":"bye"}` (Rust input `()`, reply shape `none`, needs a session). */
-      bye: (): Promise<EventsRoutes["action"]["bye"]['reply']> => this.call("action", "bye"),
+      bye: (): Promise<EventsRoutes["action"]["bye"]["reply"]> => this.call("action", "bye"),
       /** `{"action":"clash"}` (Rust input `()`, reply shape `dynamic`). */
-      clash: (): Promise<EventsRoutes["action"]["clash"]['reply']> => this.call("action", "clash"),
+      clash: (): Promise<EventsRoutes["action"]["clash"]["reply"]> => this.call("action", "clash"),
       /** `{"action":"count"}` (Rust input `()`, reply shape `result`, needs a session). */
-      count: (): Promise<EventsRoutes["action"]["count"]['reply']> => this.call("action", "count"),
+      count: (): Promise<EventsRoutes["action"]["count"]["reply"]> => this.call("action", "count"),
       /** `{"action":"create"}` (Rust input `Create`, reply shape `merged`, needs a session). */
-      create: (input: EventsRoutes["action"]["create"]['input']): Promise<EventsRoutes["action"]["create"]['reply']> => this.call("action", "create", input),
+      create: (input: EventsRoutes["action"]["create"]["input"]): Promise<EventsRoutes["action"]["create"]["reply"]> => this.call("action", "create", input),
       /** `{"action":"echoIn"}` (Rust input `serde_json::Value`, reply shape `dynamic`). */
-      echoIn: (input?: EventsRoutes["action"]["echoIn"]['input']): Promise<EventsRoutes["action"]["echoIn"]['reply']> => this.call("action", "echoIn", input),
+      echoIn: (input?: EventsRoutes["action"]["echoIn"]["input"]): Promise<EventsRoutes["action"]["echoIn"]["reply"]> => this.call("action", "echoIn", input),
       /** `{"action":"emit"}` (Rust input `Emit`, reply shape `none`, needs a session). */
-      emit: (input: EventsRoutes["action"]["emit"]['input']): Promise<EventsRoutes["action"]["emit"]['reply']> => this.call("action", "emit", input),
+      emit: (input: EventsRoutes["action"]["emit"]["input"]): Promise<EventsRoutes["action"]["emit"]["reply"]> => this.call("action", "emit", input),
       /** `{"action":"emitAll"}` (Rust input `Emit`, reply shape `none`, needs a session). */
-      emitAll: (input: EventsRoutes["action"]["emitAll"]['input']): Promise<EventsRoutes["action"]["emitAll"]['reply']> => this.call("action", "emitAll", input),
+      emitAll: (input: EventsRoutes["action"]["emitAll"]["input"]): Promise<EventsRoutes["action"]["emitAll"]["reply"]> => this.call("action", "emitAll", input),
       /** `{"action":"emitRaw"}` (Rust input `EmitRaw`, reply shape `none`, needs a session). */
-      emitRaw: (input: EventsRoutes["action"]["emitRaw"]['input']): Promise<EventsRoutes["action"]["emitRaw"]['reply']> => this.call("action", "emitRaw", input),
+      emitRaw: (input: EventsRoutes["action"]["emitRaw"]["input"]): Promise<EventsRoutes["action"]["emitRaw"]["reply"]> => this.call("action", "emitRaw", input),
       /** `{"action":"fast"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
-      fast: (): Promise<EventsRoutes["action"]["fast"]['reply']> => this.call("action", "fast"),
+      fast: (): Promise<EventsRoutes["action"]["fast"]["reply"]> => this.call("action", "fast"),
       /** `{"action":"flood"}` (Rust input `Flood`, reply shape `none`, needs a session). */
-      flood: (input: EventsRoutes["action"]["flood"]['input']): Promise<EventsRoutes["action"]["flood"]['reply']> => this.call("action", "flood", input),
+      flood: (input: EventsRoutes["action"]["flood"]["input"]): Promise<EventsRoutes["action"]["flood"]["reply"]> => this.call("action", "flood", input),
       /** `{"action":"forbid"}` (Rust input `()`, reply shape `none`, needs a session). */
-      forbid: (): Promise<EventsRoutes["action"]["forbid"]['reply']> => this.call("action", "forbid"),
+      forbid: (): Promise<EventsRoutes["action"]["forbid"]["reply"]> => this.call("action", "forbid"),
       /** `{"action":"logout"}` (Rust input `()`, reply shape `none`, needs a session). */
-      logout: (): Promise<EventsRoutes["action"]["logout"]['reply']> => this.call("action", "logout"),
+      logout: (): Promise<EventsRoutes["action"]["logout"]["reply"]> => this.call("action", "logout"),
       /** `{"action":"maybe"}` (Rust input `()`, reply shape `result`). */
-      maybe: (): Promise<EventsRoutes["action"]["maybe"]['reply']> => this.call("action", "maybe"),
+      maybe: (): Promise<EventsRoutes["action"]["maybe"]["reply"]> => this.call("action", "maybe"),
       /** `{"action":"obj"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
-      obj: (): Promise<EventsRoutes["action"]["obj"]['reply']> => this.call("action", "obj"),
+      obj: (): Promise<EventsRoutes["action"]["obj"]["reply"]> => this.call("action", "obj"),
       /** `{"action":"panic"}` (Rust input `()`, reply shape `none`, needs a session). */
-      panic: (): Promise<EventsRoutes["action"]["panic"]['reply']> => this.call("action", "panic"),
+      panic: (): Promise<EventsRoutes["action"]["panic"]["reply"]> => this.call("action", "panic"),
       /** `{"action":"prim"}` (Rust input `()`, reply shape `result`). */
-      prim: (): Promise<EventsRoutes["action"]["prim"]['reply']> => this.call("action", "prim"),
+      prim: (): Promise<EventsRoutes["action"]["prim"]["reply"]> => this.call("action", "prim"),
       /** `{"action":"rev"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
-      rev: (): Promise<EventsRoutes["action"]["rev"]['reply']> => this.call("action", "rev"),
+      rev: (): Promise<EventsRoutes["action"]["rev"]["reply"]> => this.call("action", "rev"),
       /** `{"action":"sendEmpty"}` (Rust input `()`, reply shape `none`, needs a session). */
-      sendEmpty: (): Promise<EventsRoutes["action"]["sendEmpty"]['reply']> => this.call("action", "sendEmpty"),
+      sendEmpty: (): Promise<EventsRoutes["action"]["sendEmpty"]["reply"]> => this.call("action", "sendEmpty"),
       /** `{"action":"slow"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
-      slow: (): Promise<EventsRoutes["action"]["slow"]['reply']> => this.call("action", "slow"),
+      slow: (): Promise<EventsRoutes["action"]["slow"]["reply"]> => this.call("action", "slow"),
       /** `{"action":"sub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
-      sub: (input: EventsRoutes["action"]["sub"]['input']): Promise<EventsRoutes["action"]["sub"]['reply']> => this.call("action", "sub", input),
+      sub: (input: EventsRoutes["action"]["sub"]["input"]): Promise<EventsRoutes["action"]["sub"]["reply"]> => this.call("action", "sub", input),
       /** `{"action":"unsub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
-      unsub: (input: EventsRoutes["action"]["unsub"]['input']): Promise<EventsRoutes["action"]["unsub"]['reply']> => this.call("action", "unsub", input),
+      unsub: (input: EventsRoutes["action"]["unsub"]["input"]): Promise<EventsRoutes["action"]["unsub"]["reply"]> => this.call("action", "unsub", input),
       /** `{"action":"whoami"}` (Rust input `()`, reply shape `result`). */
-      whoami: (): Promise<EventsRoutes["action"]["whoami"]['reply']> => this.call("action", "whoami"),
+      whoami: (): Promise<EventsRoutes["action"]["whoami"]["reply"]> => this.call("action", "whoami"),
     },
     type: {
       /** `{"type":"ping"}` (Rust input `()`, reply shape `dynamic`). */
-      ping: (): Promise<EventsRoutes["type"]["ping"]['reply']> => this.call("type", "ping"),
+      ping: (): Promise<EventsRoutes["type"]["ping"]["reply"]> => this.call("type", "ping"),
     },
   }
 }
@@ -1261,9 +1261,9 @@ export class RealtimeEventsClient extends ChannelClient<RealtimeEventsRoutes, Re
   readonly routes = {
     action: {
       /** `{"action":"subscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
-      subscribe: (input: RealtimeEventsRoutes["action"]["subscribe"]['input']): Promise<RealtimeEventsRoutes["action"]["subscribe"]['reply']> => this.call("action", "subscribe", input),
+      subscribe: (input: RealtimeEventsRoutes["action"]["subscribe"]["input"]): Promise<RealtimeEventsRoutes["action"]["subscribe"]["reply"]> => this.call("action", "subscribe", input),
       /** `{"action":"unsubscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
-      unsubscribe: (input: RealtimeEventsRoutes["action"]["unsubscribe"]['input']): Promise<RealtimeEventsRoutes["action"]["unsubscribe"]['reply']> => this.call("action", "unsubscribe", input),
+      unsubscribe: (input: RealtimeEventsRoutes["action"]["unsubscribe"]["input"]): Promise<RealtimeEventsRoutes["action"]["unsubscribe"]["reply"]> => this.call("action", "unsubscribe", input),
     },
   }
 }
@@ -1325,7 +1325,7 @@ export class RoomsClient extends ChannelClient<RoomsRoutes, RoomsCapabilities, R
   readonly routes = {
     action: {
       /** `{"action":"info"}` (Rust input `()`, reply shape `dynamic`). */
-      info: (): Promise<RoomsRoutes["action"]["info"]['reply']> => this.call("action", "info"),
+      info: (): Promise<RoomsRoutes["action"]["info"]["reply"]> => this.call("action", "info"),
     },
   }
 }
