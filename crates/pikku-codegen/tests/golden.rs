@@ -162,3 +162,45 @@ fn the_documents_follow_their_specifications() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn awkward_names_and_schemas_compile() {
+    let dir = support::node_dir().join("out-tricky");
+    let _ = std::fs::remove_dir_all(&dir);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let json = std::fs::read_to_string(fixtures.join("tricky.description.json")).unwrap();
+    let files = pikku_codegen::generate_from_json(&json).unwrap();
+    files.write(&dir).unwrap();
+    std::fs::copy(
+        fixtures.join("tricky-usage.ts"),
+        dir.join("tricky-usage.ts"),
+    )
+    .unwrap();
+    let output = tsc(
+        &dir,
+        &["channels.gen.ts", "tricky-usage.ts"],
+        strict_options(),
+    );
+    assert!(
+        output.status.success(),
+        "tsc failed:\n{}\n{}",
+        text(&output),
+        files
+            .typescript
+            .split("// ---- shared types")
+            .nth(1)
+            .unwrap_or("")
+    );
+    let report = Command::new("node")
+        .arg(support::node_dir().join("validate-documents.js"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&report.stdout).unwrap(),
+        serde_json::json!({"asyncapi": [], "schema": []}),
+        "{}",
+        text(&report)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -690,13 +690,22 @@ export interface ClientOptions extends Omit<ConnectionOptions, 'url'> {
 /** Builds a channel URL: route params from `opening` fill the path, the other members go to the query. */
 export function channelUrl(baseUrl: string, route: string, opening: Record<string, unknown> | undefined): string {
   const rest: Record<string, unknown> = { ...(opening ?? {}) }
-  const path = route.replace(/:([A-Za-z0-9_]+)|\{([A-Za-z0-9_]+)\}/g, (_m, a: string | undefined, b: string | undefined) => {
-    const name = (a ?? b)!
-    const value = rest[name]
-    delete rest[name]
-    if (value === undefined || value === null) throw new Error(`Missing route param '${name}' for ${route}`)
-    return encodeURIComponent(String(value))
-  })
+  // A param is a whole segment: `:name` or `{name}`.
+  const path = route
+    .split('/')
+    .map((segment) => {
+      const name = segment.startsWith(':')
+        ? segment.slice(1)
+        : segment.startsWith('{') && segment.endsWith('}')
+          ? segment.slice(1, -1)
+          : null
+      if (name === null || name === '') return segment
+      const value = rest[name]
+      delete rest[name]
+      if (value === undefined || value === null) throw new Error(`Missing route param '${name}' for ${route}`)
+      return encodeURIComponent(String(value))
+    })
+    .join('/')
   const query = Object.keys(rest)
     .filter((key) => rest[key] !== undefined && rest[key] !== null)
     .map((key) => encodeURIComponent(key) + '=' + encodeURIComponent(String(rest[key])))

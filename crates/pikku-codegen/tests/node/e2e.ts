@@ -15,6 +15,7 @@ import {
   PikkuError,
   PikkuEvents,
   PikkuWebSocket,
+  channelUrl,
   type ConnectionState,
   type WebSocketConstructor,
 } from './channels.gen'
@@ -200,6 +201,11 @@ async function main() {
   assert.deepEqual(await rooms.routes.action.info(), { roomId: 'lobby 1' })
   assert.deepEqual(roomFrames[0], { opening: { roomId: 'lobby 1', limit: 5 } })
   rooms.close()
+  assert.equal(
+    channelUrl('ws://h/', '/chat/{room}/:user-id', { room: 'a b', 'user-id': 'u/1', lang: 'fi', skip: undefined }),
+    'ws://h/chat/a%20b/u%2F1?lang=fi'
+  )
+  assert.throws(() => channelUrl('ws://h', '/rooms/:roomId', {}), /Missing route param 'roomId'/)
   check('opening')
 
   // ---- hub events and the realtime events channel ------------------------------------------------------------
