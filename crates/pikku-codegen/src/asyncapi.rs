@@ -173,8 +173,12 @@ fn channel_doc(channel: &ChannelDesc) -> (String, Value, Vec<(String, Value)>) {
         );
         let summary = format!(
             "Route {p}:{v}, input {}{}",
-            route.input.rust,
-            if route.auth { ", needs a session" } else { "" }
+            route.message.input.rust,
+            if route.message.auth {
+                ", needs a session"
+            } else {
+                ""
+            }
         );
         doc.operation(
             format!("{c}.{id}"),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Why generation failed.
 ///
 /// ```
-/// let err = pikku_codegen::generate_from_json(r#"{"version": 9, "channels": []}"#).unwrap_err();
+/// let err = pikku_codegen::generate_from_json(r#"{"version": 9, "channels": [], "$defs": {}}"#).unwrap_err();
 /// assert_eq!(err.to_string(), "unsupported description version 9 (this generator reads version 1)");
 /// ```
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::description::{ChannelDesc, Description, ReplyDesc, ReplyShape, TypeDesc};
+use crate::description::{is_unit, ChannelDesc, Description, ReplyDesc, ReplyShape, TypeDesc};
 use crate::error::CodegenError;
 
 /// The prefix of `$ref`s to the shared schemas.
@@ -222,19 +222,15 @@ pub(crate) fn channel_schemas(
     let mut inbound = Vec::new();
     out.push((
         name(c, &["opening"]),
-        channel
-            .opening
-            .as_ref()
-            .map(|o| or_any(o.schema.as_ref()))
-            .unwrap_or_else(
-                || json!({ "type": "object", "additionalProperties": { "type": "string" } }),
-            ),
+        channel.opening.schema.clone().unwrap_or_else(
+            || json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+        ),
     ));
     if let Some(connect) = &channel.connect {
-        if !connect.push.is_unit() {
+        if connect.push.is_some() {
             out.push((
                 name(c, &["connect", "push"]),
-                or_any(connect.push.schema.as_ref()),
+                or_any(connect.push.as_ref().and_then(|push| push.schema.as_ref())),
             ));
             pushes.push(reference(&name(c, &["connect", "push"])));
         }
@@ -258,10 +254,10 @@ pub(crate) fn channel_schemas(
             ));
             inbound.push(reference(&name(c, &["message", "reply"])));
         }
-        if !message.push.is_unit() {
+        if message.push.is_some() {
             out.push((
                 name(c, &["message", "push"]),
-                or_any(message.push.schema.as_ref()),
+                or_any(message.push.as_ref().and_then(|push| push.schema.as_ref())),
             ));
             pushes.push(reference(&name(c, &["message", "push"])));
         }
@@ -269,22 +265,34 @@ pub(crate) fn channel_schemas(
     for route in sorted_routes(channel) {
         let (p, v) = (route.property.as_str(), route.value.as_str());
         let part = |last: &str| name(c, &["route", p, v, last]);
-        let input = if route.input.is_unit() {
+        let input = if is_unit(&route.message.input) {
             json!({ "type": "object" })
         } else {
-            or_any(route.input.schema.as_ref())
+            or_any(route.message.input.schema.as_ref())
         };
         out.push((part("message"), with_key(&input, p, v, defs)));
         out.push((part("input"), input));
-        if route.reply.shape != ReplyShape::None {
-            out.push((part("reply"), or_any(route.reply.schema.as_ref())));
+        if route.message.reply.shape != ReplyShape::None {
+            out.push((part("reply"), or_any(route.message.reply.schema.as_ref())));
         }
-        out.push((part("replyFrame"), reply_frame(&route.reply, p, v, defs)));
+        out.push((
+            part("replyFrame"),
+            reply_frame(&route.message.reply, p, v, defs),
+        ));
         out.push((part("errorFrame"), error_frame(Some((p, v)))));
         inbound.push(reference(&part("replyFrame")));
         inbound.push(reference(&part("errorFrame")));
-        if !route.push.is_unit() {
-            out.push((part("push"), or_any(route.push.schema.as_ref())));
+        if route.message.push.is_some() {
+            out.push((
+                part("push"),
+                or_any(
+                    route
+                        .message
+                        .push
+                        .as_ref()
+                        .and_then(|push| push.schema.as_ref()),
+                ),
+            ));
             pushes.push(reference(&part("push")));
         }
     }
@@ -415,10 +423,10 @@ mod tests {
             with_key(&json!(true), "action", "x", &defs()),
             json!({"type": "object", "properties": {"action": {"const": "x"}}, "required": ["action"]})
         );
-        let reply = ReplyDesc {
-            shape: ReplyShape::Result,
-            schema: Some(json!({"type": "string"})),
-        };
+        let reply: ReplyDesc = serde_json::from_value(
+            json!({"rust": "String", "shape": "result", "schema": {"type": "string"}}),
+        )
+        .unwrap();
         assert_eq!(
             reply_frame(&reply, "action", "prim", &defs()),
             json!({"type": "object", "properties": {"action": {"const": "prim"}, "result": {"type": "string"}},
@@ -430,9 +438,13 @@ mod tests {
     fn a_reference_to_nothing_is_an_error() {
         let description: Description = serde_json::from_value(json!({
             "version": 1,
-            "channels": [{"name": "c", "route": "/c", "routes": [{"property": "action", "value": "x",
+            "channels": [{"name": "c", "route": "/c", "params": [], "auth": false,
+                "opening": {"rust": "Params", "schema": null}, "connect": null, "disconnect": false,
+                "message": null, "binary": null, "capabilities": [], "events": null,
+                "routes": [{"property": "action", "value": "x", "auth": false, "push": null,
                 "input": {"rust": "X", "schema": {"$ref": "#/$defs/Missing"}},
-                "reply": {"shape": "none", "schema": null}, "push": {"rust": "()", "schema": null}}]}],
+                "reply": {"rust": "()", "shape": "none", "schema": null}}]}],
+            "$defs": {},
         }))
         .unwrap();
         let err = all_schemas(&description).unwrap_err();

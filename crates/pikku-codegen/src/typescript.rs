@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::description::{ChannelDesc, Description, ReplyDesc, ReplyShape, RouteDesc, TypeDesc};
+use crate::description::{
+    is_unit, ChannelDesc, Description, ReplyDesc, ReplyShape, RouteDesc, TypeDesc,
+};
 use crate::error::CodegenError;
 use crate::frames::{resolve_object, sorted_routes};
 use crate::ts::{camel, doc, key, pascal, string, TsTypes};
@@ -106,9 +108,9 @@ fn reply_frame(
     indent: usize,
 ) -> String {
     let (p, v) = (key(&route.property), string(&route.value));
-    let value = reply_value(types, &route.reply, indent);
+    let value = reply_value(types, &route.message.reply, indent);
     let merged = || {
-        let schema = route.reply.schema.as_ref().unwrap_or(&Value::Null);
+        let schema = route.message.reply.schema.as_ref().unwrap_or(&Value::Null);
         if value != "unknown" && resolve_object(schema, defs, 0).is_some() {
             format!(
                 "Omit<{value}, {}> & {{ {p}: {v} }}",
@@ -119,7 +121,7 @@ fn reply_frame(
         }
     };
     let result = || format!("{{ {p}: {v}; result: {value} }}");
-    match route.reply.shape {
+    match route.message.reply.shape {
         ReplyShape::None => format!("{{ {p}: {v} }}"),
         ReplyShape::Merged => merged(),
         ReplyShape::Result => result(),
@@ -132,10 +134,10 @@ fn route_doc(route: &RouteDesc) -> String {
         "`{{\"{}\":\"{}\"}}` (Rust input `{}`, reply shape `{}`",
         route.property,
         route.value,
-        route.input.rust,
-        route.reply.shape.as_str()
+        route.message.input.rust,
+        route.message.reply.shape.as_str()
     );
-    text.push_str(if route.auth {
+    text.push_str(if route.message.auth {
         ", needs a session)."
     } else {
         ")."
@@ -172,7 +174,7 @@ fn render_channel(
 
     // Opening data.
     let opening_ty = match &channel.opening {
-        Some(desc) if desc.schema.is_some() => ts_of(types, desc, 0),
+        desc if desc.schema.is_some() => ts_of(types, desc, 0),
         _ => "{ [key: string]: string }".into(),
     };
     let _ = writeln!(
@@ -184,13 +186,13 @@ fn render_channel(
     // Pushes.
     let mut pushes = Vec::new();
     if let Some(connect) = &channel.connect {
-        if !connect.push.is_unit() {
-            pushes.push(ts_of(types, &connect.push, 0));
+        if let Some(push) = &connect.push {
+            pushes.push(ts_of(types, push, 0));
         }
     }
     if let Some(message) = &channel.message {
-        if !message.push.is_unit() {
-            pushes.push(ts_of(types, &message.push, 0));
+        if let Some(push) = &message.push {
+            pushes.push(ts_of(types, push, 0));
         }
     }
     let routes = sorted_routes(channel);
@@ -202,8 +204,8 @@ fn render_channel(
                 key: format!("{}:{}", route.property, route.value),
             });
         }
-        if !route.push.is_unit() {
-            pushes.push(ts_of(types, &route.push, 0));
+        if let Some(push) = &route.message.push {
+            pushes.push(ts_of(types, push, 0));
         }
     }
     let _ = writeln!(
@@ -216,7 +218,7 @@ fn render_channel(
     // Default handler.
     let (default_in, default_reply) = match &channel.message {
         Some(message) => (
-            if message.input.is_unit() {
+            if is_unit(&message.input) {
                 "undefined".into()
             } else {
                 ts_of(types, &message.input, 0)
@@ -257,16 +259,16 @@ fn render_channel(
             let _ = writeln!(out, "  {}: {{", key(property));
             for route in routes {
                 out.push_str(&doc(Some(&route_doc(route)), "    "));
-                let input = if route.input.is_unit() {
+                let input = if is_unit(&route.message.input) {
                     "undefined".to_owned()
                 } else {
-                    ts_of(types, &route.input, 6)
+                    ts_of(types, &route.message.input, 6)
                 };
                 let _ = writeln!(
                     out,
                     "    {}: {{\n      input: {input}\n      reply: {}\n      frame: {}\n    }}",
                     key(&route.value),
-                    reply_value(types, &route.reply, 6),
+                    reply_value(types, &route.message.reply, 6),
                     reply_frame(types, route, &description.defs, 6)
                 );
             }
@@ -341,7 +343,7 @@ fn render_channel(
                 "{} {}: {}",
                 if j == 0 { "" } else { "," },
                 key(&route.value),
-                string(route.reply.shape.as_str())
+                string(route.message.reply.shape.as_str())
             );
         }
         out.push_str(" }");
@@ -395,9 +397,10 @@ fn render_channel(
                     string(property),
                     string(&route.value)
                 );
-                let (param, arg) = if route.input.is_unit() {
+                let (param, arg) = if is_unit(&route.message.input) {
                     (String::new(), String::new())
-                } else if route.input.schema.is_none() || ts_of(types, &route.input, 0) == "unknown"
+                } else if route.message.input.schema.is_none()
+                    || ts_of(types, &route.message.input, 0) == "unknown"
                 {
                     (format!("input?: {input_ty}"), ", input".to_owned())
                 } else {

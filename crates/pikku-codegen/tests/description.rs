@@ -1,6 +1,7 @@
-//! The hand-written description of the conformance fixture (`tests/fixtures/conformance.description.json`)
-//! against the real fixture: every described route exists under its routing property, needs a session exactly
-//! when the description says so, and answers in the described reply shape.
+//! The conformance fixture's description (`tests/fixtures/conformance.description.json`, written by
+//! `cargo run -p pikku-conformance --example describe`): it is what the fixture app describes now, and against
+//! the real fixture every described route exists under its routing property, needs a session exactly when the
+//! description says so, and answers in the described reply shape.
 
 use std::time::Duration;
 
@@ -15,6 +16,19 @@ fn description() -> Description {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/conformance.description.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_committed_description_is_what_the_fixture_describes() {
+    let live = pikku_conformance::fixture_app(
+        &FixtureSettings::defaults(),
+        pikku_conformance::Recorder::default(),
+    )
+    .describe();
+    assert!(
+        description() == live,
+        "tests/fixtures/conformance.description.json is stale: run `bash scripts/regenerate-clients.sh`"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +56,7 @@ async fn every_described_route_exists_with_its_auth_and_reply_shape() {
                     )
                 });
             let what = format!("{}: {p}:{v}", channel.name);
-            match (route.auth, answer) {
+            match (route.message.auth, answer) {
                 (true, Err(ClientError::Remote { name, message, .. })) => {
                     assert_eq!(name, "UnauthorizedError", "{what}");
                     assert_eq!(
@@ -65,7 +79,7 @@ async fn every_described_route_exists_with_its_auth_and_reply_shape() {
                 (false, Ok(reply)) => {
                     let frame = Value::Object(reply.frame().clone());
                     let keys: Vec<&str> = reply.frame().keys().map(String::as_str).collect();
-                    match route.reply.shape {
+                    match route.message.reply.shape {
                         ReplyShape::None => assert_eq!(frame, json!({ p: v }), "{what}"),
                         ReplyShape::Result => {
                             assert!(

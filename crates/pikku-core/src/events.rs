@@ -118,6 +118,23 @@ impl<S, U> std::fmt::Debug for EventsChannel<S, U> {
     }
 }
 
+/// An event as an events channel's subscribers receive it: `{"topic": T, "data": …}`. Declared as the push type
+/// of `subscribe`, so that descriptions and generated clients know the events' shape.
+///
+/// ```
+/// use pikku::events::TopicEvent;
+///
+/// let event: TopicEvent = serde_json::from_str(r#"{"topic":"news","data":{"n":1}}"#).unwrap();
+/// assert_eq!(event.topic, "news");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TopicEvent {
+    /// The topic it was published to.
+    pub topic: String,
+    /// What was published.
+    pub data: serde_json::Value,
+}
+
 /// The input of `subscribe` and `unsubscribe`.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[schemars(rename = "EventTopic")]
@@ -195,16 +212,17 @@ where
     /// ```
     pub fn build(self) -> ChannelRoute<S, U> {
         let authorize = self.authorize.clone();
-        let subscribe = move |ctx: Ctx<S, U>, ch: Channel<Params, ()>, input: TopicInput| {
-            let authorize = authorize.clone();
-            async move {
-                if let Some(authorize) = authorize {
-                    authorize(ctx.clone(), input.topic.clone()).await?;
+        let subscribe =
+            move |ctx: Ctx<S, U>, ch: Channel<Params, TopicEvent>, input: TopicInput| {
+                let authorize = authorize.clone();
+                async move {
+                    if let Some(authorize) = authorize {
+                        authorize(ctx.clone(), input.topic.clone()).await?;
+                    }
+                    ctx.hub().subscribe(&input.topic, ch.channel_id()).await?;
+                    Ok::<(), ChannelError>(())
                 }
-                ctx.hub().subscribe(&input.topic, ch.channel_id()).await?;
-                Ok::<(), ChannelError>(())
-            }
-        };
+            };
         let unsubscribe = |ctx: Ctx<S, U>, ch: Channel<Params, ()>, input: TopicInput| async move {
             ctx.hub().unsubscribe(&input.topic, ch.channel_id()).await?;
             Ok::<(), ChannelError>(())

@@ -77,6 +77,15 @@ async fn ask(_ctx: Ctx<(), ()>, ch: Channel<Room, RoomEvent>, _in: ()) -> Result
     };
     ch.remote::<Confirm>(said).await
 }
+async fn maybe(_ctx: Ctx<(), ()>, _ch: Channel<Room, RoomEvent>, _in: ()) -> Option<u32> {
+    None
+}
+async fn maybe_said(_ctx: Ctx<(), ()>, _ch: Channel<Room, RoomEvent>, _in: ()) -> Option<Said> {
+    None
+}
+async fn event(_ctx: Ctx<(), ()>, _ch: Channel<Room, RoomEvent>, _in: ()) -> Json<RoomEvent> {
+    Json(RoomEvent::Left { name: "ann".into() })
+}
 async fn bye(_ctx: Ctx<(), ()>, _ch: ClosedChannel<Room>) {}
 
 fn rooms() -> ChannelRoute<(), (), Room, ()> {
@@ -87,6 +96,9 @@ fn rooms() -> ChannelRoute<(), (), Room, ()> {
         .route("action", "count", Route::new(typed(count)).auth(false))
         .route("action", "leave", typed(leave))
         .route("action", "ask", typed(ask))
+        .route("action", "maybe", typed(maybe))
+        .route("action", "maybeSaid", typed(maybe_said))
+        .route("action", "event", typed(event))
         .on_binary(typed(upload))
         .on_disconnect(typed(bye))
         .calls::<Confirm>()
@@ -138,6 +150,11 @@ fn a_typed_channel_is_described_handler_by_handler() {
     assert_eq!(route("leave").reply.shape, ReplyShape::None);
     assert_eq!(route("leave").reply.schema, None);
     assert_eq!(route("ask").reply.shape, ReplyShape::Result);
+    // `Option<u32>`: `null` or a number, both under `result`; `Option<Said>`: `null` or a merged object.
+    assert_eq!(route("maybe").reply.shape, ReplyShape::Result);
+    assert_eq!(route("maybeSaid").reply.shape, ReplyShape::Dynamic);
+    // A tagged enum is an object in every variant.
+    assert_eq!(route("event").reply.shape, ReplyShape::Merged);
     // Route settings are resolved: `count` is open, the others take the channel's `auth`.
     assert!(!route("count").auth);
     assert!(route("say").auth);
@@ -165,7 +182,17 @@ fn a_typed_channel_is_described_handler_by_handler() {
 fn shared_types_are_defined_once_with_their_validation_constraints() {
     let description = description();
     let names: Vec<&str> = description.defs.keys().map(String::as_str).collect();
-    assert_eq!(names, ["EventTopic", "Room", "RoomEvent", "Said", "Say"]);
+    assert_eq!(
+        names,
+        [
+            "EventTopic",
+            "Room",
+            "RoomEvent",
+            "Said",
+            "Say",
+            "TopicEvent"
+        ]
+    );
     let text = &description.defs["Say"]["properties"]["text"];
     assert_eq!(text["minLength"], 1);
     assert_eq!(text["maxLength"], 280);

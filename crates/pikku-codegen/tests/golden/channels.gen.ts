@@ -865,15 +865,16 @@ export type EmitRaw = {
   topic: string
 }
 
+/** The input of `subscribe` and `unsubscribe`. */
+export type EventTopic = {
+  topic: string
+}
+
 export type Flood = {
   n: number
 }
 
-/** A greeting the `greet` channel understands. */
 export type Greeting = "hi!" | "hey"
-
-/** Route params and query, as strings. */
-export type Params = { [key: string]: string }
 
 /** The opening data of `/rooms/:roomId`. */
 export type Room = {
@@ -889,16 +890,28 @@ export type Topic = {
   topic: string
 }
 
-/** A realtime event: the topic and what was published. */
+/**
+ * An event as an events channel's subscribers receive it: `{"topic": T, "data": …}`. Declared as the push type
+ * of `subscribe`, so that descriptions and generated clients know the events' shape.
+ *
+ * ```
+ * use pikku::events::TopicEvent;
+ *
+ * let event: TopicEvent = serde_json::from_str(r#"{"topic":"news","data":{"n":1}}"#).unwrap();
+ * assert_eq!(event.topic, "news");
+ * ```
+ */
 export type TopicEvent_ = {
+  /** What was published. */
   data: unknown
+  /** The topic it was published to. */
   topic: string
 }
 
 // ---- channel events (/events) -----------------------------------------------------------------------------
 
 /** The opening data of `/events`: route params fill the path, other members go to the query. */
-export type EventsOpening = Params
+export type EventsOpening = { [key: string]: string }
 
 /** What `events` pushes (frames without a routing key). */
 export type EventsPush = string
@@ -915,7 +928,7 @@ export type EventsRoutes = {
       reply: number[]
       frame: { action: "arr"; result: number[] }
     }
-    /** `{"action":"auth"}` (Rust input `Token`, reply shape `dynamic`). */
+    /** `{"action":"auth"}` (Rust input `pikku_conformance::Token`, reply shape `dynamic`). */
     auth: {
       input: Token
       reply: unknown
@@ -945,31 +958,31 @@ export type EventsRoutes = {
       reply: number
       frame: { action: "count"; result: number }
     }
-    /** `{"action":"create"}` (Rust input `Create`, reply shape `merged`, needs a session). */
+    /** `{"action":"create"}` (Rust input `pikku_conformance::Create`, reply shape `merged`, needs a session). */
     create: {
       input: Create
       reply: Created
       frame: Omit<Created, "action"> & { action: "create" }
     }
-    /** `{"action":"echoIn"}` (Rust input `serde_json::Value`, reply shape `dynamic`). */
+    /** `{"action":"echoIn"}` (Rust input `serde_json::value::Value`, reply shape `dynamic`). */
     echoIn: {
       input: unknown
       reply: unknown
       frame: ({ action: "echoIn"; [key: string]: unknown }) | { action: "echoIn"; result: unknown }
     }
-    /** `{"action":"emit"}` (Rust input `Emit`, reply shape `none`, needs a session). */
+    /** `{"action":"emit"}` (Rust input `pikku_conformance::Emit`, reply shape `none`, needs a session). */
     emit: {
       input: Emit
       reply: undefined
       frame: { action: "emit" }
     }
-    /** `{"action":"emitAll"}` (Rust input `Emit`, reply shape `none`, needs a session). */
+    /** `{"action":"emitAll"}` (Rust input `pikku_conformance::Emit`, reply shape `none`, needs a session). */
     emitAll: {
       input: Emit
       reply: undefined
       frame: { action: "emitAll" }
     }
-    /** `{"action":"emitRaw"}` (Rust input `EmitRaw`, reply shape `none`, needs a session). */
+    /** `{"action":"emitRaw"}` (Rust input `pikku_conformance::EmitRaw`, reply shape `none`, needs a session). */
     emitRaw: {
       input: EmitRaw
       reply: undefined
@@ -981,7 +994,7 @@ export type EventsRoutes = {
       reply: unknown
       frame: ({ action: "fast"; [key: string]: unknown }) | { action: "fast"; result: unknown }
     }
-    /** `{"action":"flood"}` (Rust input `Flood`, reply shape `none`, needs a session). */
+    /** `{"action":"flood"}` (Rust input `pikku_conformance::Flood`, reply shape `none`, needs a session). */
     flood: {
       input: Flood
       reply: undefined
@@ -1041,13 +1054,13 @@ export type EventsRoutes = {
       reply: unknown
       frame: ({ action: "slow"; [key: string]: unknown }) | { action: "slow"; result: unknown }
     }
-    /** `{"action":"sub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
+    /** `{"action":"sub"}` (Rust input `pikku_conformance::Topic`, reply shape `none`, needs a session). */
     sub: {
       input: Topic
       reply: undefined
       frame: { action: "sub" }
     }
-    /** `{"action":"unsub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
+    /** `{"action":"unsub"}` (Rust input `pikku_conformance::Topic`, reply shape `none`, needs a session). */
     unsub: {
       input: Topic
       reply: undefined
@@ -1108,7 +1121,7 @@ export class EventsClient extends ChannelClient<EventsRoutes, EventsCapabilities
     action: {
       /** `{"action":"arr"}` (Rust input `()`, reply shape `result`). */
       arr: (): Promise<EventsRoutes["action"]["arr"]["reply"]> => this.call("action", "arr"),
-      /** `{"action":"auth"}` (Rust input `Token`, reply shape `dynamic`). */
+      /** `{"action":"auth"}` (Rust input `pikku_conformance::Token`, reply shape `dynamic`). */
       auth: (input: EventsRoutes["action"]["auth"]["input"]): Promise<EventsRoutes["action"]["auth"]["reply"]> => this.call("action", "auth", input),
       /** `{"action":"boom"}` (Rust input `()`, reply shape `none`, needs a session). */
       boom: (): Promise<EventsRoutes["action"]["boom"]["reply"]> => this.call("action", "boom"),
@@ -1118,19 +1131,19 @@ export class EventsClient extends ChannelClient<EventsRoutes, EventsCapabilities
       clash: (): Promise<EventsRoutes["action"]["clash"]["reply"]> => this.call("action", "clash"),
       /** `{"action":"count"}` (Rust input `()`, reply shape `result`, needs a session). */
       count: (): Promise<EventsRoutes["action"]["count"]["reply"]> => this.call("action", "count"),
-      /** `{"action":"create"}` (Rust input `Create`, reply shape `merged`, needs a session). */
+      /** `{"action":"create"}` (Rust input `pikku_conformance::Create`, reply shape `merged`, needs a session). */
       create: (input: EventsRoutes["action"]["create"]["input"]): Promise<EventsRoutes["action"]["create"]["reply"]> => this.call("action", "create", input),
-      /** `{"action":"echoIn"}` (Rust input `serde_json::Value`, reply shape `dynamic`). */
+      /** `{"action":"echoIn"}` (Rust input `serde_json::value::Value`, reply shape `dynamic`). */
       echoIn: (input?: EventsRoutes["action"]["echoIn"]["input"]): Promise<EventsRoutes["action"]["echoIn"]["reply"]> => this.call("action", "echoIn", input),
-      /** `{"action":"emit"}` (Rust input `Emit`, reply shape `none`, needs a session). */
+      /** `{"action":"emit"}` (Rust input `pikku_conformance::Emit`, reply shape `none`, needs a session). */
       emit: (input: EventsRoutes["action"]["emit"]["input"]): Promise<EventsRoutes["action"]["emit"]["reply"]> => this.call("action", "emit", input),
-      /** `{"action":"emitAll"}` (Rust input `Emit`, reply shape `none`, needs a session). */
+      /** `{"action":"emitAll"}` (Rust input `pikku_conformance::Emit`, reply shape `none`, needs a session). */
       emitAll: (input: EventsRoutes["action"]["emitAll"]["input"]): Promise<EventsRoutes["action"]["emitAll"]["reply"]> => this.call("action", "emitAll", input),
-      /** `{"action":"emitRaw"}` (Rust input `EmitRaw`, reply shape `none`, needs a session). */
+      /** `{"action":"emitRaw"}` (Rust input `pikku_conformance::EmitRaw`, reply shape `none`, needs a session). */
       emitRaw: (input: EventsRoutes["action"]["emitRaw"]["input"]): Promise<EventsRoutes["action"]["emitRaw"]["reply"]> => this.call("action", "emitRaw", input),
       /** `{"action":"fast"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
       fast: (): Promise<EventsRoutes["action"]["fast"]["reply"]> => this.call("action", "fast"),
-      /** `{"action":"flood"}` (Rust input `Flood`, reply shape `none`, needs a session). */
+      /** `{"action":"flood"}` (Rust input `pikku_conformance::Flood`, reply shape `none`, needs a session). */
       flood: (input: EventsRoutes["action"]["flood"]["input"]): Promise<EventsRoutes["action"]["flood"]["reply"]> => this.call("action", "flood", input),
       /** `{"action":"forbid"}` (Rust input `()`, reply shape `none`, needs a session). */
       forbid: (): Promise<EventsRoutes["action"]["forbid"]["reply"]> => this.call("action", "forbid"),
@@ -1150,9 +1163,9 @@ export class EventsClient extends ChannelClient<EventsRoutes, EventsCapabilities
       sendEmpty: (): Promise<EventsRoutes["action"]["sendEmpty"]["reply"]> => this.call("action", "sendEmpty"),
       /** `{"action":"slow"}` (Rust input `()`, reply shape `dynamic`, needs a session). */
       slow: (): Promise<EventsRoutes["action"]["slow"]["reply"]> => this.call("action", "slow"),
-      /** `{"action":"sub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
+      /** `{"action":"sub"}` (Rust input `pikku_conformance::Topic`, reply shape `none`, needs a session). */
       sub: (input: EventsRoutes["action"]["sub"]["input"]): Promise<EventsRoutes["action"]["sub"]["reply"]> => this.call("action", "sub", input),
-      /** `{"action":"unsub"}` (Rust input `Topic`, reply shape `none`, needs a session). */
+      /** `{"action":"unsub"}` (Rust input `pikku_conformance::Topic`, reply shape `none`, needs a session). */
       unsub: (input: EventsRoutes["action"]["unsub"]["input"]): Promise<EventsRoutes["action"]["unsub"]["reply"]> => this.call("action", "unsub", input),
       /** `{"action":"whoami"}` (Rust input `()`, reply shape `result`). */
       whoami: (): Promise<EventsRoutes["action"]["whoami"]["reply"]> => this.call("action", "whoami"),
@@ -1167,7 +1180,7 @@ export class EventsClient extends ChannelClient<EventsRoutes, EventsCapabilities
 // ---- channel greet (/greet) -------------------------------------------------------------------------------
 
 /** The opening data of `/greet`: route params fill the path, other members go to the query. */
-export type GreetOpening = Params
+export type GreetOpening = { [key: string]: string }
 
 /** What `greet` pushes (frames without a routing key). */
 export type GreetPush = never
@@ -1210,7 +1223,7 @@ export class GreetClient extends ChannelClient<GreetRoutes, GreetCapabilities, G
 // ---- channel realtime-events (/realtime/events) -----------------------------------------------------------
 
 /** The opening data of `/realtime/events`: route params fill the path, other members go to the query. */
-export type RealtimeEventsOpening = Params
+export type RealtimeEventsOpening = { [key: string]: string }
 
 /** What `realtime-events` pushes (frames without a routing key). */
 export type RealtimeEventsPush = TopicEvent_
@@ -1221,15 +1234,15 @@ export type RealtimeEventsDefaultInput = never
 /** The routes of `realtime-events`, by routing property then name. */
 export type RealtimeEventsRoutes = {
   action: {
-    /** `{"action":"subscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
+    /** `{"action":"subscribe"}` (Rust input `pikku_core::events::TopicInput`, reply shape `none`). */
     subscribe: {
-      input: Topic
+      input: EventTopic
       reply: undefined
       frame: { action: "subscribe" }
     }
-    /** `{"action":"unsubscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
+    /** `{"action":"unsubscribe"}` (Rust input `pikku_core::events::TopicInput`, reply shape `none`). */
     unsubscribe: {
-      input: Topic
+      input: EventTopic
       reply: undefined
       frame: { action: "unsubscribe" }
     }
@@ -1269,9 +1282,9 @@ export class RealtimeEventsClient extends ChannelClient<RealtimeEventsRoutes, Re
   /** One typed call per route, resolving with the handler's value: `client.routes.<property>.<route>(input)`. */
   readonly routes = {
     action: {
-      /** `{"action":"subscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
+      /** `{"action":"subscribe"}` (Rust input `pikku_core::events::TopicInput`, reply shape `none`). */
       subscribe: (input: RealtimeEventsRoutes["action"]["subscribe"]["input"]): Promise<RealtimeEventsRoutes["action"]["subscribe"]["reply"]> => this.call("action", "subscribe", input),
-      /** `{"action":"unsubscribe"}` (Rust input `pikku::events::Topic`, reply shape `none`). */
+      /** `{"action":"unsubscribe"}` (Rust input `pikku_core::events::TopicInput`, reply shape `none`). */
       unsubscribe: (input: RealtimeEventsRoutes["action"]["unsubscribe"]["input"]): Promise<RealtimeEventsRoutes["action"]["unsubscribe"]["reply"]> => this.call("action", "unsubscribe", input),
     },
   }
@@ -1342,7 +1355,7 @@ export class RoomsClient extends ChannelClient<RoomsRoutes, RoomsCapabilities, R
 // ---- channel secure (/secure) -----------------------------------------------------------------------------
 
 /** The opening data of `/secure`: route params fill the path, other members go to the query. */
-export type SecureOpening = Params
+export type SecureOpening = { [key: string]: string }
 
 /** What `secure` pushes (frames without a routing key). */
 export type SecurePush = never

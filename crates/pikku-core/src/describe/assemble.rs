@@ -193,17 +193,86 @@ fn reply_description(
 }
 
 /// How a value of this schema is shaped into a routed reply: objects are merged with the key, scalars and
-/// arrays go under `result`, and a schema that allows both (or says nothing) is decided per reply.
+/// arrays (and `null`) go under `result`, and a schema that allows both (or says nothing) is decided per reply.
 fn shape_of(schema: &Value, generator: &SchemaGenerator) -> ReplyShape {
-    let resolved = schema
+    match value_kinds(schema, generator, 0) {
+        Kinds {
+            object: true,
+            other: false,
+        } => ReplyShape::Merged,
+        Kinds {
+            object: false,
+            other: true,
+        } => ReplyShape::Result,
+        _ => ReplyShape::Dynamic,
+    }
+}
+
+/// Whether values of a schema may be objects, and whether they may be anything else.
+#[derive(Clone, Copy)]
+struct Kinds {
+    object: bool,
+    other: bool,
+}
+
+const ANY: Kinds = Kinds {
+    object: true,
+    other: true,
+};
+
+fn value_kinds(schema: &Value, generator: &SchemaGenerator, depth: usize) -> Kinds {
+    // Recursive types cannot loop forever: past a few references, anything goes.
+    if depth > 16 {
+        return ANY;
+    }
+    if let Some(name) = schema
         .get("$ref")
         .and_then(Value::as_str)
         .and_then(|reference| reference.strip_prefix("#/$defs/"))
-        .and_then(|name| generator.definitions().get(name))
-        .unwrap_or(schema);
-    match resolved.get("type").and_then(Value::as_str) {
-        Some("object") => ReplyShape::Merged,
-        Some("string" | "number" | "integer" | "boolean" | "array" | "null") => ReplyShape::Result,
-        _ => ReplyShape::Dynamic,
+    {
+        return generator
+            .definitions()
+            .get(name)
+            .map_or(ANY, |resolved| value_kinds(resolved, generator, depth + 1));
+    }
+    let kind = |name: &str| Kinds {
+        object: name == "object",
+        other: name != "object",
+    };
+    match schema.get("type") {
+        Some(Value::String(name)) => return kind(name),
+        Some(Value::Array(names)) => {
+            return names.iter().filter_map(Value::as_str).map(kind).fold(
+                Kinds {
+                    object: false,
+                    other: false,
+                },
+                join,
+            );
+        }
+        _ => {}
+    }
+    let branches = ["anyOf", "oneOf"]
+        .iter()
+        .find_map(|key| schema.get(*key).and_then(Value::as_array));
+    match branches {
+        Some(branches) if !branches.is_empty() => branches
+            .iter()
+            .map(|branch| value_kinds(branch, generator, depth + 1))
+            .fold(
+                Kinds {
+                    object: false,
+                    other: false,
+                },
+                join,
+            ),
+        _ => ANY,
+    }
+}
+
+fn join(a: Kinds, b: Kinds) -> Kinds {
+    Kinds {
+        object: a.object || b.object,
+        other: a.other || b.other,
     }
 }

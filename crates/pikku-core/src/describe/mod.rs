@@ -276,7 +276,6 @@ impl ReplyDescription {
 /// How a routed message's reply is built from the handler's value (`key` is the routing property and value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub enum ReplyShape {
     /// No value: the reply is `{key}` alone.
     None,
@@ -286,4 +285,21 @@ pub enum ReplyShape {
     Result,
     /// Decided per reply (an object is merged, anything else goes under `result`), or not described.
     Dynamic,
+}
+
+impl ReplyShape {
+    /// The shape's name as the description's JSON writes it (`"merged"`).
+    ///
+    /// ```
+    /// assert_eq!(pikku::describe::ReplyShape::Merged.as_str(), "merged");
+    /// ```
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Merged => "merged",
+            Self::Result => "result",
+            Self::Dynamic => "dynamic",
+        }
+    }
 }
