@@ -9,7 +9,8 @@
 //! A runner admits an upgrade with [`AppRuntime::admit`](crate::AppRuntime::admit), writes the 101 response,
 //! turns the [`Admitted`] upgrade into a [`LiveChannel`], and then, for that connection: [`open`](LiveChannel::open),
 //! [`run_connect`](LiveChannel::run_connect), each text frame through [`text`](LiveChannel::text) and
-//! [`run_message`](LiveChannel::run_message), each binary frame through [`run_binary`](LiveChannel::run_binary),
+//! [`run_message`](LiveChannel::run_message) (or [`message`](LiveChannel::message), the same step returning the
+//! reply, for a runner whose reply path is not the connection), each binary frame through [`run_binary`](LiveChannel::run_binary),
 //! having passed each frame, as it arrives, through the rate-limit check ([`admit_text`](LiveChannel::admit_text)
 //! or [`admit_binary`](LiveChannel::admit_binary); a frame that fails it is dropped),
 //! and finally [`begin_disconnect`](LiveChannel::begin_disconnect) and
@@ -75,7 +76,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::app::{AppRuntime, ChannelSpec, RouteSpec};
+use crate::app::{AppRuntime, ChannelSpec};
 use crate::channel::{CloseRequest, Connection, ConnectionLimits, DisconnectReason};
 use crate::ctx::{Ctx, SessionSlot};
 use crate::error::ChannelError;
@@ -88,6 +89,11 @@ use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
 use crate::telemetry::handles::{ChannelMetrics, RouteMetrics, Timing};
 use crate::telemetry::span;
+
+mod message;
+
+pub use message::MessageReply;
+use message::{peek_route, routing_key};
 
 /// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
 static HANDLER_ERRORS: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
@@ -952,134 +958,6 @@ where
         false
     }
 
-    /// Runs one message through the pipeline and queues its reply.
-    ///
-    /// Routing and the auth gate are decided at once: an unknown route or a missing session queues its error
-    /// frame before this returns, and the future is already complete. Otherwise the future runs middleware,
-    /// validation, permissions and the handler, then queues the reply (or error frame); panics are caught.
-    /// Dropping the future cancels the handler and sends nothing.
-    ///
-    /// ```
-    /// # use std::time::Instant;
-    /// # use pikku::core::runtime::{LiveChannel, UpgradeInput};
-    /// # async fn live_for<S: Send + Sync + 'static, U: Send + Sync + 'static>(app: App<S, U>, path: &str) -> LiveChannel<S, U> {
-    /// #     let input = UpgradeInput { path, query: None, headers: Default::default(), peer: None };
-    /// #     app.into_runtime().admit(input).await.unwrap().into_channel(None, Instant::now())
-    /// # }
-    /// # fn drain(conn: &pikku::core::Connection) -> Vec<OutFrame> {
-    /// #     let mut out = std::collections::VecDeque::new();
-    /// #     let _ = conn.poll_outgoing(&mut std::task::Context::from_waker(std::task::Waker::noop()), &mut out, true);
-    /// #     out.into()
-    /// # }
-    /// use pikku::{App, Channel, ChannelRoute, Ctx, Params};
-    /// use pikku::core::OutFrame;
-    /// use serde_json::json;
-    ///
-    /// async fn ping(_ctx: Ctx<(), ()>, _ch: Channel<Params, ()>, _in: ()) -> &'static str { "pong" }
-    ///
-    /// let app = App::new(()).channel(ChannelRoute::new("events", "/events").auth(false).route("type", "ping", ping));
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let live = live_for(app, "/events").await;
-    /// live.open();
-    /// live.run_message(json!({"type": "ping"})).await;
-    /// live.run_message(json!({"type": "pong"})).await;
-    /// assert_eq!(drain(live.connection()), [
-    ///     OutFrame::text(r#"{"result":"pong","type":"ping"}"#),
-    ///     OutFrame::text(r#"{"error":"No route for 'type:pong'","errorName":"NotFoundError","type":"pong"}"#),
-    /// ]);
-    /// # });
-    /// ```
-    #[must_use]
-    pub fn run_message(&self, value: Value) -> BoxFuture<()> {
-        let spec = self.spec();
-        let (route, value) = match select_route(spec, value) {
-            Selected::Route(route, value) => (route, value),
-            Selected::Unknown(property, name) => {
-                let err = ChannelError::not_found(format!("No route for '{property}:{name}'"));
-                self.push_unrouted(&err, Some((&property, &name)));
-                return Box::pin(std::future::ready(()));
-            }
-            Selected::NoDefault => {
-                self.push_unrouted(&ChannelError::not_found("No default message route"), None);
-                return Box::pin(std::future::ready(()));
-            }
-        };
-        let routing = route.name.clone();
-        // The auth gate reads the live session: a session set by an earlier message counts.
-        if route.auth && !self.session.is_present() {
-            let err = match &routing {
-                Some((p, v)) => {
-                    ChannelError::unauthorized(format!("Unauthorized for route '{p}:{v}'"))
-                }
-                None => ChannelError::unauthorized("Unauthorized for the default message route"),
-            };
-            if let Some(metrics) = &route.metrics {
-                metrics.received_only();
-            }
-            if self.push_error(&err, routing.as_ref().map(|(p, v)| (&**p, &**v))) {
-                if let Some(metrics) = &route.metrics {
-                    metrics.sent();
-                }
-            }
-            return Box::pin(std::future::ready(()));
-        }
-        let timing = route.metrics.as_ref().map(RouteMetrics::received);
-        let span = span::message(
-            &self.conn,
-            self.conn.peer(),
-            routing.as_ref().map(|(p, v)| (&**p, &**v)),
-        );
-        let _entered = span.enter();
-        let ctx = self.ctx(routing.clone());
-        let handler = route.handler.clone();
-        let permissions = route.permissions.clone();
-        let fut = if route.chain.is_empty() {
-            handler(ctx, self.conn.clone(), value, permissions)
-        } else {
-            let input = Arc::new(value);
-            let inner_ctx = ctx.clone();
-            let inner_conn = self.conn.clone();
-            let inner_input = input.clone();
-            run_chain(
-                route.chain.clone(),
-                ctx,
-                Some(input),
-                Invocation::Message,
-                Box::new(move || {
-                    let value =
-                        Arc::try_unwrap(inner_input).unwrap_or_else(|shared| (*shared).clone());
-                    handler(inner_ctx, inner_conn, value, permissions)
-                }),
-            )
-        };
-        let conn = self.conn.clone();
-        let dev = self.dev_mode();
-        drop(_entered);
-        Box::pin(
-            async move {
-                let result = catch(fut).await;
-                let routing = routing.as_ref().map(|(p, v)| (&**p, &**v));
-                if let Some(timing) = &timing {
-                    timing.finished();
-                }
-                if let Err(err) = &result {
-                    log_error(&conn, routing, err);
-                    if let Some(timing) = &timing {
-                        timing.route.errors.count(err);
-                    }
-                }
-                if let Some(frame) = reply_frame(routing, result, dev) {
-                    if conn.push(frame).is_ok() {
-                        if let Some(timing) = &timing {
-                            timing.route.sent();
-                        }
-                    }
-                }
-            }
-            .instrument(span),
-        )
-    }
-
     /// Runs the binary handler for a frame, or `None` when the frame is dropped (no handler, or no session when
     /// one is needed). The future queues the returned bytes as a binary frame, or an error frame.
     ///
@@ -1248,7 +1126,8 @@ where
     }
 
     /// Queues the error frame of a message refused before any handler ran; whether it was queued.
-    fn push_error(&self, err: &ChannelError, routing: Option<(&str, &str)>) -> bool {
+    /// Logs and counts a message refused before its handler ran.
+    fn count_refusal(&self, err: &ChannelError) {
         tracing::debug!(
             channel = self.conn.channel_name(),
             channel_id = self.conn.id(),
@@ -1258,121 +1137,20 @@ where
         if let Some(metrics) = self.metrics() {
             metrics.errors.count(err);
         }
+    }
+
+    /// Queues the error frame of a message refused before its handler ran; whether the queue took it.
+    fn push_error(&self, err: &ChannelError, routing: Option<(&str, &str)>) -> bool {
+        self.count_refusal(err);
         self.conn
             .push(error_frame(err, routing, self.dev_mode()))
             .is_ok()
-    }
-
-    /// Refuses a message that names no route.
-    fn push_unrouted(&self, err: &ChannelError, routing: Option<(&str, &str)>) {
-        if let Some(metrics) = self.metrics() {
-            metrics.unrouted.received_only();
-        }
-        if self.push_error(err, routing) {
-            if let Some(metrics) = self.metrics() {
-                metrics.unrouted.sent();
-            }
-        }
-    }
-}
-
-enum Selected<'a, S, U> {
-    Route(&'a RouteSpec<S, U>, Value),
-    /// A routing property named an unregistered route and there is no default handler.
-    Unknown(String, String),
-    NoDefault,
-}
-
-/// Route selection: the first routing property whose value is a string naming a registered route wins, and
-/// only that member is removed from the input.
-fn select_route<S, U>(spec: &ChannelSpec<S, U>, mut value: Value) -> Selected<'_, S, U> {
-    let mut unknown = None;
-    if let Value::Object(map) = &mut value {
-        for (property, routes) in &spec.properties {
-            if let Some(Value::String(name)) = map.get(&**property) {
-                if let Some(route) = routes.get(name.as_str()) {
-                    map.remove(&**property);
-                    return Selected::Route(route, value);
-                }
-                unknown.get_or_insert_with(|| (property.to_string(), name.clone()));
-            }
-        }
-    }
-    match (&spec.default_route, unknown) {
-        (Some(route), _) => Selected::Route(route, value),
-        (None, Some((property, name))) => Selected::Unknown(property, name),
-        (None, None) => Selected::NoDefault,
     }
 }
 
 /// A text frame as a JSON value: text that is not JSON is the JSON string with the same characters.
 fn parse_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
-
-/// The route [`select_route`] would pick, without taking the value apart.
-fn peek_route<'a, S, U>(spec: &'a ChannelSpec<S, U>, value: &Value) -> Option<&'a RouteSpec<S, U>> {
-    if let Value::Object(map) = value {
-        for (property, routes) in &spec.properties {
-            if let Some(Value::String(name)) = map.get(&**property) {
-                if let Some(route) = routes.get(name.as_str()) {
-                    return Some(route);
-                }
-            }
-        }
-    }
-    spec.default_route.as_ref()
-}
-
-/// The routing key an error frame about `value` carries: the registered route it names, or else the first
-/// routing property holding a string, as for an unknown route.
-fn routing_key<S, U>(spec: &ChannelSpec<S, U>, value: &Value) -> Option<(String, String)> {
-    if let Some(Some((property, name))) = peek_route(spec, value).map(|r| &r.name) {
-        return Some((property.to_string(), name.to_string()));
-    }
-    let Value::Object(map) = value else {
-        return None;
-    };
-    spec.properties
-        .iter()
-        .find_map(|(property, _)| match map.get(&**property) {
-            Some(Value::String(name)) => Some((property.to_string(), name.clone())),
-            _ => None,
-        })
-}
-
-/// Shapes a handler result into its frame: with the routing key for routed messages, as is for the default route.
-fn reply_frame(
-    routing: Option<(&str, &str)>,
-    result: Result<Reply, ChannelError>,
-    dev: bool,
-) -> Option<OutFrame> {
-    match (routing, result) {
-        (_, Err(err)) => Some(error_frame(&err, routing, dev)),
-        (None, Ok(Reply::Nothing)) => None,
-        (None, Ok(Reply::Value(value))) => Some(encode_json(&value)),
-        (Some((key, name)), Ok(reply)) => {
-            let object = match reply {
-                Reply::Nothing => {
-                    let mut map = serde_json::Map::with_capacity(1);
-                    map.insert(key.to_owned(), Value::String(name.to_owned()));
-                    map
-                }
-                Reply::Value(Value::Object(mut map)) => {
-                    // A member already named like the routing property is overwritten.
-                    map.insert(key.to_owned(), Value::String(name.to_owned()));
-                    map
-                }
-                Reply::Value(other) => {
-                    let mut map = serde_json::Map::with_capacity(2);
-                    map.insert(key.to_owned(), Value::String(name.to_owned()));
-                    map.insert("result".to_owned(), other);
-                    map
-                }
-            };
-            Some(encode_json(&Value::Object(object)))
-        }
-    }
 }
 
 /// Logs a handler failure, at most a few lines a second for the same channel, route and error class (a client
