@@ -95,7 +95,13 @@ impl Client {
             closed: closed_tx,
             state: state_tx,
         };
-        let driver = Driver::new(socket, queues, shared.clone(), settings.reconnect);
+        let driver = Driver::new(
+            socket,
+            queues,
+            shared.clone(),
+            settings.reconnect,
+            settings.idle_timeout,
+        );
         tokio::spawn(driver.run());
         Client {
             commands,

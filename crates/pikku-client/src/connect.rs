@@ -51,6 +51,7 @@ pub struct ClientBuilder {
     exposed: Vec<(String, Exposed)>,
     reconnect: Option<Backoff>,
     reconnect_if: Option<ReconnectIf>,
+    idle_timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -66,6 +67,7 @@ impl ClientBuilder {
             exposed: Vec::new(),
             reconnect: None,
             reconnect_if: None,
+            idle_timeout: None,
         }
     }
 
@@ -194,6 +196,41 @@ impl ClientBuilder {
         self
     }
 
+    /// Counts a connection on which nothing arrived for `timeout` (no frame, not even a ping) as lost
+    /// (default: no limit). It then ends with code 1006, and a client with [`reconnect`](Self::reconnect) set
+    /// comes back. A pikku server pings a quiet connection every `ping_interval` (30 s by default), so a
+    /// timeout of twice that notices a link that died without a word, which TCP alone may take many minutes
+    /// to report.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/events");
+    /// use std::time::Duration;
+    /// use pikku_client::{Backoff, Client};
+    ///
+    /// let client = Client::builder(&url)
+    ///     .reconnect(Backoff::default())
+    ///     .idle_timeout(Duration::from_secs(60)) // the server pings every 30 s
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    #[track_caller]
+    pub fn idle_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        assert!(
+            !timeout.is_zero(),
+            "an idle timeout of zero would close every connection at once"
+        );
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// Opens the connection and starts its background task.
     ///
     /// The first connection is not retried, even with [`reconnect`](Self::reconnect) set: a server that cannot
@@ -223,6 +260,7 @@ impl ClientBuilder {
                 call_timeout: self.call_timeout,
                 exposed: self.exposed,
                 reconnect,
+                idle_timeout: self.idle_timeout,
             },
         ))
     }
@@ -234,6 +272,7 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) exposed: Vec<(String, Exposed)>,
     pub(crate) reconnect: Option<Reconnect>,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// Opens connections to one URL with one set of headers: once for [`ClientBuilder::connect`], again for each
@@ -334,6 +373,7 @@ impl fmt::Debug for ClientBuilder {
             .field("frame_capacity", &self.frame_capacity)
             .field("exposed", &exposed)
             .field("reconnect", &self.reconnect)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Message};
@@ -155,6 +156,8 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     waiting: Waiting,
     reconnect: Option<Reconnect>,
+    /// A connection on which nothing arrives for this long counts as lost.
+    idle_timeout: Option<Duration>,
     /// Re-sent after each reconnect, in this order. Only the task touches it, and it changes only through
     /// the command queue, so a message remembered while reconnecting is sent once, not twice.
     remembered: Vec<Remembered>,
@@ -179,6 +182,7 @@ impl Driver {
         queues: Queues,
         shared: Arc<Shared>,
         reconnect: Option<Reconnect>,
+        idle_timeout: Option<Duration>,
     ) -> Driver {
         Driver {
             socket,
@@ -190,6 +194,7 @@ impl Driver {
             shared,
             waiting: Waiting::default(),
             reconnect,
+            idle_timeout,
             remembered: Vec::new(),
             serial: 0,
             generation: 0,
@@ -209,6 +214,9 @@ impl Driver {
                 break ended;
             }
             tracing::debug!(close = %ended, "pikku client: connection lost, reconnecting");
+            // Let go of the old connection now rather than when the new one replaces it: the server may be
+            // waiting for the end of the TCP stream (a shutdown waits for every connection to finish).
+            let _ = self.socket.get_mut().shutdown().await;
             let dropped = ended.clone();
             self.waiting
                 .fail_all(|| ClientError::Disconnected(dropped.clone()));
@@ -323,24 +331,33 @@ impl Driver {
         let mut write_error: Option<Close> = None;
         // The server's close frame; the stream ends once the codec has flushed its echo.
         let mut server_close: Option<Close> = None;
+        // Rearmed by every frame read, pings included, when an idle timeout is set.
+        let idle = self.idle_timeout;
+        let silence = tokio::time::sleep(idle.unwrap_or(CLOSE_TIMEOUT));
+        tokio::pin!(silence);
         loop {
             tokio::select! {
-                read = self.socket.next() => match read {
-                    Some(Ok(message)) => match message.as_close() {
-                        Some((code, reason)) => {
-                            server_close = Some(Close { code: code.into(), reason: reason.to_owned() });
+                read = self.socket.next() => {
+                    if let Some(idle) = idle {
+                        silence.as_mut().reset(Instant::now() + idle);
+                    }
+                    match read {
+                        Some(Ok(message)) => match message.as_close() {
+                            Some((code, reason)) => {
+                                server_close = Some(Close { code: code.into(), reason: reason.to_owned() });
+                            }
+                            None => self.incoming(message),
+                        },
+                        Some(Err(err)) => {
+                            return server_close.or(write_error).unwrap_or_else(|| Close::abnormal(err));
                         }
-                        None => self.incoming(message),
-                    },
-                    Some(Err(err)) => {
-                        return server_close.or(write_error).unwrap_or_else(|| Close::abnormal(err));
+                        None => {
+                            return server_close.or(write_error).unwrap_or_else(|| {
+                                Close::abnormal("the connection ended without a close frame")
+                            });
+                        }
                     }
-                    None => {
-                        return server_close.or(write_error).unwrap_or_else(|| {
-                            Close::abnormal("the connection ended without a close frame")
-                        });
-                    }
-                },
+                }
                 command = self.commands.recv(), if writing && server_close.is_none() => {
                     // `None`: every handle is gone, so close the connection.
                     match self.write(command.unwrap_or(Command::Close)).await {
@@ -350,6 +367,10 @@ impl Driver {
                     }
                     writing = false;
                     deadline.as_mut().reset(Instant::now() + CLOSE_TIMEOUT);
+                }
+                () = &mut silence, if idle.is_some() && writing && server_close.is_none() => {
+                    let idle = idle.unwrap_or_default();
+                    return Close::abnormal(format!("nothing received for {idle:?}"));
                 }
                 () = &mut deadline, if !writing => {
                     return write_error.unwrap_or_else(|| {

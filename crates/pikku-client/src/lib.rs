@@ -111,7 +111,9 @@
 //!   lost without a close frame), 1005, 1011–1014. Not after 1000 (the application closed the channel), 1008 (a
 //!   policy: slow consumer, rate limit, frame timeout), the protocol and data errors, or the application's own
 //!   4000–4999 codes: reconnecting would only repeat them. Never after [`Client::close`], or once every handle
-//!   is dropped. The first connection is not retried: [`ClientBuilder::connect`] reports its failure.
+//!   is dropped. The first connection is not retried: [`ClientBuilder::connect`] reports its failure. A link
+//!   that dies without a word (no FIN, no reset) is only noticed with [`ClientBuilder::idle_timeout`], which
+//!   counts a connection that received nothing, pings included, for that long as lost (1006).
 //! - **How.** Attempt `n` waits [`Backoff::delay`]`(n)` (exponential from `initial`, capped at `max`) less a
 //!   random share of up to `jitter`, then opens a connection with the same URL and headers. The count starts
 //!   again once a connection is open. An unreachable server, a timeout, or a refused upgrade with 408, 429 or
@@ -187,8 +189,10 @@
 //! # Tasks and memory
 //! Each connection runs one background task that owns the socket: it writes what the handles queue (at most
 //! 64 commands wait; senders then wait too), reads frames and dispatches them. Exposed functions run on tasks
-//! of their own, so a slow one never stalls the connection. Dropping the last [`Client`] clone closes the
-//! connection with 1000. The client must be used inside a Tokio runtime.
+//! of their own, so a slow one never stalls the connection. The same task opens the new connections of a client
+//! that [reconnects](#reconnecting), and keeps the messages it re-sends (as many as the application remembered).
+//! Dropping the last [`Client`] clone closes the connection with 1000, or stops a client that is reconnecting.
+//! The client must be used inside a Tokio runtime.
 
 mod client;
 mod connect;

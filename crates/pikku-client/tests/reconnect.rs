@@ -321,3 +321,63 @@ async fn authed_with_reconnect(server: &TestServer) -> Client {
         .unwrap();
     client
 }
+
+#[tokio::test]
+async fn a_silent_connection_counts_as_lost() {
+    // The fixture pings quiet connections every 30 s, so nothing arrives on an idle one for 150 ms.
+    let server = server().await;
+    let client = Client::builder(server.url("/events"))
+        .reconnect(quick())
+        .idle_timeout(Duration::from_millis(150))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(next(&client).await, Frame::Text("hello!".into()));
+    // Lost after the silence, and back on a new connection, which greets again.
+    assert_eq!(next(&client).await, Frame::Text("hello!".into()));
+    assert_eq!(client.close_reason(), None);
+
+    // Pings keep a quiet connection alive.
+    let mut settings = FixtureSettings::test();
+    settings.ping_interval = Duration::from_millis(30);
+    let pinging = TestServer::start(settings).await;
+    let client = Client::builder(pinging.url("/events"))
+        .idle_timeout(Duration::from_millis(150))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(next(&client).await, Frame::Text("hello!".into()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(client.state(), ConnectionState::Open);
+    let nothing = tokio::time::timeout(Duration::from_millis(50), client.next_frame()).await;
+    assert!(nothing.is_err(), "{nothing:?}");
+
+    // Without reconnect, the silence closes the client.
+    let client = Client::builder(server.url("/events"))
+        .idle_timeout(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let close = tokio::time::timeout(WAIT, client.closed()).await.unwrap();
+    assert_eq!(close.code, 1006);
+    assert_eq!(close.reason, "nothing received for 100ms");
+}
+
+/// The futures of the new calls can move between threads.
+#[allow(dead_code)]
+fn futures_are_send(client: &Client) {
+    fn send<T: Send>(_: T) {}
+    #[derive(serde::Serialize)]
+    struct Count;
+    impl pikku_client::RouteCall for Count {
+        const PROPERTY: &'static str = "action";
+        const VALUE: &'static str = "count";
+        type Reply = u32;
+    }
+    send(client.request(&Count));
+    send(client.request_remembered("id", &Count));
+    send(client.subscribe_topic("news"));
+    send(client.unsubscribe_topic("news"));
+    send(client.forget("id"));
+    send(client.route("action").call_remembered("id", "count", &()));
+}
