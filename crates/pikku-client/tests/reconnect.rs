@@ -381,3 +381,51 @@ fn futures_are_send(client: &Client) {
     send(client.forget("id"));
     send(client.route("action").call_remembered("id", "count", &()));
 }
+
+#[tokio::test]
+async fn a_refused_reconnect_ends_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let first = server().await;
+    let addr = first.addr();
+    let client = Client::builder(first.url("/events"))
+        .reconnect(quick())
+        .connect()
+        .await
+        .unwrap();
+    first.begin_shutdown().await;
+    drop(first);
+    // What comes back on the port refuses every upgrade with 403, as a server that no longer admits this
+    // client would.
+    let listener = tokio::time::timeout(WAIT, async {
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the port is free again");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut head = [0u8; 4096];
+            let _ = tcp.read(&mut head).await;
+            let body = r#"{"name":"ForbiddenError","message":"Account disabled","errorId":"x"}"#;
+            let response = format!(
+                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(response.as_bytes()).await;
+        }
+    });
+    let close = tokio::time::timeout(WAIT, client.closed()).await.unwrap();
+    assert_eq!(close.code, 1006);
+    assert!(
+        close
+            .reason
+            .starts_with("reconnecting was refused: upgrade refused with HTTP 403"),
+        "{close}"
+    );
+    assert_eq!(client.state(), ConnectionState::Closed);
+}
