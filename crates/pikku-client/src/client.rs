@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio_websockets::Message;
 
-use crate::connect::Socket;
-use crate::driver::{Command, Driver, Shared};
-use crate::rpc::{self, Exposed, RpcError, RpcRequest};
-use crate::{ClientBuilder, ClientError, Close, Frame, Reply};
+use crate::connect::{Settings, Socket};
+use crate::driver::{Command, Driver, Queues, Remember, Shared};
+use crate::rpc::{self, RpcError, RpcRequest};
+use crate::{ClientBuilder, ClientError, Close, ConnectionState, Frame, Reply};
 
 /// Commands (frames to write, calls, close) waiting for the connection task; senders wait when it is full.
 const COMMAND_CAPACITY: usize = 64;
@@ -37,8 +37,17 @@ struct Inner {
     /// Unrouted frames, bounded by the builder's `frame_capacity`. Callers of `next_frame` take turns.
     frames: Mutex<mpsc::Receiver<Frame>>,
     closed: watch::Receiver<Option<Close>>,
+    state: watch::Receiver<ConnectionState>,
     shared: Arc<Shared>,
     call_timeout: Option<Duration>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: a connection task that is reconnecting stops (an open one closes with 1000 when
+    /// it finds the command queue closed).
+    fn drop(&mut self) {
+        self.shared.stop.set();
+    }
 }
 
 impl Client {
@@ -69,27 +78,29 @@ impl Client {
         ClientBuilder::new(url)
     }
 
-    pub(crate) fn start(
-        socket: Socket,
-        frame_capacity: usize,
-        call_timeout: Option<Duration>,
-        exposed: Vec<(String, Exposed)>,
-    ) -> Client {
+    pub(crate) fn start(socket: Socket, settings: Settings) -> Client {
         let (commands, command_queue) = mpsc::channel(COMMAND_CAPACITY);
-        let (frame_tx, frames) = mpsc::channel(frame_capacity);
+        let (frame_tx, frames) = mpsc::channel(settings.frame_capacity);
         let (closed_tx, closed) = watch::channel(None);
+        let (state_tx, state) = watch::channel(ConnectionState::Open);
         let shared = Arc::new(Shared::default());
         shared
             .exposed
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(exposed);
+            .extend(settings.exposed);
+        let queues = Queues {
+            commands: (commands.downgrade(), command_queue),
+            frames: frame_tx,
+            closed: closed_tx,
+            state: state_tx,
+        };
         let driver = Driver::new(
             socket,
-            (commands.downgrade(), command_queue),
-            frame_tx,
-            closed_tx,
+            queues,
             shared.clone(),
+            settings.reconnect,
+            settings.idle_timeout,
         );
         tokio::spawn(driver.run());
         Client {
@@ -97,8 +108,9 @@ impl Client {
             inner: Arc::new(Inner {
                 frames: Mutex::new(frames),
                 closed,
+                state,
                 shared,
-                call_timeout,
+                call_timeout: settings.call_timeout,
             }),
         }
     }
@@ -107,7 +119,8 @@ impl Client {
     /// (`"hi!"`), which the server reads as the same message as the raw text `hi!`.
     ///
     /// Returns once the frame is queued for the connection task; if the connection fails before writing it,
-    /// later calls report [`ClientError::Closed`].
+    /// later calls report [`ClientError::Closed`]. While the client [reconnects](crate#reconnecting), the
+    /// frame waits for the new connection (and this waits for room in the queue when 64 commands are waiting).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -299,6 +312,9 @@ impl Client {
     /// Closes the connection with 1000 and waits for the server's answer (at most 5 s); returns how the
     /// connection ended. Calls still waiting fail with [`ClientError::Closed`]. Closing twice is harmless.
     ///
+    /// A closed client never reconnects. Closing one that is reconnecting stops it at once, with
+    /// `Close { code: 1000, reason: "closed while reconnecting" }`, and fails what waited for the new connection.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), pikku_client::ClientError> {
@@ -313,11 +329,15 @@ impl Client {
     /// # Cancel safety
     /// Cancel safe: once the close was queued, the connection closes even if the future is dropped.
     pub async fn close(&self) -> Close {
+        // First, so that a task that is reconnecting (and not reading commands) stops at once.
+        self.inner.shared.stop.set();
         let _ = self.commands.send(Command::Close).await;
         self.closed().await
     }
 
     /// Waits until the connection has ended, however it ended, and returns the server's close code and reason.
+    /// With [reconnect](ClientBuilder::reconnect) set, that is once the client is closed for good: a drop it
+    /// reconnects after does not count.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -344,13 +364,149 @@ impl Client {
             .unwrap_or_else(|| Close::abnormal("the connection task ended"))
     }
 
-    /// How the connection ended, once it has (see [`close`](Client::close)).
+    /// How the connection ended, once it has (see [`close`](Client::close)); `None` while it is open or
+    /// reconnecting.
     #[must_use]
     pub fn close_reason(&self) -> Option<Close> {
         self.inner.closed.borrow().clone()
     }
 
-    async fn command(&self, command: Command) -> Result<(), ClientError> {
+    /// Where the connection stands now: open, reconnecting (and which attempt), or closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let client = pikku_client::Client::connect(&server.url("/events")).await?;
+    /// use pikku_client::ConnectionState;
+    ///
+    /// assert_eq!(client.state(), ConnectionState::Open);
+    /// client.close().await;
+    /// assert_eq!(client.state(), ConnectionState::Closed);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> ConnectionState {
+        *self.inner.state.borrow()
+    }
+
+    /// A receiver of the [`state`](Client::state) that wakes on every change, to show the connection's state
+    /// or to wait for one. Like every `watch` receiver it sees the latest state, not each step: two attempts
+    /// in quick succession may show as the second only.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/events");
+    /// use pikku_client::{Backoff, Client, ConnectionState};
+    ///
+    /// let client = Client::builder(&url).reconnect(Backoff::default()).connect().await?;
+    /// let mut states = client.state_changes();
+    /// tokio::spawn(async move {
+    ///     while states.changed().await.is_ok() {
+    ///         let state = *states.borrow_and_update();
+    ///         println!("connection {state}"); // "connection reconnecting (attempt 1)", "connection open", …
+    ///     }
+    /// });
+    /// client.close().await;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn state_changes(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.state.clone()
+    }
+
+    /// Subscribes to `topic` on an events channel (Pikku's realtime protocol, `pikku::events::EventsChannel`):
+    /// sends `{"action":"subscribe","topic":topic}`, waits for the reply, and remembers the subscription so
+    /// that it is sent again after every reconnect (see [`Route::call_remembered`], under the id
+    /// `pikku:topic:<topic>`). Events then arrive in the frame queue as `{"topic":…,"data":…}`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/realtime/events");
+    /// # let publisher = pikku_client::Client::connect(&server.url("/events")).await?;
+    /// # publisher.next_frame().await?;
+    /// # publisher.route("action").call("auth", &json!({"token": "valid"})).await?;
+    /// use pikku_client::{Client, Frame};
+    /// use serde_json::json;
+    ///
+    /// let client = Client::connect(&url).await?; // "ws://127.0.0.1:4002/realtime/events"
+    /// client.subscribe_topic("news").await?;
+    ///
+    /// // Another connection publishes `{"topic":"news","data":"hi"}` (the fixture's `emitAll`).
+    /// publisher.route("action").call("emitAll", &json!({"topic": "news", "data": "hi"})).await?;
+    /// assert_eq!(client.next_frame().await?, Frame::Json(json!({"topic": "news", "data": "hi"})));
+    ///
+    /// client.unsubscribe_topic("news").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Route::call`]: [`ClientError::Remote`] when the server refuses the topic (a `BadRequestError` for
+    /// one the hub does not take, the authorizer's error); such a subscription is not remembered.
+    /// [`ClientError::Disconnected`] when the link dropped before the reply: the subscription is remembered and
+    /// goes out again once the client is back.
+    ///
+    /// # Cancel safety
+    /// As [`Route::call`]; once queued, the subscription is remembered even if the future is dropped.
+    pub async fn subscribe_topic(&self, topic: &str) -> Result<(), ClientError> {
+        let input = serde_json::json!({ "topic": topic });
+        let remember = Remember::Keep(topic_id(topic));
+        self.route("action")
+            .call_with("subscribe", &input, remember)
+            .await
+            .map(drop)
+    }
+
+    /// Sends `{"action":"unsubscribe","topic":topic}`, waits for the reply, and forgets the subscription made
+    /// by [`subscribe_topic`](Client::subscribe_topic) (it is forgotten when the message is queued, whatever
+    /// the reply).
+    ///
+    /// # Errors
+    /// As [`Route::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Route::call`].
+    pub async fn unsubscribe_topic(&self, topic: &str) -> Result<(), ClientError> {
+        let input = serde_json::json!({ "topic": topic });
+        let remember = Remember::Forget(topic_id(topic));
+        self.route("action")
+            .call_with("unsubscribe", &input, remember)
+            .await
+            .map(drop)
+    }
+
+    /// Stops re-sending the message remembered under `id` by [`Route::call_remembered`]; sends nothing itself.
+    /// Forgetting an id nothing is remembered under does nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let client = pikku_client::Client::connect(&server.url("/events")).await?;
+    /// use serde_json::json;
+    ///
+    /// let actions = client.route("action");
+    /// actions.call_remembered("login", "auth", &json!({"token": "valid"})).await?;
+    /// // Log out: from now on a reconnect does not log in again.
+    /// client.forget("login").await?;
+    /// actions.call("logout", &()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] once closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`send`](Client::send).
+    pub async fn forget(&self, id: &str) -> Result<(), ClientError> {
+        self.command(Command::Forget(id.to_owned())).await
+    }
+
+    pub(crate) async fn command(&self, command: Command) -> Result<(), ClientError> {
         self.commands
             .send(command)
             .await
@@ -363,9 +519,15 @@ impl Client {
     }
 }
 
+/// The id [`Client::subscribe_topic`] remembers a subscription under.
+fn topic_id(topic: &str) -> String {
+    format!("pikku:topic:{topic}")
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
+            .field("state", &*self.inner.state.borrow())
             .field("closed", &*self.inner.closed.borrow())
             .finish_non_exhaustive()
     }
@@ -414,7 +576,9 @@ impl Route {
     ///
     /// # Errors
     /// [`ClientError::Remote`] for an error frame, [`ClientError::Encode`] for input that is not an object,
-    /// [`ClientError::Closed`] when the connection ends first.
+    /// [`ClientError::Closed`] when the connection ends first, [`ClientError::Disconnected`] when it drops first
+    /// and the client [reconnects](crate#reconnecting) (a call made while it reconnects waits for the new
+    /// connection).
     ///
     /// # Cancel safety
     /// Dropping the future after the message was queued does not take it back: its reply, when it comes, is
@@ -424,14 +588,66 @@ impl Route {
         name: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Result<Reply, ClientError> {
-        let message = self.message(name, input)?;
+        self.call_with(name, input, Remember::No).await
+    }
+
+    /// [`call`](Route::call), and remembers the message under `id` to send it again, first, after every
+    /// reconnect ([`ClientBuilder::reconnect`]), until [`Client::forget`] forgets it. Remembering under an id
+    /// that is taken replaces that message, in its place: messages are re-sent in the order their ids were
+    /// first remembered.
+    ///
+    /// This is how a client gets back what belonged to its old connection: a session (log in again), a room
+    /// it joined, a subscription ([`Client::subscribe_topic`] is this call for the events channel). Replies to
+    /// re-sent messages are consumed quietly; an error frame in reply goes to the frame queue
+    /// ([`Client::next_frame`]), and the server's refusal, now or later, forgets the message.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/events");
+    /// use pikku_client::{Backoff, Client};
+    /// use serde_json::json;
+    ///
+    /// let client = Client::builder(&url).reconnect(Backoff::default()).connect().await?;
+    /// let actions = client.route("action");
+    /// // A session belongs to its connection: log in again on each new one, before anything else is sent.
+    /// let login = actions.call_remembered("login", "auth", &json!({"token": "valid"})).await?;
+    /// assert_eq!(login.value(), json!({"authResult": true}));
+    /// assert_eq!(actions.call_as::<u32>("count", &()).await?, 1); // needs the session
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`call`](Route::call). A message the server refuses ([`ClientError::Remote`]) is forgotten; one whose
+    /// reply was lost to a drop ([`ClientError::Disconnected`]) stays remembered and is sent again.
+    ///
+    /// # Cancel safety
+    /// As [`call`](Route::call); once queued, the message is remembered even if the future is dropped.
+    pub async fn call_remembered(
+        &self,
+        id: impl Into<String>,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> Result<Reply, ClientError> {
+        self.call_with(name, input, Remember::Keep(id.into())).await
+    }
+
+    pub(crate) async fn call_with(
+        &self,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+        remember: Remember,
+    ) -> Result<Reply, ClientError> {
+        let text = self.message(name, input)?;
         let (reply, answer) = oneshot::channel();
         self.client
             .command(Command::Call {
                 key: self.key.clone(),
                 name: name.to_owned(),
-                message,
+                text,
                 reply,
+                remember,
             })
             .await?;
         let answer = async {
@@ -490,7 +706,7 @@ impl Route {
         name: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Result<(), ClientError> {
-        let message = self.message(name, input)?;
+        let message = Message::text(self.message(name, input)?);
         self.client.command(Command::Send(message)).await
     }
 
@@ -499,7 +715,7 @@ impl Route {
         &self,
         name: &str,
         input: &(impl Serialize + ?Sized),
-    ) -> Result<Message, ClientError> {
+    ) -> Result<String, ClientError> {
         let mut object = match serde_json::to_value(input).map_err(ClientError::Encode)? {
             Value::Object(object) => object,
             Value::Null => Map::new(),
@@ -510,6 +726,6 @@ impl Route {
             }
         };
         object.insert(self.key.to_string(), Value::String(name.to_owned()));
-        Ok(Message::text(Value::Object(object).to_string()))
+        Ok(Value::Object(object).to_string())
     }
 }

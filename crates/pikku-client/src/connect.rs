@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_websockets::WebSocketStream;
 
+use crate::reconnect::{Reconnect, ReconnectIf};
 use crate::rpc::{self, Exposed, RpcError, RpcRequest};
-use crate::{Client, ClientError, TransportError};
+use crate::{Backoff, Client, ClientError, Close, TransportError};
 
 /// The socket of a connection.
 pub(crate) type Socket = WebSocketStream<Tap>;
@@ -47,6 +49,9 @@ pub struct ClientBuilder {
     call_timeout: Option<Duration>,
     frame_capacity: usize,
     exposed: Vec<(String, Exposed)>,
+    reconnect: Option<Backoff>,
+    reconnect_if: Option<ReconnectIf>,
+    idle_timeout: Option<Duration>,
 }
 
 impl ClientBuilder {
@@ -60,6 +65,9 @@ impl ClientBuilder {
             call_timeout: None,
             frame_capacity: 1024,
             exposed: Vec::new(),
+            reconnect: None,
+            reconnect_if: None,
+            idle_timeout: None,
         }
     }
 
@@ -123,7 +131,110 @@ impl ClientBuilder {
         self
     }
 
+    /// Reconnects by itself when the connection drops, waiting `backoff` between attempts (default: off,
+    /// a dropped connection closes the client).
+    ///
+    /// A drop is a close the server sent for which [`reconnect_if`](Self::reconnect_if) says yes (by default
+    /// [`Close::is_retryable`]: 1001 `going away` when the server restarts, 1006 when the link was lost, …),
+    /// never a [`Client::close`]. Calls waiting for a reply fail with [`ClientError::Disconnected`], sends and
+    /// calls made while reconnecting wait for the new connection, and the messages remembered with
+    /// [`Route::call_remembered`](crate::Route::call_remembered) or
+    /// [`Client::subscribe_topic`](crate::Client::subscribe_topic) are sent again first. The
+    /// [crate docs](crate#reconnecting) have the details.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/realtime/events");
+    /// use std::time::Duration;
+    /// use pikku_client::{Backoff, Client, ConnectionState};
+    ///
+    /// let client = Client::builder(&url) // "ws://127.0.0.1:4002/realtime/events"
+    ///     .reconnect(Backoff { initial: Duration::from_millis(100), ..Backoff::default() })
+    ///     .connect()
+    ///     .await?;
+    /// client.subscribe_topic("news").await?; // subscribed again after every reconnect
+    /// assert_eq!(client.state(), ConnectionState::Open);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    /// If `backoff.factor` is below 1 or not finite, `backoff.jitter` is outside 0..=1, or `backoff.initial`
+    /// is longer than `backoff.max`.
+    #[track_caller]
+    pub fn reconnect(mut self, backoff: Backoff) -> ClientBuilder {
+        backoff.check();
+        self.reconnect = Some(backoff);
+        self
+    }
+
+    /// Decides which closes call for a reconnect, in place of [`Close::is_retryable`]; only used with
+    /// [`reconnect`](Self::reconnect). A [`Client::close`] never reconnects, whatever this says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/events");
+    /// use pikku_client::{Backoff, Client, Close};
+    ///
+    /// // Also come back after the application's own code 4001, which this app uses for "please reconnect".
+    /// let client = Client::builder(&url)
+    ///     .reconnect(Backoff::default())
+    ///     .reconnect_if(|close: &Close| close.is_retryable() || close.code == 4001)
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
+    pub fn reconnect_if<F>(mut self, decide: F) -> ClientBuilder
+    where
+        F: Fn(&Close) -> bool + Send + Sync + 'static,
+    {
+        self.reconnect_if = Some(Arc::new(decide));
+        self
+    }
+
+    /// Counts a connection on which nothing arrived for `timeout` (no frame, not even a ping) as lost
+    /// (default: no limit). It then ends with code 1006, and a client with [`reconnect`](Self::reconnect) set
+    /// comes back. A pikku server pings a quiet connection every `ping_interval` (30 s by default), so a
+    /// timeout of twice that notices a link that died without a word, which TCP alone may take many minutes
+    /// to report.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pikku_client::ClientError> {
+    /// # let server = pikku_conformance::TestServer::start(pikku_conformance::FixtureSettings::test()).await;
+    /// # let url = server.url("/events");
+    /// use std::time::Duration;
+    /// use pikku_client::{Backoff, Client};
+    ///
+    /// let client = Client::builder(&url)
+    ///     .reconnect(Backoff::default())
+    ///     .idle_timeout(Duration::from_secs(60)) // the server pings every 30 s
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    /// If `timeout` is zero.
+    #[track_caller]
+    pub fn idle_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        assert!(
+            !timeout.is_zero(),
+            "an idle timeout of zero would close every connection at once"
+        );
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// Opens the connection and starts its background task.
+    ///
+    /// The first connection is not retried, even with [`reconnect`](Self::reconnect) set: a server that cannot
+    /// be reached or refuses the upgrade is reported here.
     ///
     /// # Errors
     /// [`ClientError::InvalidUrl`], [`ClientError::InvalidHeader`], [`ClientError::Connect`],
@@ -133,32 +244,100 @@ impl ClientBuilder {
     /// # Cancel safety
     /// Cancel safe: dropping the future drops the half-open connection.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let uri = Uri::from_str(&self.url)
-            .map_err(|err| ClientError::InvalidUrl(format!("`{}`: {err}", self.url)))?;
+        let opener = Opener::new(&self.url, &self.headers, self.connect_timeout)?;
+        let socket = opener.open().await?;
+        let reconnect = self.reconnect.map(|backoff| Reconnect {
+            opener,
+            backoff,
+            when: self
+                .reconnect_if
+                .unwrap_or_else(|| Arc::new(Close::is_retryable)),
+        });
+        Ok(Client::start(
+            socket,
+            Settings {
+                frame_capacity: self.frame_capacity,
+                call_timeout: self.call_timeout,
+                exposed: self.exposed,
+                reconnect,
+                idle_timeout: self.idle_timeout,
+            },
+        ))
+    }
+}
+
+/// What [`Client::start`] needs besides the socket.
+pub(crate) struct Settings {
+    pub(crate) frame_capacity: usize,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) exposed: Vec<(String, Exposed)>,
+    pub(crate) reconnect: Option<Reconnect>,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// Opens connections to one URL with one set of headers: once for [`ClientBuilder::connect`], again for each
+/// reconnect attempt.
+pub(crate) struct Opener {
+    uri: Uri,
+    host: String,
+    port: u16,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+}
+
+impl Opener {
+    /// Checks the URL and the headers.
+    fn new(
+        url: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Opener, ClientError> {
+        let uri =
+            Uri::from_str(url).map_err(|err| ClientError::InvalidUrl(format!("`{url}`: {err}")))?;
         let (host, port) = match (uri.scheme_str(), uri.host()) {
             (Some("ws"), Some(host)) => (host.trim_matches(['[', ']']).to_owned(), uri.port_u16()),
             (Some("wss"), _) => {
                 return Err(ClientError::InvalidUrl(format!(
-                    "`{}`: wss:// (TLS) is not supported; connect with ws:// behind a TLS proxy",
-                    self.url
+                    "`{url}`: wss:// (TLS) is not supported; connect with ws:// behind a TLS proxy"
                 )))
             }
             _ => {
                 return Err(ClientError::InvalidUrl(format!(
-                    "`{}`: expected ws://host[:port]/path",
-                    self.url
+                    "`{url}`: expected ws://host[:port]/path"
                 )))
             }
         };
-        let mut upgrade = tokio_websockets::ClientBuilder::from_uri(uri);
-        for (name, value) in &self.headers {
+        let mut checked = Vec::with_capacity(headers.len());
+        // The upgrade builder refuses the headers it sets itself; try each once here.
+        let mut upgrade = tokio_websockets::ClientBuilder::from_uri(uri.clone());
+        for (name, value) in headers {
             let invalid = || ClientError::InvalidHeader(format!("`{name}: {value}`"));
             let name = HeaderName::from_str(name).map_err(|_| invalid())?;
             let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-            upgrade = upgrade.add_header(name, value).map_err(|_| invalid())?;
+            upgrade = upgrade
+                .add_header(name.clone(), value.clone())
+                .map_err(|_| invalid())?;
+            checked.push((name, value));
+        }
+        Ok(Opener {
+            uri,
+            host,
+            port: port.unwrap_or(80),
+            headers: checked,
+            timeout,
+        })
+    }
+
+    /// Opens a connection: TCP, then the upgrade, within the connect timeout.
+    pub(crate) async fn open(&self) -> Result<Socket, ClientError> {
+        let mut upgrade = tokio_websockets::ClientBuilder::from_uri(self.uri.clone());
+        for (name, value) in &self.headers {
+            upgrade = upgrade
+                .add_header(name.clone(), value.clone())
+                .map_err(|_| ClientError::InvalidHeader(format!("`{name}`")))?;
         }
         let opening = async {
-            let tcp = TcpStream::connect((host.as_str(), port.unwrap_or(80)))
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
                 .await
                 .map_err(ClientError::Connect)?;
             tcp.set_nodelay(true).map_err(ClientError::Connect)?;
@@ -177,15 +356,9 @@ impl ClientBuilder {
                 Err(err) => Err(ClientError::Handshake(TransportError(err))),
             }
         };
-        let socket = tokio::time::timeout(self.connect_timeout, opening)
+        tokio::time::timeout(self.timeout, opening)
             .await
-            .map_err(|_| ClientError::ConnectTimeout(self.connect_timeout))??;
-        Ok(Client::start(
-            socket,
-            self.frame_capacity,
-            self.call_timeout,
-            self.exposed,
-        ))
+            .map_err(|_| ClientError::ConnectTimeout(self.timeout))?
     }
 }
 
@@ -199,7 +372,9 @@ impl fmt::Debug for ClientBuilder {
             .field("call_timeout", &self.call_timeout)
             .field("frame_capacity", &self.frame_capacity)
             .field("exposed", &exposed)
-            .finish()
+            .field("reconnect", &self.reconnect)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
     }
 }
 

@@ -54,6 +54,18 @@ pub enum ClientError {
     Handshake(TransportError),
     /// The connection is closed; holds the close frame the server sent (code 1006 when none arrived).
     Closed(Close),
+    /// The connection dropped while this call was waiting for its reply, and the client is reconnecting
+    /// ([`ClientBuilder::reconnect`](crate::ClientBuilder::reconnect)); holds how the link ended. The message
+    /// may or may not have been handled: the server cannot answer it on the new connection, so the call is not
+    /// retried. Calls made after the drop wait for the new connection instead.
+    ///
+    /// ```
+    /// use pikku_client::{ClientError, Close};
+    ///
+    /// let err = ClientError::Disconnected(Close { code: 1001, reason: "going away".into() });
+    /// assert_eq!(err.to_string(), "connection lost before the reply (code 1001 (going away)); reconnecting");
+    /// ```
+    Disconnected(Close),
     /// The server answered a call with an error frame (one with a top-level `errorName`).
     Remote {
         /// The error class, e.g. `UnauthorizedError`, `UnprocessableContentError`, `ChannelRPCError`.
@@ -112,6 +124,12 @@ impl fmt::Display for ClientError {
             }
             ClientError::Handshake(err) => write!(f, "WebSocket upgrade failed: {err}"),
             ClientError::Closed(close) => write!(f, "connection closed: {close}"),
+            ClientError::Disconnected(close) => {
+                write!(
+                    f,
+                    "connection lost before the reply ({close}); reconnecting"
+                )
+            }
             ClientError::Remote { name, message, .. } => write!(f, "{name}: {message}"),
             ClientError::Encode(err) => write!(f, "cannot encode the message: {err}"),
             ClientError::Decode(err) => write!(f, "cannot decode the reply: {err}"),

@@ -154,6 +154,30 @@ pub struct Close {
 }
 
 impl Close {
+    /// Whether this close says the link went away for now, so that a client with
+    /// [`reconnect`](crate::ClientBuilder::reconnect) set comes back: the default of
+    /// [`ClientBuilder::reconnect_if`](crate::ClientBuilder::reconnect_if).
+    ///
+    /// True for 1001 (the server shuts down, or an idle timeout), 1005 (a close frame without a code), 1006 (no
+    /// close frame: a reset or lost connection), 1011 (a server error), 1012 (service restart), 1013 (try again
+    /// later) and 1014 (bad gateway). False for the closes that mean the server wants this client gone, which a
+    /// reconnect would only repeat: 1000 (the application closed the channel), 1008 (a policy: slow consumer,
+    /// rate limit, frame timeout), the protocol and data errors 1002, 1003, 1007, 1009 and 1010, and the
+    /// application's own codes 3000–4999.
+    ///
+    /// ```
+    /// use pikku_client::Close;
+    ///
+    /// let going_away = Close { code: 1001, reason: "going away".into() };
+    /// assert!(going_away.is_retryable());
+    /// let slow = Close { code: 1008, reason: "slow consumer".into() };
+    /// assert!(!slow.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.code, 1001 | 1005 | 1006 | 1011 | 1012 | 1013 | 1014)
+    }
+
     /// A connection that ended without a close frame (code 1006).
     pub(crate) fn abnormal(reason: impl fmt::Display) -> Close {
         Close {

@@ -24,6 +24,9 @@ pub struct RpcRequest {
     data: Value,
     trace_id: Option<String>,
     commands: mpsc::WeakSender<Command>,
+    /// The connection the request came on: answers meant for a connection that has since dropped are not
+    /// written on the next one.
+    generation: u64,
 }
 
 impl RpcRequest {
@@ -54,13 +57,14 @@ impl RpcRequest {
     /// Tells the server the answer will take a while (a `pikku-rpc-pending` frame), which suspends its
     /// reverse-RPC timeout, e.g. while a person is asked for approval.
     ///
-    /// Does nothing once the connection is closed.
+    /// Does nothing once the connection is closed, or once the connection the request came on dropped (the
+    /// server that asked is gone).
     ///
     /// # Cancel safety
     /// Cancel safe: if the future is dropped before it completes, the frame may or may not have been queued.
     pub async fn pending(&self, reason: &str) {
         let frame = json!({"action": "pikku-rpc-pending", "id": self.id, "reason": reason});
-        send(&self.commands, &frame).await;
+        send(&self.commands, self.generation, &frame).await;
     }
 }
 
@@ -138,6 +142,7 @@ where
 pub(crate) fn request(
     frame: &mut serde_json::Map<String, Value>,
     commands: &mpsc::WeakSender<Command>,
+    generation: u64,
 ) -> Option<RpcRequest> {
     if frame.get("action")?.as_str()? != "pikku-rpc-request" {
         return None;
@@ -153,6 +158,7 @@ pub(crate) fn request(
             .map(str::to_owned),
         data: frame.remove("data").unwrap_or(Value::Null),
         commands: commands.clone(),
+        generation,
     })
 }
 
@@ -163,6 +169,7 @@ pub(crate) fn answer(request: RpcRequest, function: Option<Exposed>) {
     tokio::spawn(async move {
         let id = request.id.clone();
         let commands = request.commands.clone();
+        let generation = request.generation;
         let outcome = match function {
             Some(function) => AssertUnwindSafe(async move { function(request).await })
                 .catch_unwind()
@@ -187,15 +194,19 @@ pub(crate) fn answer(request: RpcRequest, function: Option<Exposed>) {
                 "error": {"name": err.name, "message": err.message},
             }),
         };
-        send(&commands, &response).await;
+        send(&commands, generation, &response).await;
     });
 }
 
-/// Queues a JSON frame on the connection, if it is still open.
-async fn send(commands: &mpsc::WeakSender<Command>, frame: &Value) {
+/// Queues a JSON frame for connection `generation`, if the client is still open.
+async fn send(commands: &mpsc::WeakSender<Command>, generation: u64, frame: &Value) {
     if let Some(commands) = commands.upgrade() {
+        let message = Message::text(frame.to_string());
         let _ = commands
-            .send(Command::Send(Message::text(frame.to_string())))
+            .send(Command::Respond {
+                generation,
+                message,
+            })
             .await;
     }
 }

@@ -536,15 +536,29 @@ impl TestServer {
     /// # Panics
     /// If no port can be bound.
     pub async fn start(settings: FixtureSettings) -> TestServer {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        TestServer::start_at(settings, any_port)
+            .await
+            .expect("bind 127.0.0.1:0")
+    }
+
+    /// Starts the fixture on `addr`, for tests that restart a server where clients expect it (the `addr` of a
+    /// [`TestServer`] that was dropped: its port is free again once it stopped listening, which may take a
+    /// moment, so retry on `AddrInUse`).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn start_at(
+        settings: FixtureSettings,
+        addr: SocketAddr,
+    ) -> std::io::Result<TestServer> {
         let recorder = Recorder::default();
         let server = ChannelServer::new(
             fixture_app(&settings, recorder.clone()),
             server_config(&settings),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         tokio::spawn(
@@ -552,12 +566,12 @@ impl TestServer {
                 .clone()
                 .serve_until(listener, async move { stopped.notified().await }),
         );
-        TestServer {
+        Ok(TestServer {
             addr,
             server,
             recorder,
             stop,
-        }
+        })
     }
 
     /// The bound address.
