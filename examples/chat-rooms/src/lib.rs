@@ -30,8 +30,10 @@
 //! `{"action":"say","error":"Invalid message data","errorName":"UnprocessableContentError","details":[…]}`.
 //!
 //! # Serving
-//! [`app`] builds the pikku application, [`router`] puts its channels and the page at `/` on one axum router,
-//! and [`server_config`] is the configuration the binary serves them with (the subprotocol policy).
+//! [`app`] builds the pikku application, [`router`] puts its channels, the page at `/` and the page's typed
+//! client at [`CLIENT_JS_PATH`] on one axum router, and [`server_config`] is the configuration the binary serves
+//! them with (the subprotocol policy). The client is generated from `app().describe()` and committed; the
+//! example `describe` prints that description and `scripts/regenerate-clients.sh` regenerates the client.
 //! The binary (`cargo run -p example-chat-rooms`) serves that router on 127.0.0.1:4002.
 
 use axum::http::header;

@@ -326,4 +326,11 @@ fn the_chat_channel_is_described_for_typed_clients() {
         64
     );
     assert!(description.defs.contains_key("RoomUpdate"));
+    // The welcome's `type` tag, which serde writes and the page tells the welcome apart by, is in its schema.
+    let welcome = &description.defs["welcome"];
+    assert_eq!(
+        welcome["properties"]["type"],
+        json!({"const": "welcome", "type": "string"})
+    );
+    assert_eq!(welcome["required"][0], "type");
 }
