@@ -1,7 +1,8 @@
-// The chat page in headless Chromium (Debian's, through playwright-core: no browser download). It starts the demo
-// on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation,
-// leaving and departures, then kills the server, restarts it on the same port and checks that the page reconnects by itself,
-// rejoins its room (under the name it had last) and can send again. It saves a screenshot of the two users chatting.
+// The chat page in headless Chromium (Debian's, through playwright-core: no browser download). It starts the
+// demo on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation,
+// leaving, departures and a flood closed with 1008 (no retry), then kills the server, restarts it on the same
+// port and checks that the page reconnects by itself, rejoins its room (under the name it had last) and can send
+// again. It saves a screenshot of the two users chatting.
 //
 // Run by `cargo test -p example-chat-rooms --test browser`, which passes CHAT_BIN (the built binary). Standalone:
 // `npm ci && node test.js` builds the binary with cargo first. CHROMIUM overrides /usr/bin/chromium, SCREENSHOT
@@ -169,6 +170,20 @@ async function main() {
     await seen(ada, "Bobby left.");
     await ada.waitForSelector("#status:has-text('1 person here')");
     step("error frame, rename, room isolation, departure");
+
+    // A page that floods the room is refused, then closed with 1008, and gives up instead of reconnecting.
+    const flo = await open(browser, url, errors, "flo");
+    await join(flo, "spam", "Flo");
+    await flo.evaluate(() => {
+      const form = document.getElementById("send"), input = document.getElementById("text");
+      for (let i = 0; i < 60; i++) { input.value = "spam " + i; form.requestSubmit(); }
+    });
+    await flo.waitForSelector("#log li.error:has-text('Rate limit exceeded')");
+    await seen(flo, "Disconnected (code 1008, rate limit exceeded).");
+    await flo.waitForTimeout(1000);
+    expectEqual((await conn(flo)).state, "closed", "flo's connection a second after the 1008 close");
+    await flo.context().close();
+    step("a flood is refused, closed with 1008, not retried");
 
     // Eve renames herself before the restart: a reconnect offers the name of the moment, so she rejoins as Evelyn.
     const eve = await open(browser, url, errors, "eve");
