@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_chat_rooms::{app, pages, server_config};
+use example_chat_rooms::{app, pages, server_config, CLIENT_JS, CLIENT_JS_PATH};
 use pikku::ChannelServer;
 use pikku_client::{Client, ClientError, ErrorDetail, Frame};
 use serde_json::{json, Value};
@@ -256,9 +256,30 @@ async fn the_page_is_served_at_the_root() {
     assert!(body.contains("<title>pikku chat rooms</title>"));
     assert!(body.contains("/rooms/"));
 
+    // The page's socket code is the generated client, imported as a module from the same server.
+    assert!(body.contains(&format!(
+        "import {{ ChatClient, PikkuError }} from \"{CLIENT_JS_PATH}\";"
+    )));
+
     // Any other plain GET falls through to the channel service: not an upgrade, so the protocol's 400.
     let response = get(addr, "/nope").await;
     assert!(!response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test]
+async fn the_generated_client_is_served_as_a_javascript_module() {
+    let addr = start().await;
+    let response = get(addr, CLIENT_JS_PATH).await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/javascript; charset=utf-8"),
+        "{head}"
+    );
+    assert_eq!(body, CLIENT_JS);
+    assert!(body.contains("export class ChatClient extends ChannelClient"));
+    assert!(body.contains("export class PikkuError"));
 }
 
 #[tokio::test]
@@ -305,4 +326,11 @@ fn the_chat_channel_is_described_for_typed_clients() {
         64
     );
     assert!(description.defs.contains_key("RoomUpdate"));
+    // The welcome's `type` tag, which serde writes and the page tells the welcome apart by, is in its schema.
+    let welcome = &description.defs["welcome"];
+    assert_eq!(
+        welcome["properties"]["type"],
+        json!({"const": "welcome", "type": "string"})
+    );
+    assert_eq!(welcome["required"][0], "type");
 }

@@ -1,7 +1,8 @@
-// The chat page in headless Chromium (Debian's, through playwright-core: no browser download). It starts the demo
-// on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation,
-// leaving and departures, then kills the server, restarts it on the same port and checks that the page reconnects by itself,
-// rejoins its room and can send again. It saves a screenshot of the two users chatting.
+// The chat page in headless Chromium (Debian's, through playwright-core: no browser download). It starts the
+// demo on a free port, has two pages talk in one room, checks escaping, error frames, renames, room isolation,
+// leaving, departures and a flood closed with 1008 (no retry), then kills the server, restarts it on the same
+// port and checks that the page reconnects by itself, rejoins its room (under the name it had last) and can send
+// again. It saves a screenshot of the two users chatting.
 //
 // Run by `cargo test -p example-chat-rooms --test browser`, which passes CHAT_BIN (the built binary). Standalone:
 // `npm ci && node test.js` builds the binary with cargo first. CHROMIUM overrides /usr/bin/chromium, SCREENSHOT
@@ -124,6 +125,10 @@ async function main() {
     // The nickname travels as a `token.` subprotocol; the server selects `pikku.v1` and names us after it.
     await join(ada, "lobby", "Ada Lovelace");
     expectEqual(await conn(ada), { state: "open", protocol: "pikku.v1" }, "ada's connection");
+    // The page's socket code is the generated client, imported from the server.
+    const imported = await ada.evaluate(() =>
+      performance.getEntriesByType("resource").some((e) => new URL(e.name).pathname === "/client/channels.gen.js"));
+    expectEqual(imported, true, "the page imported /client/channels.gen.js");
     await ada.waitForSelector("#status:has-text('as Ada Lovelace \u00b7 1 person here')");
     await join(bob, "lobby", "Bob");
     expectEqual(await conn(bob), { state: "open", protocol: "pikku.v1" }, "bob's connection");
@@ -166,6 +171,26 @@ async function main() {
     await ada.waitForSelector("#status:has-text('1 person here')");
     step("error frame, rename, room isolation, departure");
 
+    // A page that floods the room is refused, then closed with 1008, and gives up instead of reconnecting.
+    const flo = await open(browser, url, errors, "flo");
+    await join(flo, "spam", "Flo");
+    await flo.evaluate(() => {
+      const form = document.getElementById("send"), input = document.getElementById("text");
+      for (let i = 0; i < 60; i++) { input.value = "spam " + i; form.requestSubmit(); }
+    });
+    await flo.waitForSelector("#log li.error:has-text('Rate limit exceeded')");
+    await seen(flo, "Disconnected (code 1008, rate limit exceeded).");
+    await flo.waitForTimeout(1000);
+    expectEqual((await conn(flo)).state, "closed", "flo's connection a second after the 1008 close");
+    await flo.context().close();
+    step("a flood is refused, closed with 1008, not retried");
+
+    // Eve renames herself before the restart: a reconnect offers the name of the moment, so she rejoins as Evelyn.
+    const eve = await open(browser, url, errors, "eve");
+    await join(eve, "quiet", "Eve");
+    await say(eve, "/nick Evelyn");
+    await eve.waitForSelector("#status:has-text('as Evelyn')");
+
     // The server dies; the page notices, retries with backoff and rejoins once it is back on the same port.
     await kill(server.child);
     await ada.waitForSelector("#conn[data-state='reconnecting']");
@@ -177,6 +202,7 @@ async function main() {
     server = await startServer(bin, port);
     await seen(ada, "Rejoined \u201clobby\u201d as Ada Lovelace");
     expectEqual(await conn(ada), { state: "open", protocol: "pikku.v1" }, "ada's connection after the restart");
+    await seen(eve, "Rejoined \u201cquiet\u201d as Evelyn");
     step("server restarted, page rejoined");
     await say(ada, "back again");
     await seen(ada, "Ada Lovelace: back again");
