@@ -58,7 +58,7 @@ pub struct AppConfig {
     pub origin: OriginPolicy,
     /// The inbound rate limit of every connection (default `None`: no limit, since only the application knows
     /// how fast its clients legitimately send). A channel or a message route may set its own with
-    /// [`ChannelRoute::rate_limit`] and [`Route::rate_limit`](crate::Route::rate_limit).
+    /// [`ChannelRoute::rate_limit`](crate::ChannelRoute::rate_limit) and [`Route::rate_limit`](crate::Route::rate_limit).
     pub rate_limit: Option<RateLimit>,
     /// Event-hub bounds (default [`HubLimits::default`]).
     pub hub: HubLimits,

@@ -394,7 +394,7 @@ pub(crate) struct RoutingProperty<S, U, O, SS> {
 ///
 /// `O` (opening data) and `SS` (socket state) are inferred from the handlers' [`Channel`](crate::Channel)
 /// parameters; all handlers of one channel must agree on them. `S` and `U` come from the handlers'
-/// [`Ctx`](crate::Ctx) and must match the [`App`](crate::App) the channel is added to. Mistakes in the
+/// [`Ctx`] and must match the [`App`](crate::App) the channel is added to. Mistakes in the
 /// definition (an invalid pattern, a duplicate route) are reported when the channel is added to the app, naming
 /// the line of the offending call.
 ///

@@ -10,7 +10,7 @@
 //! - an [`EventHubStore`]: which connection ids are subscribed to which topics;
 //! - a [`SessionStore`]: the session of each user id, as JSON.
 //!
-//! Frames leave through the platform's API, behind a [`PlatformSender`]. [`publish`] sends one encoded frame
+//! Frames leave through the platform's API, behind a [`PlatformSender`]. [`publish`](fn@publish) sends one encoded frame
 //! to every subscriber of a topic but an excluded one, and [`sweep_expired`] forgets connections that have
 //! been quiet for too long, as a periodic job does.
 //!
