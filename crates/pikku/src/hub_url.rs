@@ -82,7 +82,7 @@ backend!(postgres, "postgres", pikku_postgres::PostgresHub);
 /// ```
 /// use pikku::{App, HubUrlError, HubUrlExt};
 ///
-/// let err = App::new(()).hub_url("carrier-pigeon://coop").unwrap_err();
+/// let err = App::<()>::new(()).hub_url("carrier-pigeon://coop").unwrap_err();
 /// assert!(matches!(err, HubUrlError::UnknownScheme { .. }));
 /// ```
 #[derive(Debug)]
