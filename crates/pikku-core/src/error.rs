@@ -732,6 +732,14 @@ pub enum RegistrationError {
         /// [`AppDescription::undescribed`]: crate::describe::AppDescription::undescribed
         missing: String,
     },
+    /// A stateless runner was given a channel whose handlers use socket state that is not
+    /// [persisted](crate::ChannelRoute::persist_socket_state): the state would be lost after every event.
+    SocketStateNotPersisted {
+        /// The channel.
+        channel: String,
+        /// The socket-state type.
+        state_type: String,
+    },
 }
 
 impl fmt::Display for RegistrationError {
@@ -761,6 +769,12 @@ impl fmt::Display for RegistrationError {
             Self::Undescribed { missing } => write!(
                 f,
                 "the app requires schemas, and {missing} has none: register the handler with `typed(..)`"
+            ),
+            Self::SocketStateNotPersisted { channel, state_type } => write!(
+                f,
+                "channel '{channel}' keeps socket state of type `{state_type}`, which a stateless runner loses after \
+                 every event: call `.persist_socket_state()` on the channel (the type must implement \
+                 Serialize and Deserialize)"
             ),
         }
     }
