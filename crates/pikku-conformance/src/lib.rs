@@ -18,6 +18,7 @@ use pikku::core::SlowConsumerPolicy;
 use pikku::events::EventsChannel;
 use pikku::prelude::*;
 use pikku::server::SubprotocolPolicy;
+use pikku::stateless::UserSession;
 use pikku::{typed, AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -128,10 +129,17 @@ pub struct Services {
 }
 
 /// The fixture's session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user id.
     pub user_id: String,
+}
+
+/// Served statelessly, the session is stored under its user id.
+impl UserSession for User {
+    fn user_id(&self) -> Option<&str> {
+        Some(&self.user_id)
+    }
 }
 
 type Cx = Ctx<Services, User>;
@@ -394,6 +402,8 @@ fn events() -> ChannelRoute<Services, User, Params, u32> {
         .route("action", "flood", typed(flood))
         .route("type", "ping", Route::new(typed(ping)).auth(false))
         .calls::<ClientThing>()
+        // The `count` counter survives between invocations when the fixture is served statelessly.
+        .persist_socket_state()
 }
 
 // ---- greet ------------------------------------------------------------------------------------------------------

@@ -229,6 +229,8 @@ pub use pikku_core::{
 
 mod hub_url;
 pub use hub_url::{HubUrlError, HubUrlExt};
+mod store_url;
+pub use store_url::{stores_from_url, StoreUrlError};
 
 /// The NATS event hub backend (`pikku-nats`, cargo feature `nats`).
 #[cfg(feature = "nats")]

@@ -97,4 +97,44 @@ impl PlatformSender for InvocationFirst<'_> {
         }
         self.platform.send(channel_id, frame)
     }
+
+    fn send_to_each<'a>(
+        &'a self,
+        channel_ids: &'a [String],
+        frame: &'a OutFrame,
+    ) -> BoxFuture<'a, Vec<Result<(), PlatformSendError>>> {
+        Box::pin(async move {
+            // Deliver here what can be, then hand the rest to the platform in one call.
+            let delivered: Vec<bool> = channel_ids
+                .iter()
+                .map(|id| {
+                    self.registry
+                        .get(id)
+                        .is_some_and(|conn| conn.push(frame.clone()).is_ok())
+                })
+                .collect();
+            let remote: Vec<String> = channel_ids
+                .iter()
+                .zip(&delivered)
+                .filter(|(_, here)| !**here)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut remote_results = if remote.is_empty() {
+                Vec::new()
+            } else {
+                self.platform.send_to_each(&remote, frame).await
+            }
+            .into_iter();
+            delivered
+                .into_iter()
+                .map(|here| {
+                    if here {
+                        Ok(())
+                    } else {
+                        remote_results.next().unwrap_or(Ok(()))
+                    }
+                })
+                .collect()
+        })
+    }
 }
