@@ -72,6 +72,7 @@ pub mod runtime;
 mod socket_state;
 pub mod stateless;
 pub mod store;
+pub mod subprotocol;
 pub mod telemetry;
 pub mod wiring;
 
