@@ -12,5 +12,7 @@
 //! [`launch`] starts a private Pushpin for tests, demos and the conformance runner.
 
 pub mod events;
+pub mod grip;
 
 pub use events::{encode_events, parse_events, EventsError, ParseLimits, WsEvent};
+pub use grip::{GripClaims, GripError, GripKeyError, GripVerifier};
