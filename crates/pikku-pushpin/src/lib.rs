@@ -13,6 +13,8 @@
 
 pub mod events;
 pub mod grip;
+pub mod publish;
 
 pub use events::{encode_events, parse_events, EventsError, ParseLimits, WsEvent};
 pub use grip::{GripClaims, GripError, GripKeyError, GripVerifier};
+pub use publish::{PublishError, PushpinPublisher};
