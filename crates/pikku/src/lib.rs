@@ -238,6 +238,9 @@ pub use pikku_nats as nats;
 /// The PostgreSQL LISTEN/NOTIFY event hub backend (`pikku-postgres`, cargo feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use pikku_postgres as postgres;
+/// The stateless worker behind Pushpin or Fastly Fanout (`pikku-pushpin`, cargo feature `pushpin`).
+#[cfg(feature = "pushpin")]
+pub use pikku_pushpin as pushpin;
 /// The Redis event hub backend (`pikku-redis`, cargo feature `redis`).
 #[cfg(feature = "redis")]
 pub use pikku_redis as redis;

@@ -161,7 +161,7 @@ pub struct Admitted<S, U> {
     index: usize,
     opening: Arc<dyn Any + Send + Sync>,
     session: Arc<SessionSlot<U>>,
-    response_headers: HeaderMap,
+    pub(crate) response_headers: HeaderMap,
     peer: Option<SocketAddr>,
 }
 

@@ -80,6 +80,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -163,6 +164,8 @@ pub struct Outcome {
     pub frames: VecDeque<OutFrame>,
     /// The close to send after the frames.
     pub close: Option<Close>,
+    /// For a connect: the headers upgrade middleware added, for the gateway's accepting response.
+    pub headers: HeaderMap,
 }
 
 /// A close the gateway is to perform: code and reason of the close frame.
@@ -307,7 +310,8 @@ where
         channel_id: &str,
         upgrade: UpgradeInput<'_>,
     ) -> Result<Outcome, ChannelError> {
-        let (admitted, params) = self.rt.admit_with_params(upgrade).await?;
+        let (mut admitted, params) = self.rt.admit_with_params(upgrade).await?;
+        let headers = std::mem::take(&mut admitted.response_headers);
         let record =
             ChannelRecord::new(channel_id, admitted.channel_name(), params_to_json(&params));
         self.stores
@@ -329,6 +333,7 @@ where
         Ok(Outcome {
             frames,
             close: close.map(Close::from),
+            headers,
         })
     }
 
@@ -347,11 +352,11 @@ where
     ) -> Result<Outcome, StatelessError> {
         let Some(live) = self.load(channel_id).await? else {
             return Ok(Outcome {
-                frames: VecDeque::new(),
                 close: Some(Close {
                     code: 1011,
                     reason: Cow::Borrowed("channel not found"),
                 }),
+                ..Outcome::default()
             });
         };
         let (live, stored_state) = live;
@@ -380,6 +385,7 @@ where
         Ok(Outcome {
             frames,
             close: close.map(Close::from),
+            headers: HeaderMap::new(),
         })
     }
 
