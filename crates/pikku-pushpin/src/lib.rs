@@ -13,6 +13,7 @@
 
 pub mod events;
 pub mod grip;
+pub mod launch;
 pub mod publish;
 pub mod worker;
 
