@@ -189,7 +189,12 @@ async fn serve_stateless(
     for &worker in &worker_ports {
         let child = tokio::process::Command::new(&exe)
             .args(["--worker", "--port", &worker.to_string(), "--store", store])
-            .args(["--publish", &pushpin.publish_url(), "--grip-key", pushpin.sig_key()])
+            .args([
+                "--publish",
+                &pushpin.publish_url(),
+                "--grip-key",
+                pushpin.sig_key(),
+            ])
             .args(setting_args)
             .kill_on_drop(true)
             .spawn()?;
@@ -198,7 +203,20 @@ async fn serve_stateless(
     for &worker in &worker_ports {
         wait_until_listening(worker).await?;
     }
-    tracing::info!(port, ?worker_ports, store, "conformance fixture listening statelessly behind pushpin");
+    let pushpin = tokio::task::spawn_blocking(move || {
+        pushpin
+            .wait_until_proxying(Duration::from_secs(10))
+            .map(|()| pushpin)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map_err(std::io::Error::other)?;
+    tracing::info!(
+        port,
+        ?worker_ports,
+        store,
+        "conformance fixture listening statelessly behind pushpin"
+    );
     stop.await;
     for worker in &mut workers {
         let _ = worker.start_kill();
@@ -216,11 +234,17 @@ async fn serve_worker(
     options: &Options,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (Some(store), Some(publish), Some(key)) = (&options.store, &options.publish, &options.grip_key)
+    let (Some(store), Some(publish), Some(key)) =
+        (&options.store, &options.publish, &options.grip_key)
     else {
-        return Err(std::io::Error::other("a worker needs --store, --publish and --grip-key"));
+        return Err(std::io::Error::other(
+            "a worker needs --store, --publish and --grip-key",
+        ));
     };
-    let settings = options.settings.clone().unwrap_or_else(FixtureSettings::defaults);
+    let settings = options
+        .settings
+        .clone()
+        .unwrap_or_else(FixtureSettings::defaults);
     let stores = pikku::stores_from_url(store)
         .await
         .map_err(std::io::Error::other)?;
@@ -236,10 +260,15 @@ async fn serve_worker(
 
 async fn wait_until_listening(port: u16) -> std::io::Result<()> {
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(std::io::Error::other(format!("worker on port {port} did not start")))
+    Err(std::io::Error::other(format!(
+        "worker on port {port} did not start"
+    )))
 }

@@ -9,7 +9,7 @@
 
 mod stateless;
 
-pub use stateless::{StatelessFixture, StoreKind};
+pub use stateless::{StatelessFixture, StoreKind, SUBSCRIPTION_SETTLE};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -562,6 +562,13 @@ tokio::task_local! {
 /// behind a real Pushpin. The same scenario code then checks both ways of serving.
 pub async fn serving_statelessly<F: std::future::Future>(store: StoreKind, test: F) -> F::Output {
     STATELESS_STORE.scope(store, test).await
+}
+
+/// Whether the current test runs inside [`serving_statelessly`]: the gateway then decides what only a gateway
+/// can (its hop-by-hop headers, for one).
+#[must_use]
+pub fn is_serving_statelessly() -> bool {
+    STATELESS_STORE.try_with(|_| ()).is_ok()
 }
 
 impl TestServer {

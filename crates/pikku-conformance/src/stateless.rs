@@ -19,6 +19,12 @@ use tokio::sync::Notify;
 
 use crate::{fixture_app, FixtureSettings, Recorder};
 
+/// How long after accepting a connection Pushpin may still drop publications to it: its handler applies the
+/// connection's subscription to its own channel (`conn:<id>`, sent in the answer to `OPEN`) about 100 ms later.
+/// Clients of the stateless fixture wait this long after connecting before the scenario goes on, as a client
+/// that needs every publication from its first moment must.
+pub const SUBSCRIPTION_SETTLE: Duration = Duration::from_millis(250);
+
 /// Where the stateless fixture keeps its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
@@ -49,7 +55,9 @@ impl StoreKind {
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("redis" | "rediss") => Ok(Self::Redis(url.to_owned())),
             Some("postgres" | "postgresql") => Ok(Self::Postgres(url.to_owned())),
-            _ => Err(format!("unsupported store URL '{url}' (expected redis:// or postgres://)")),
+            _ => Err(format!(
+                "unsupported store URL '{url}' (expected redis:// or postgres://)"
+            )),
         }
     }
 
@@ -105,7 +113,18 @@ impl StatelessFixture {
     /// # Panics
     /// When the stores cannot be opened or Pushpin does not start.
     pub async fn start(settings: FixtureSettings, store: &StoreKind, workers: usize) -> Self {
-        let prefix = format!("golden_{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        // The workers' warnings go with the output of the test that failed (`RUST_LOG` for more).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let prefix = format!(
+            "golden_{}_",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let stores = store.open(&prefix).await.expect("stateless stores");
         let recorder = Recorder::default();
         let mut listeners = Vec::new();
@@ -117,6 +136,12 @@ impl StatelessFixture {
             );
         }
         let mut config = PushpinConfig::new();
+        if let Some(level) = std::env::var("PIKKU_PUSHPIN_LOG_LEVEL")
+            .ok()
+            .and_then(|l| l.parse().ok())
+        {
+            config = config.log_level(level);
+        }
         for listener in &listeners {
             config = config.target(listener.local_addr().expect("worker address"));
         }
@@ -137,16 +162,22 @@ impl StatelessFixture {
             let worker = fixture.serve_worker(listener);
             fixture.workers.push(worker);
         }
+        let pushpin = fixture.pushpin.take().expect("pushpin runs");
+        let pushpin = tokio::task::spawn_blocking(move || {
+            pushpin
+                .wait_until_proxying(Duration::from_secs(10))
+                .map(|()| pushpin)
+        })
+        .await
+        .expect("pushpin probe task")
+        .expect("pushpin proxies to the workers");
+        fixture.pushpin = Some(pushpin);
         fixture
     }
 
     fn serve_worker(&self, listener: tokio::net::TcpListener) -> Worker {
         let addr = listener.local_addr().expect("worker address");
-        let publish_url = self
-            .pushpin
-            .as_ref()
-            .expect("pushpin runs")
-            .publish_url();
+        let publish_url = self.pushpin.as_ref().expect("pushpin runs").publish_url();
         let config = WorkerConfig::new(publish_url)
             .grip_verifier(GripVerifier::hs256(self.sig_key.clone()))
             .subprotocols(subprotocols());
@@ -232,6 +263,19 @@ impl Drop for StatelessFixture {
             }
         }
         if let Some(pushpin) = self.pushpin.take() {
+            if std::thread::panicking() {
+                eprintln!("pushpin's log:\n{}", pushpin.log_tail());
+                if let Ok(keep) = std::env::var("PIKKU_PUSHPIN_KEEP_LOGS") {
+                    let to = std::path::Path::new(&keep)
+                        .join(pushpin.dir().file_name().unwrap_or_default());
+                    let _ = std::process::Command::new("cp")
+                        .arg("-r")
+                        .arg(pushpin.dir().join("log"))
+                        .arg(&to)
+                        .status();
+                    eprintln!("pushpin's logs kept in {}", to.display());
+                }
+            }
             pushpin.stop();
         }
     }

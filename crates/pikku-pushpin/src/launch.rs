@@ -64,6 +64,8 @@ const PROBE_HOST: &str = "probe.pikku-launcher.invalid";
 pub struct PushpinConfig {
     binary: PathBuf,
     targets: Vec<SocketAddr>,
+    /// The client port; `None`: one the OS assigns.
+    http_port: Option<u16>,
     sig_key: String,
     sig_iss: String,
     message_rate: u32,
@@ -89,6 +91,7 @@ impl PushpinConfig {
         Self {
             binary: PathBuf::from("pushpin"),
             targets: Vec::new(),
+            http_port: None,
             sig_key: random_key(),
             sig_iss: "pushpin".to_owned(),
             message_rate: 100_000,
@@ -111,6 +114,12 @@ impl PushpinConfig {
     /// added.
     pub fn target(mut self, worker: SocketAddr) -> Self {
         self.targets.push(worker);
+        self
+    }
+
+    /// The port Pushpin accepts clients on (default: one the OS assigns).
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http_port = Some(port);
         self
     }
 
@@ -268,7 +277,11 @@ impl PushpinProcess {
             return Err(LaunchError::NoTargets);
         }
         let dir = fresh_dir().map_err(|e| LaunchError::io("create the instance directory", e))?;
-        let (http_port, publish_port) = (free_port()?, free_port()?);
+        let http_port = match config.http_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let publish_port = free_port()?;
         let write = |name: &str, text: String| {
             fs::write(dir.join(name), text)
                 .map_err(|e| LaunchError::io("write the configuration", e))
@@ -328,6 +341,35 @@ impl PushpinProcess {
                            Content-Length: 12\r\nConnection: close\r\n\r\n{\"items\":[]}";
             if answers(self.http_port, &probe) && answers(self.publish_port, publish) {
                 return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LaunchError::NotReady {
+                    after: timeout,
+                    log: self.log_tail(),
+                });
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until Pushpin proxies WebSockets to its targets: a WebSocket request for `/pikku-launcher-probe`
+    /// through it is answered by a target (any status but 502, 503 or 504; a pikku worker answers 404). Call it
+    /// once the workers serve. Right after start, Pushpin's proxy can lose its first streamed exchange with zurl,
+    /// its HTTP client, and answer the first WebSocket 502 after a second; one round trip settles it.
+    ///
+    /// # Errors
+    /// [`LaunchError::NotReady`] when no target answers through Pushpin within `timeout`.
+    pub fn wait_until_proxying(&self, timeout: Duration) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + timeout;
+        let probe =
+            "GET /pikku-launcher-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n";
+        loop {
+            if let Some(status) = status_of(self.http_port, probe) {
+                if !matches!(status, 502..=504) {
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 return Err(LaunchError::NotReady {
@@ -454,6 +496,16 @@ fn answers(port: u16, request: &str) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 2")
+}
+
+/// The status code of the answer to `request` on `port`, if one came within three seconds.
+fn status_of(port: u16, request: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
 }
 
 /// A port the OS considers free now. Another process could take it before Pushpin binds it; start then

@@ -320,8 +320,10 @@ where
                     Step::Next
                 }
                 Err(_) => {
+                    // As the embedded server: the connection closes with 1007, and disconnects with that reason.
                     flush(&worker, &connection_id, &mut batch, &mut answer).await;
-                    answer.close(1007, "invalid UTF-8");
+                    end(&worker, &connection_id, DisconnectReason::InvalidUtf8).await;
+                    answer.close(1007, "invalid utf-8");
                     Step::Stop
                 }
             },
@@ -337,7 +339,12 @@ where
             WsEvent::Pong(_) => Step::Next,
             WsEvent::Close { code, .. } => {
                 flush(&worker, &connection_id, &mut batch, &mut answer).await;
-                end(&worker, &connection_id, DisconnectReason::ClientClosed(code)).await;
+                end(
+                    &worker,
+                    &connection_id,
+                    DisconnectReason::ClientClosed(code),
+                )
+                .await;
                 answer.events.push(WsEvent::Close {
                     code,
                     reason: String::new(),
@@ -482,9 +489,7 @@ where
         "type": "subscribe",
         "channel": worker.publisher.connection_channel(connection_id),
     });
-    answer
-        .events
-        .push(WsEvent::text(format!("c:{subscribe}")));
+    answer.events.push(WsEvent::text(format!("c:{subscribe}")));
     answer.take(outcome);
     Ok(())
 }
@@ -503,11 +508,7 @@ async fn flush<S, U>(
         batch.clear();
         return;
     }
-    match worker
-        .runtime
-        .message(connection_id, batch.drain(..))
-        .await
-    {
+    match worker.runtime.message(connection_id, batch.drain(..)).await {
         Ok(outcome) => answer.take(outcome),
         Err(StatelessError::Store(err)) => {
             tracing::error!(connection_id, error = %err, "store failed; the request is answered with 500");
@@ -539,11 +540,14 @@ fn refusal(err: &ChannelError) -> Response {
     } else {
         tracing::info!(error_id, status = err.status(), error = %err, "connect refused");
     }
-    let status =
-        StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            // As the embedded server's refusals: the client is not to reuse the connection.
+            (header::CONNECTION, "close"),
+        ],
         err.refusal_body(&error_id),
     )
         .into_response()

@@ -330,6 +330,11 @@ where
             self.forget(channel_id).await;
             return Err(ChannelError::internal(err));
         }
+        if let Some(close) = &close {
+            self.end(&live, close.cause.clone())
+                .await
+                .map_err(ChannelError::internal)?;
+        }
         Ok(Outcome {
             frames,
             close: close.map(Close::from),
@@ -341,7 +346,8 @@ where
     ///
     /// A connection without a record (it was swept, or disconnected meanwhile) is closed with 1011
     /// `channel not found` and its messages are dropped. Once a handler closes the channel, later messages of the
-    /// batch are dropped too.
+    /// batch are dropped too, and the disconnect runs at once with the handler's reason (a close the gateway
+    /// reports afterwards finds no record).
     ///
     /// # Errors
     /// A store failed while loading or saving the connection.
@@ -382,6 +388,11 @@ where
         let saved = self.save(&live, stored_state).await;
         let (frames, close) = live.detach();
         saved?;
+        if let Some(close) = &close {
+            // The app closed the connection: its disconnect runs now, with the app's reason; the close the
+            // gateway reports later finds no record.
+            self.end(&live, close.cause.clone()).await?;
+        }
         Ok(Outcome {
             frames,
             close: close.map(Close::from),
@@ -407,11 +418,20 @@ where
             );
             return Ok(());
         };
+        Ok(self.end(&live, reason).await?)
+    }
+
+    /// The disconnect of a loaded connection: onDisconnect, then its subscriptions and record are removed.
+    async fn end(
+        &self,
+        live: &LiveChannel<S, U>,
+        reason: DisconnectReason,
+    ) -> Result<(), StoreError> {
         let reason = live.connection().mark_closed(reason);
         live.run_disconnect(reason).await;
-        self.stores.subscriptions.remove_channel(channel_id).await?;
-        self.stores.channels.remove_channels(&[channel_id]).await?;
-        Ok(())
+        let id = live.connection().id();
+        self.stores.subscriptions.remove_channel(id).await?;
+        self.stores.channels.remove_channels(&[id]).await
     }
 
     /// Forgets connections quiet for longer than the TTL, with their subscriptions, and returns their ids; run it
