@@ -19,9 +19,9 @@
 //!
 //! With `--stateless pushpin --store <url>` (`redis://…` or `postgres://…`) the same fixture is served statelessly:
 //! the command starts Pushpin listening on the port, and two worker processes behind it (this program again,
-//! with `--worker`), which keep every connection in the store; any event of a connection may be handled by either
-//! worker (Pushpin sends each request to the first that answers, so stopping one moves every connection to the
-//! other). SIGINT or SIGTERM stops Pushpin and both workers. Reverse RPC answers `unsupported` there, and ping,
+//! with `--worker`), which keep every connection in the store. The workers share one port (`SO_REUSEPORT`), so
+//! the kernel spreads Pushpin's requests between them and any event of a connection may be handled by either;
+//! when one stops, the other takes everything. SIGINT or SIGTERM stops Pushpin and both workers. Reverse RPC answers `unsupported` there, and ping,
 //! idle and queue limits are Pushpin's; the realtime Server-Sent Events streams are not served statelessly.
 
 use std::net::SocketAddr;
@@ -171,24 +171,27 @@ async fn serve_stateless(
     pikku::stores_from_url(store)
         .await
         .map_err(std::io::Error::other)?;
-    let mut worker_ports = Vec::new();
-    for _ in 0..2 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        worker_ports.push(probe.local_addr()?.port());
-    }
-    let mut config = PushpinConfig::new().http_port(port);
-    for &worker in &worker_ports {
-        config = config.target(SocketAddr::from(([127, 0, 0, 1], worker)));
-    }
+    let worker_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = PushpinConfig::new()
+        .http_port(port)
+        .target(SocketAddr::from(([127, 0, 0, 1], worker_port)));
     let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(config))
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
     let exe = std::env::current_exe()?;
     let mut workers = Vec::new();
-    for &worker in &worker_ports {
+    for _ in 0..2 {
         let child = tokio::process::Command::new(&exe)
-            .args(["--worker", "--port", &worker.to_string(), "--store", store])
+            .args([
+                "--worker",
+                "--port",
+                &worker_port.to_string(),
+                "--store",
+                store,
+            ])
             .args([
                 "--publish",
                 &pushpin.publish_url(),
@@ -200,9 +203,7 @@ async fn serve_stateless(
             .spawn()?;
         workers.push(child);
     }
-    for &worker in &worker_ports {
-        wait_until_listening(worker).await?;
-    }
+    wait_until_listening(worker_port).await?;
     let pushpin = tokio::task::spawn_blocking(move || {
         pushpin
             .wait_until_proxying(Duration::from_secs(10))
@@ -213,7 +214,7 @@ async fn serve_stateless(
     .map_err(std::io::Error::other)?;
     tracing::info!(
         port,
-        ?worker_ports,
+        worker_port,
         store,
         "conformance fixture listening statelessly behind pushpin"
     );
@@ -253,7 +254,8 @@ async fn serve_worker(
         .subprotocols(SubprotocolPolicy::list(["pikku.v1"]));
     let worker = PushpinWorker::new(fixture_app(&settings, Recorder::default()), stores, config)
         .map_err(std::io::Error::other)?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    // Every worker listens on the same port: the kernel spreads connections between them.
+    let listener = pikku_conformance::shared_listener(SocketAddr::from(([127, 0, 0, 1], port)))?;
     tracing::info!(port, "stateless worker listening");
     worker.serve(listener, stop).await
 }

@@ -1,9 +1,10 @@
 //! The fixture served statelessly: a real Pushpin in front of pikku-pushpin workers that share one store.
 //!
 //! Every worker is a separate [`PushpinWorker`] with its own app, hub and registry, so the only thing two
-//! workers share is the store, as two processes would. Pushpin forwards each request to the first worker that
-//! answers, in the order they were started; stopping a worker therefore moves the connections' next events to
-//! the other one, which is how tests show that any event of a connection can be served by any worker.
+//! workers share is the store, as two processes would. They listen on one port (`SO_REUSEPORT`), so the kernel
+//! spreads Pushpin's connections to the workers between them, and when one stops the other takes every new
+//! connection: any event of a WebSocket may be served by either worker. (Pushpin itself keeps each WebSocket
+//! on the target it opened with, so several targets in its route would pin connections to workers.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +100,7 @@ pub struct StatelessFixture {
     recorder: Recorder,
     stores: StatelessStores,
     sig_key: String,
+    configure: fn(WorkerConfig) -> WorkerConfig,
 }
 
 /// The subprotocol policy of the fixture, as the embedded conformance server's.
@@ -107,12 +109,26 @@ fn subprotocols() -> SubprotocolPolicy {
 }
 
 impl StatelessFixture {
-    /// Starts `workers` workers on 127.0.0.1 and a Pushpin in front of them, with stores of `store` under a
+    /// Starts `workers` workers sharing one port on 127.0.0.1 and a Pushpin in front of them, with stores of `store` under a
     /// fresh prefix, so fixtures running at once do not see each other's connections.
     ///
     /// # Panics
     /// When the stores cannot be opened or Pushpin does not start.
     pub async fn start(settings: FixtureSettings, store: &StoreKind, workers: usize) -> Self {
+        Self::start_with(settings, store, workers, |config| config).await
+    }
+
+    /// [`start`](Self::start), with each worker's configuration passed through `configure` (a short TTL and
+    /// sweep interval, say).
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub async fn start_with(
+        settings: FixtureSettings,
+        store: &StoreKind,
+        workers: usize,
+        configure: fn(WorkerConfig) -> WorkerConfig,
+    ) -> Self {
         // The workers' warnings go with the output of the test that failed (`RUST_LOG` for more).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -127,23 +143,18 @@ impl StatelessFixture {
         );
         let stores = store.open(&prefix).await.expect("stateless stores");
         let recorder = Recorder::default();
-        let mut listeners = Vec::new();
-        for _ in 0..workers {
-            listeners.push(
-                tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a worker"),
-            );
+        let first = shared_listener(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a worker");
+        let addr = first.local_addr().expect("worker address");
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(shared_listener(addr).expect("bind a worker"));
         }
-        let mut config = PushpinConfig::new();
+        let mut config = PushpinConfig::new().target(addr);
         if let Some(level) = std::env::var("PIKKU_PUSHPIN_LOG_LEVEL")
             .ok()
             .and_then(|l| l.parse().ok())
         {
             config = config.log_level(level);
-        }
-        for listener in &listeners {
-            config = config.target(listener.local_addr().expect("worker address"));
         }
         let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(config))
             .await
@@ -157,6 +168,7 @@ impl StatelessFixture {
             recorder,
             stores,
             sig_key,
+            configure,
         };
         for listener in listeners {
             let worker = fixture.serve_worker(listener);
@@ -178,9 +190,11 @@ impl StatelessFixture {
     fn serve_worker(&self, listener: tokio::net::TcpListener) -> Worker {
         let addr = listener.local_addr().expect("worker address");
         let publish_url = self.pushpin.as_ref().expect("pushpin runs").publish_url();
-        let config = WorkerConfig::new(publish_url)
-            .grip_verifier(GripVerifier::hs256(self.sig_key.clone()))
-            .subprotocols(subprotocols());
+        let config = (self.configure)(
+            WorkerConfig::new(publish_url)
+                .grip_verifier(GripVerifier::hs256(self.sig_key.clone()))
+                .subprotocols(subprotocols()),
+        );
         let worker = PushpinWorker::new(
             fixture_app(&self.settings, self.recorder.clone()),
             self.stores.clone(),
@@ -222,6 +236,18 @@ impl StatelessFixture {
         &self.stores
     }
 
+    /// The key Pushpin signs its requests with, for tests that call a worker directly.
+    #[must_use]
+    pub fn sig_key(&self) -> &str {
+        &self.sig_key
+    }
+
+    /// The address the workers share (every worker has the same).
+    #[must_use]
+    pub fn workers_addr(&self) -> SocketAddr {
+        self.workers[0].addr
+    }
+
     /// Stops worker `index` at once (its requests in flight are cut off), as a killed process would be.
     pub async fn kill_worker(&mut self, index: usize) {
         let worker = &mut self.workers[index];
@@ -232,7 +258,7 @@ impl StatelessFixture {
         }
     }
 
-    /// Starts worker `index` again on its address, after [`kill_worker`](Self::kill_worker).
+    /// Starts worker `index` again on the workers' address, after [`kill_worker`](Self::kill_worker).
     ///
     /// # Panics
     /// When the address cannot be bound again within a few seconds.
@@ -240,7 +266,7 @@ impl StatelessFixture {
         let addr = self.workers[index].addr;
         let mut tries = 0;
         let listener = loop {
-            match tokio::net::TcpListener::bind(addr).await {
+            match shared_listener(addr) {
                 Ok(listener) => break listener,
                 Err(err) if tries < 50 => {
                     tries += 1;
@@ -252,6 +278,18 @@ impl StatelessFixture {
         };
         self.workers[index] = self.serve_worker(listener);
     }
+}
+
+/// A listener on `addr` that other workers may share (`SO_REUSEPORT`).
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn shared_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 impl Drop for StatelessFixture {

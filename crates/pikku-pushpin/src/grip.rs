@@ -29,6 +29,33 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::DecodePublicKey as _;
 use serde::Deserialize;
 
+/// Signs a `Grip-Sig` token as Pushpin does (HS256 with `key`, `iss`, `exp` `valid_for` from now), for tests
+/// and tools that call a worker directly, without Pushpin in front.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use pikku_pushpin::grip::{sign_hs256, GripVerifier};
+///
+/// let token = sign_hs256(b"changeme", "pushpin", Duration::from_secs(60));
+/// let claims = GripVerifier::hs256("changeme").verify_token(&token, SystemTime::now()).unwrap();
+/// assert_eq!(claims.iss(), Some("pushpin"));
+/// ```
+#[must_use]
+pub fn sign_hs256(key: &[u8], iss: &str, valid_for: Duration) -> String {
+    let exp = (SystemTime::now() + valid_for)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"HS256"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::json!({ "iss": iss, "exp": exp }).to_string());
+    let signed = format!("{header}.{claims}");
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(signed.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signed}.{signature}")
+}
+
 /// The request header that carries the signature.
 pub const GRIP_SIG_HEADER: &str = "grip-sig";
 

@@ -18,6 +18,6 @@ pub mod publish;
 pub mod worker;
 
 pub use events::{encode_events, parse_events, EventsError, ParseLimits, WsEvent};
-pub use grip::{GripClaims, GripError, GripKeyError, GripVerifier};
+pub use grip::{sign_hs256, GripClaims, GripError, GripKeyError, GripVerifier};
 pub use publish::{PublishError, PushpinPublisher};
 pub use worker::{PushpinWorker, WorkerConfig, WorkerError};

@@ -74,9 +74,12 @@ pub struct WorkerConfig {
     /// The largest frame sent back in a response body; an answer with a larger frame goes through the publish
     /// API. Default 32,000 bytes, under the limit of Pushpin 1.36.
     pub max_response_frame: usize,
-    /// How often the worker forgets connections quiet for longer than the stores' TTL (`None`: never; run
+    /// How often the worker forgets connections quiet for longer than [`ttl`](Self::ttl) (`None`: never; run
     /// [`StatelessRuntime::sweep`] yourself).
     pub sweep_every: Option<Duration>,
+    /// How long a connection may stay quiet before the sweep forgets it (default two hours). Pushpin reports
+    /// every close, so the sweep only catches what a crash lost.
+    pub ttl: Duration,
 }
 
 impl WorkerConfig {
@@ -91,6 +94,7 @@ impl WorkerConfig {
             limits: ParseLimits::default(),
             max_response_frame: 32_000,
             sweep_every: Some(Duration::from_secs(60)),
+            ttl: pikku_core::store::DEFAULT_TTL,
         }
     }
 
@@ -201,8 +205,9 @@ where
             PushpinPublisher::new(&config.publish_url)
                 .map_err(|err| WorkerError::PublishUrl(err.to_string()))?,
         );
-        let runtime =
-            StatelessRuntime::new(app, stores, publisher.clone()).map_err(WorkerError::App)?;
+        let runtime = StatelessRuntime::new(app, stores, publisher.clone())
+            .map_err(WorkerError::App)?
+            .with_ttl(config.ttl);
         Ok(Self {
             inner: Arc::new(Worker {
                 runtime,
