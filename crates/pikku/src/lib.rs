@@ -230,6 +230,10 @@ pub use pikku_core::{
 mod hub_url;
 pub use hub_url::{HubUrlError, HubUrlExt};
 
+/// AWS API Gateway WebSocket APIs on Lambda (`pikku-lambda`, cargo feature `lambda`): the same app served one
+/// event per invocation, frames sent through the management API.
+#[cfg(feature = "lambda")]
+pub use pikku_lambda as lambda;
 /// The NATS event hub backend (`pikku-nats`, cargo feature `nats`).
 #[cfg(feature = "nats")]
 pub use pikku_nats as nats;
