@@ -25,6 +25,7 @@ pub struct LambdaChannels<S, U> {
     runtime: StatelessRuntime<S, U>,
     sender: Arc<ApiGatewaySender>,
     path: ChannelPath,
+    subprotocols: Vec<String>,
 }
 
 impl<S, U> fmt::Debug for LambdaChannels<S, U> {
@@ -33,6 +34,7 @@ impl<S, U> fmt::Debug for LambdaChannels<S, U> {
             .field("runtime", &self.runtime)
             .field("sender", &self.sender)
             .field("path", &self.path)
+            .field("subprotocols", &self.subprotocols)
             .finish()
     }
 }
@@ -89,6 +91,7 @@ where
                 fixed: "/".to_owned(),
                 query_parameter: None,
             },
+            subprotocols: Vec::new(),
         })
     }
 
@@ -119,6 +122,16 @@ where
         self
     }
 
+    /// The subprotocols a connection may select, as the embedded server's `SubprotocolPolicy::List`: the first
+    /// name the client offers that is listed is echoed in the `$connect` answer's `Sec-WebSocket-Protocol`
+    /// header (API Gateway passes it on to the handshake), and a client offering only unlisted names is refused
+    /// with 400 `Unsupported subprotocol`. By default none is selected, whatever is offered.
+    #[must_use]
+    pub fn with_subprotocols(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.subprotocols = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The stateless runtime underneath: its hub publishes from outside any event, its stores hold the
     /// connections, and [`sweep`](StatelessRuntime::sweep) forgets quiet ones.
     #[must_use]
@@ -136,7 +149,8 @@ where
     ///
     /// - `$connect` (route key, or event type `CONNECT`): the upgrade checks run on the event's headers and
     ///   query with the configured channel path. A refusal answers its status with the JSON body
-    ///   `{name, message, errorId[, details]}`, and API Gateway refuses the handshake; otherwise 200.
+    ///   `{name, message, errorId[, details]}`, and API Gateway refuses the handshake; otherwise 200, with the
+    ///   selected [subprotocol](Self::with_subprotocols) if any.
     ///   Frames onConnect sends are dropped with a warning, since API Gateway delivers nothing before the
     ///   connect completes; a close onConnect asks for refuses the connection with 403 (onDisconnect runs).
     /// - `$disconnect`: onDisconnect runs and the record goes; a repeated disconnect does nothing. 200.
@@ -189,10 +203,15 @@ where
             Err(err) => return response::refusal(&err),
         };
         let query = event::query(event, parameter);
+        let headers = Arc::new(event::headers(event));
+        let subprotocol = match self.select_subprotocol(&headers) {
+            Ok(selected) => selected,
+            Err(err) => return response::refusal(&err),
+        };
         let upgrade = UpgradeInput {
             path,
             query: query.as_deref(),
-            headers: Arc::new(event::headers(event)),
+            headers: headers.clone(),
             peer: event::peer(event),
         };
         let outcome = match self.runtime.connect(connection_id, upgrade).await {
@@ -225,7 +244,29 @@ where
             };
             return response::refusal(&ChannelError::forbidden(reason));
         }
-        response::ok()
+        let mut accepted = response::ok();
+        if let Some(name) = subprotocol.and_then(|name| http::HeaderValue::from_str(&name).ok()) {
+            accepted
+                .headers
+                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, name);
+        }
+        accepted
+    }
+
+    /// The first offered subprotocol that is listed; `None` when nothing is listed or nothing offered.
+    fn select_subprotocol(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<String>, ChannelError> {
+        let offered = event::offered_subprotocols(headers);
+        if self.subprotocols.is_empty() || offered.is_empty() {
+            return Ok(None);
+        }
+        offered
+            .into_iter()
+            .find(|name| self.subprotocols.iter().any(|listed| listed == name))
+            .map(|name| Some(name.to_owned()))
+            .ok_or_else(|| ChannelError::bad_request("Unsupported subprotocol"))
     }
 
     async fn message(

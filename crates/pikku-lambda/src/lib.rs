@@ -70,7 +70,8 @@
 //! the WebSocket URL names (`wss://…/prod?channel=/rooms/lobby`), falling back to the fixed path when the
 //! parameter is absent. Route parameters and the rest of the query become the opening data, as with the
 //! embedded server. Headers pass through to upgrade middleware and the origin check; the `Host` header is the
-//! API's domain.
+//! API's domain. A client that offers subprotocols (`Sec-WebSocket-Protocol`) gets one only from a list given
+//! to [`with_subprotocols`](LambdaChannels::with_subprotocols), as with the embedded server.
 //!
 //! # What differs from the embedded server
 //! - **Frames sent in onConnect are dropped** with a warning: API Gateway delivers nothing to a connection

@@ -365,3 +365,41 @@ async fn the_sender_tells_gone_from_other_failures() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_listed_subprotocol_is_echoed_on_connect() {
+    let api = support::ManagementApi::start().await;
+    let stores = pikku::stateless::StatelessStores::memory();
+    let channels = pikku::lambda::LambdaChannels::new(
+        support::app(support::Log::default()),
+        stores.clone(),
+        api.sender(),
+    )
+    .unwrap()
+    .with_path("/rooms/lobby")
+    .with_subprotocols(["pikku.v1"]);
+    let offering = |id: &str, offered: &str| {
+        let mut event = connect(id, json!({}));
+        event
+            .headers
+            .insert("sec-websocket-protocol", offered.parse().unwrap());
+        event
+    };
+
+    let accepted = channels.handle(offering("sp-1", "chat.v2, pikku.v1")).await;
+    assert_eq!(accepted.status_code, 200);
+    assert_eq!(
+        accepted.headers.get("sec-websocket-protocol").unwrap(),
+        "pikku.v1"
+    );
+
+    let refused = channels.handle(offering("sp-2", "chat.v2")).await;
+    assert_eq!(refused.status_code, 400);
+    assert_eq!(json_body(&refused)["message"], "Unsupported subprotocol");
+    assert!(stores.channels.get_channel("sp-2").await.is_err());
+
+    // Without an offer there is nothing to echo.
+    let plain = channels.handle(connect("sp-3", json!({}))).await;
+    assert_eq!(plain.status_code, 200);
+    assert!(plain.headers.get("sec-websocket-protocol").is_none());
+}
