@@ -63,8 +63,8 @@ impl ApiGatewaySender {
 
     /// A sender for `endpoint_url` with the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`) and the
     /// credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`: the variables
-    /// Lambda sets for the function's execution role. They are read once, here; Lambda keeps them valid for
-    /// the life of the execution environment.
+    /// Lambda sets for the function's execution role. They are read once, here: a process's environment does
+    /// not change while it runs, so later reads would see the same values.
     ///
     /// # Errors
     /// [`SenderConfigError`] when the region or a key is not set.
