@@ -126,7 +126,8 @@
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
 //! - Stateless (serverless) runners: [`stateless`], the same app served one event per invocation behind a
 //!   gateway, and [`store`], the channel, subscription and session stores it keeps connections in (in memory,
-//!   and on Redis or PostgreSQL with the cargo features `redis` and `postgres`).
+//!   and on Redis or PostgreSQL with the cargo features `redis` and `postgres`). AWS API Gateway WebSocket APIs
+//!   with Lambda: `pikku::lambda` (cargo feature `lambda`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics
@@ -232,6 +233,10 @@ pub use hub_url::{HubUrlError, HubUrlExt};
 mod store_url;
 pub use store_url::{stores_from_url, StoreUrlError};
 
+/// AWS API Gateway WebSocket APIs on Lambda (`pikku-lambda`, cargo feature `lambda`): the same app served one
+/// event per invocation, frames sent through the management API.
+#[cfg(feature = "lambda")]
+pub use pikku_lambda as lambda;
 /// The NATS event hub backend (`pikku-nats`, cargo feature `nats`).
 #[cfg(feature = "nats")]
 pub use pikku_nats as nats;
