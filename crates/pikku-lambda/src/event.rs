@@ -39,19 +39,6 @@ pub(crate) fn headers(event: &ApiGatewayWebsocketProxyRequest) -> HeaderMap {
     }
 }
 
-/// The subprotocols a `$connect` offers, in the client's order (every `Sec-WebSocket-Protocol` value, split at
-/// commas).
-pub(crate) fn offered_subprotocols(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .collect()
-}
-
 /// The client's address as API Gateway saw it; its port is not in the event, so it is 0.
 pub(crate) fn peer(event: &ApiGatewayWebsocketProxyRequest) -> Option<SocketAddr> {
     let ip: IpAddr = event

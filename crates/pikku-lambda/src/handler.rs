@@ -9,7 +9,8 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use pikku_core::runtime::UpgradeInput;
 use pikku_core::stateless::{Outcome, StatelessRuntime, StatelessStores, UserSession};
 use pikku_core::store::{PlatformSendError, PlatformSender};
-use pikku_core::{App, ChannelError, DisconnectReason, RegistrationError};
+use pikku_core::subprotocol::SubprotocolPolicy;
+use pikku_core::{App, ChannelError, RegistrationError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ pub struct LambdaChannels<S, U> {
     runtime: StatelessRuntime<S, U>,
     sender: Arc<ApiGatewaySender>,
     path: ChannelPath,
-    subprotocols: Vec<String>,
+    subprotocols: SubprotocolPolicy,
 }
 
 impl<S, U> fmt::Debug for LambdaChannels<S, U> {
@@ -91,7 +92,7 @@ where
                 fixed: "/".to_owned(),
                 query_parameter: None,
             },
-            subprotocols: Vec::new(),
+            subprotocols: SubprotocolPolicy::None,
         })
     }
 
@@ -128,7 +129,14 @@ where
     /// with 400 `Unsupported subprotocol`. By default none is selected, whatever is offered.
     #[must_use]
     pub fn with_subprotocols(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.subprotocols = names.into_iter().map(Into::into).collect();
+        self.subprotocols = SubprotocolPolicy::list(names);
+        self
+    }
+
+    /// Any subprotocol policy, as the embedded server's (a callback that insists on a token, say).
+    #[must_use]
+    pub fn with_subprotocol_policy(mut self, policy: SubprotocolPolicy) -> Self {
+        self.subprotocols = policy;
         self
     }
 
@@ -204,7 +212,7 @@ where
         };
         let query = event::query(event, parameter);
         let headers = Arc::new(event::headers(event));
-        let subprotocol = match self.select_subprotocol(&headers) {
+        let subprotocol = match self.subprotocols.choose(&headers) {
             Ok(selected) => selected,
             Err(err) => return response::refusal(&err),
         };
@@ -229,14 +237,8 @@ where
             );
         }
         if let Some(close) = outcome.close {
-            // A refused handshake never opens, so API Gateway sends no $disconnect: run it here.
-            if let Err(err) = self
-                .runtime
-                .disconnect(connection_id, DisconnectReason::ServerClosed)
-                .await
-            {
-                tracing::error!(channel_id = connection_id, error = %err, "could not forget a connection closed in onConnect");
-            }
+            // A refused handshake never opens, so API Gateway sends no $disconnect; the runtime already ran
+            // the disconnect of a connection its app closed.
             let reason = if close.reason.is_empty() {
                 "Connection closed by the server".into()
             } else {
@@ -245,28 +247,12 @@ where
             return response::refusal(&ChannelError::forbidden(reason));
         }
         let mut accepted = response::ok();
-        if let Some(name) = subprotocol.and_then(|name| http::HeaderValue::from_str(&name).ok()) {
+        if let Some(name) = subprotocol {
             accepted
                 .headers
                 .insert(http::header::SEC_WEBSOCKET_PROTOCOL, name);
         }
         accepted
-    }
-
-    /// The first offered subprotocol that is listed; `None` when nothing is listed or nothing offered.
-    fn select_subprotocol(
-        &self,
-        headers: &http::HeaderMap,
-    ) -> Result<Option<String>, ChannelError> {
-        let offered = event::offered_subprotocols(headers);
-        if self.subprotocols.is_empty() || offered.is_empty() {
-            return Ok(None);
-        }
-        offered
-            .into_iter()
-            .find(|name| self.subprotocols.iter().any(|listed| listed == name))
-            .map(|name| Some(name.to_owned()))
-            .ok_or_else(|| ChannelError::bad_request("Unsupported subprotocol"))
     }
 
     async fn message(

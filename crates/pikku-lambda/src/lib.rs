@@ -80,7 +80,8 @@
 //! - **A close asked for in onConnect refuses the handshake** with 403 `ForbiddenError` (the close reason as
 //!   its message); onDisconnect runs then, since API Gateway sends no `$disconnect` for a refused connect.
 //! - **A close elsewhere is `DeleteConnection`**, after the outcome's frames. It carries no code or reason:
-//!   API Gateway writes its own close frame. onDisconnect runs when API Gateway then sends `$disconnect`.
+//!   API Gateway writes its own close frame. onDisconnect has run already, in the invocation that closed, so
+//!   the `$disconnect` that follows finds nothing to do.
 //! - **Message order** is not guaranteed: API Gateway may invoke the function for two messages of one
 //!   connection at once.
 //! - Binary messages arrive base64-encoded (`isBase64Encoded`) and reach binary handlers as bytes. The

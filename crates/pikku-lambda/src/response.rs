@@ -22,21 +22,12 @@ pub(crate) fn refusal(err: &ChannelError) -> ApiGatewayProxyResponse {
     } else {
         tracing::info!(error_id, status = err.status(), error = %err, "connection refused");
     }
-    let mut body = serde_json::Map::new();
-    body.insert("name".into(), err.name().into());
-    body.insert("message".into(), err.client_message().into_owned().into());
-    body.insert("errorId".into(), error_id.into());
-    if !err.details().is_empty() {
-        body.insert(
-            "details".into(),
-            serde_json::to_value(err.details()).expect("details always serialize"),
-        );
-    }
     let mut response = ApiGatewayProxyResponse::default();
     response.status_code = i64::from(err.status());
     response
         .headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.body = Some(Body::Text(serde_json::Value::Object(body).to_string()));
+    let body = String::from_utf8(err.refusal_body(&error_id)).expect("JSON is UTF-8");
+    response.body = Some(Body::Text(body));
     response
 }

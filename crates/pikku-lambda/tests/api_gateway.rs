@@ -321,12 +321,14 @@ async fn a_handlers_close_becomes_a_delete_after_its_frames() {
             (Method::DELETE, "x-1".to_owned(), String::new())
         ]
     );
-    // The record stays until API Gateway reports the disconnect DeleteConnection causes.
-    assert!(f.stores.channels.get_channel("x-1").await.is_ok());
+    // The app closed it: the disconnect ran at once, with the app's reason, and the record is gone.
+    assert_eq!(*f.log.lock(), ["x-1 server_closed"]);
+    assert!(f.stores.channels.get_channel("x-1").await.is_err());
+    // The $disconnect that DeleteConnection causes later finds nothing to do.
     let mut deleted = disconnect("x-1");
     deleted.request_context.disconnect_status_code = Some(1000);
     deleted.request_context.disconnect_reason = Some("Executing DeleteConnection API".into());
-    f.channels.handle(deleted).await;
+    assert_eq!(f.channels.handle(deleted).await.status_code, 200);
     assert_eq!(*f.log.lock(), ["x-1 server_closed"]);
 }
 
