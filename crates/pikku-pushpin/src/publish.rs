@@ -6,7 +6,7 @@
 //! [`PushpinPublisher::channel_prefix`]), so a channel id of the stores is one Pushpin channel.
 //!
 //! A publication is `POST {base}/publish/` with a JSON body of items, each naming a channel and a
-//! `ws-message` format: `content` for text, `content-bin` (base64) for binary, `type: ping` for a ping, or
+//! `ws-message` format: `content` for text, `content-bin` (base64) for binary, `type: ping` (with empty content) for a ping, or
 //! `action: close` with `code` and `reason` to close the connection.
 //!
 //! # What Pushpin cannot tell
@@ -366,7 +366,8 @@ impl PublishItem {
             Action::Send(OutFrame::Binary(bytes)) => {
                 json!({ "content-bin": STANDARD.encode(bytes) })
             }
-            Action::Send(OutFrame::Ping) => json!({ "type": "ping" }),
+            // Pushpin 1.36 drops a ping without content ("filter error" in its log); empty content passes.
+            Action::Send(OutFrame::Ping) => json!({ "type": "ping", "content": "" }),
             Action::Close { code, reason } => {
                 json!({ "action": "close", "code": code, "reason": reason })
             }
@@ -466,7 +467,7 @@ mod tests {
         let ping = PublishItem::frame("conn:p", &OutFrame::Ping);
         assert_eq!(
             ping.to_json(),
-            json!({"channel": "conn:p", "formats": {"ws-message": {"type": "ping"}}})
+            json!({"channel": "conn:p", "formats": {"ws-message": {"type": "ping", "content": ""}}})
         );
     }
 
