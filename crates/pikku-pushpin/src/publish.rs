@@ -50,9 +50,12 @@ const ERROR_BODY_START: usize = 200;
 /// The most of a response body read at all: Pushpin's answers are a few bytes.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
-/// A [`PlatformSender`] over Pushpin's publish API, with a keep-alive connection pool.
+/// A [`PlatformSender`] over Pushpin's publish API.
 ///
-/// Cloning shares the pool.
+/// Its HTTP client keeps idle connections for reuse (30 s), and cloning the publisher shares them. Pushpin
+/// 1.36's publish API answers every request with `Connection: close`, though, so against it each
+/// publication opens a connection of its own: batch with [`publish_many`](Self::publish_many) where many
+/// frames go out at once.
 ///
 /// ```no_run
 /// use pikku::core::OutFrame;
