@@ -7,6 +7,10 @@
 //! `/realtime/events/<topic>`), sharing the hub, so that a realtime client pointed at `/realtime` receives what
 //! `emit`, `emitAll` and `emitRaw` publish. The server selects the subprotocol `pikku.v1` when offered.
 
+mod stateless;
+
+pub use stateless::{StatelessFixture, StoreKind};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use pikku::core::SlowConsumerPolicy;
 use pikku::events::EventsChannel;
 use pikku::prelude::*;
 use pikku::server::SubprotocolPolicy;
+use pikku::stateless::UserSession;
 use pikku::{typed, AppConfig, OriginPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -128,10 +133,17 @@ pub struct Services {
 }
 
 /// The fixture's session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user id.
     pub user_id: String,
+}
+
+/// Served statelessly, the session is stored under its user id.
+impl UserSession for User {
+    fn user_id(&self) -> Option<&str> {
+        Some(&self.user_id)
+    }
 }
 
 type Cx = Ctx<Services, User>;
@@ -394,6 +406,8 @@ fn events() -> ChannelRoute<Services, User, Params, u32> {
         .route("action", "flood", typed(flood))
         .route("type", "ping", Route::new(typed(ping)).auth(false))
         .calls::<ClientThing>()
+        // The `count` counter survives between invocations when the fixture is served statelessly.
+        .persist_socket_state()
 }
 
 // ---- greet ------------------------------------------------------------------------------------------------------
@@ -521,25 +535,67 @@ pub fn server_config(settings: &FixtureSettings) -> ServerConfig {
     }
 }
 
-/// The fixture served on 127.0.0.1 on a free port, for tests.
+/// The fixture served on 127.0.0.1 on a free port, for tests: by the embedded server, or, inside
+/// [`serving_statelessly`], by workers behind a real Pushpin.
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
-    server: ChannelServer<Services, User>,
+    serving: Serving,
     recorder: Recorder,
-    stop: Arc<Notify>,
+}
+
+#[derive(Debug)]
+enum Serving {
+    Embedded {
+        server: ChannelServer<Services, User>,
+        stop: Arc<Notify>,
+    },
+    Stateless(Box<StatelessFixture>),
+}
+
+tokio::task_local! {
+    /// The store of the stateless fixture that `TestServer::start` starts inside `serving_statelessly`.
+    static STATELESS_STORE: StoreKind;
+}
+
+/// Runs `test` with every [`TestServer::start`] in it serving the fixture statelessly: two workers on `store`
+/// behind a real Pushpin. The same scenario code then checks both ways of serving.
+pub async fn serving_statelessly<F: std::future::Future>(store: StoreKind, test: F) -> F::Output {
+    STATELESS_STORE.scope(store, test).await
 }
 
 impl TestServer {
-    /// Starts the fixture on 127.0.0.1:0.
+    /// Starts the fixture on 127.0.0.1:0 (inside [`serving_statelessly`]: behind Pushpin).
     ///
     /// # Panics
-    /// If no port can be bound.
+    /// If no port can be bound, or the stateless fixture cannot start.
     pub async fn start(settings: FixtureSettings) -> TestServer {
+        if let Ok(store) = STATELESS_STORE.try_with(Clone::clone) {
+            let fixture = StatelessFixture::start(settings, &store, 2).await;
+            return TestServer {
+                addr: fixture.addr(),
+                recorder: fixture.recorder().clone(),
+                serving: Serving::Stateless(Box::new(fixture)),
+            };
+        }
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         TestServer::start_at(settings, any_port)
             .await
             .expect("bind 127.0.0.1:0")
+    }
+
+    /// Whether the fixture is served statelessly (see [`serving_statelessly`]).
+    #[must_use]
+    pub fn is_stateless(&self) -> bool {
+        matches!(self.serving, Serving::Stateless(_))
+    }
+
+    /// The stateless fixture, when the fixture is served statelessly.
+    pub fn stateless(&mut self) -> Option<&mut StatelessFixture> {
+        match &mut self.serving {
+            Serving::Stateless(fixture) => Some(fixture),
+            Serving::Embedded { .. } => None,
+        }
     }
 
     /// Starts the fixture on `addr`, for tests that restart a server where clients expect it (the `addr` of a
@@ -568,9 +624,8 @@ impl TestServer {
         );
         Ok(TestServer {
             addr,
-            server,
+            serving: Serving::Embedded { server, stop },
             recorder,
-            stop,
         })
     }
 
@@ -592,21 +647,36 @@ impl TestServer {
         &self.recorder
     }
 
-    /// Local hub subscribers of `topic`.
-    #[must_use]
-    pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.server.hub().subscriber_count(topic)
+    /// Subscribers of `topic`: the local hub's, or, served statelessly, the subscription store's.
+    pub async fn subscriber_count(&self, topic: &str) -> usize {
+        match &self.serving {
+            Serving::Embedded { server, .. } => server.hub().subscriber_count(topic),
+            Serving::Stateless(fixture) => fixture
+                .stores()
+                .subscriptions
+                .channel_ids(topic)
+                .await
+                .map_or(0, |ids| ids.len()),
+        }
     }
 
     /// Graceful shutdown: new upgrades get 503, open connections close with 1001 `going away` and run their
     /// disconnect sequence. The listener keeps answering until the `TestServer` is dropped.
+    ///
+    /// # Panics
+    /// Served statelessly: shutdown is the gateway's.
     pub async fn begin_shutdown(&self) {
-        self.server.shutdown().await;
+        match &self.serving {
+            Serving::Embedded { server, .. } => server.shutdown().await,
+            Serving::Stateless(_) => panic!("a stateless fixture's shutdown is the gateway's"),
+        }
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.stop.notify_one();
+        if let Serving::Embedded { stop, .. } = &self.serving {
+            stop.notify_one();
+        }
     }
 }

@@ -14,7 +14,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pikku_conformance::{Disconnect, FixtureSettings, TestServer};
+use pikku_conformance::{Disconnect, FixtureSettings, StoreKind, TestServer};
 use serde_json::{json, Value};
 use support::{assert_refusal, raw_upgrade, timing_lock, Client, Frame, RawWs, ANY, WAIT};
 
@@ -100,7 +100,6 @@ fn assert_disconnect(record: &Disconnect, channel: &str, reason: &str) {
 // upgrade (rows 1–8)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_01_unknown_path_404() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let response = raw_upgrade(srv.addr(), "/nope", &[]).await;
@@ -109,7 +108,6 @@ async fn row_01_unknown_path_404() {
     assert_refusal(&response, 404, &expected);
 }
 
-#[tokio::test]
 async fn row_02_rooms_opening_data() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/rooms/abc?limit=5")).await;
@@ -123,7 +121,6 @@ async fn row_02_rooms_opening_data() {
         .await;
 }
 
-#[tokio::test]
 async fn row_03_query_last_wins_and_same_value_merge() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut repeated = Client::connect(&srv.url("/rooms/abc?limit=1&limit=7")).await;
@@ -135,7 +132,6 @@ async fn row_03_query_last_wins_and_same_value_merge() {
         .await;
 }
 
-#[tokio::test]
 async fn row_04_conflicting_key_422() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let response = raw_upgrade(srv.addr(), "/rooms/abc?roomId=zzz", &[]).await;
@@ -147,7 +143,6 @@ async fn row_04_conflicting_key_422() {
     assert_refusal(&response, 422, &expected);
 }
 
-#[tokio::test]
 async fn row_05_invalid_opening_data_422() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let response = raw_upgrade(srv.addr(), "/rooms/abc?limit=abc", &[]).await;
@@ -160,7 +155,6 @@ async fn row_05_invalid_opening_data_422() {
     assert_refusal(&response, 422, &expected);
 }
 
-#[tokio::test]
 async fn row_06_secure_without_token_401() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let response = raw_upgrade(srv.addr(), "/secure", &[]).await;
@@ -169,7 +163,6 @@ async fn row_06_secure_without_token_401() {
     assert_refusal(&response, 401, &expected);
 }
 
-#[tokio::test]
 async fn row_07_secure_banned_403() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let response = raw_upgrade(srv.addr(), "/secure", &[("Authorization", "Bearer banned")]).await;
@@ -177,7 +170,6 @@ async fn row_07_secure_banned_403() {
     assert_refusal(&response, 403, &expected);
 }
 
-#[tokio::test]
 async fn row_08_secure_session_visible_in_on_connect() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client =
@@ -190,7 +182,6 @@ async fn row_08_secure_session_visible_in_on_connect() {
 // connect (rows 9–10)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_09_on_connect_precedes_first_reply() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/events")).await;
@@ -202,7 +193,6 @@ async fn row_09_on_connect_precedes_first_reply() {
         .await;
 }
 
-#[tokio::test]
 async fn row_10_on_connect_error_keeps_socket_open() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/rooms/fail")).await;
@@ -219,7 +209,6 @@ async fn row_10_on_connect_error_keeps_socket_open() {
 // reply shapes (rows 11–14)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_11_only_matched_key_stripped() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -232,7 +221,6 @@ async fn row_11_only_matched_key_stripped() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_12_object_and_no_output_replies() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -246,7 +234,6 @@ async fn row_12_object_and_no_output_replies() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_13_primitive_and_array_results_wrapped() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -261,7 +248,6 @@ async fn row_13_primitive_and_array_results_wrapped() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_14_null_result_and_routing_member_clash() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -278,7 +264,6 @@ async fn row_14_null_result_and_routing_member_clash() {
 // routing (rows 15–16)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_15_first_declared_property_wins() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -291,7 +276,6 @@ async fn row_15_first_declared_property_wins() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_16_unregistered_or_non_string_property_skipped() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -312,7 +296,6 @@ async fn row_16_unregistered_or_non_string_property_skipped() {
 // auth (rows 17–21)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_17_unauthorized_route_single_frame() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -323,7 +306,6 @@ async fn row_17_unauthorized_route_single_frame() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_18_unauthorized_default_route() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -333,7 +315,6 @@ async fn row_18_unauthorized_default_route() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_19_failed_auth_sets_no_session() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -350,7 +331,6 @@ async fn row_19_failed_auth_sets_no_session() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_20_session_applies_from_next_message() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -375,7 +355,6 @@ async fn row_20_session_applies_from_next_message() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_21_logout_clears_session() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -397,7 +376,6 @@ async fn row_21_logout_clears_session() {
 // default handler (rows 22–27)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_22_default_handler_inputs() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -413,7 +391,6 @@ async fn row_22_default_handler_inputs() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_23_unknown_route_goes_to_default() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -425,7 +402,6 @@ async fn row_23_unknown_route_goes_to_default() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_24_builtin_names_are_not_routes() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -438,7 +414,6 @@ async fn row_24_builtin_names_are_not_routes() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_25_non_object_json_to_default() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -452,7 +427,6 @@ async fn row_25_non_object_json_to_default() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_26_greet_raw_strings_and_validation() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/greet")).await;
@@ -464,7 +438,6 @@ async fn row_26_greet_raw_strings_and_validation() {
     client.expect_json(greet_invalid()).await;
 }
 
-#[tokio::test]
 async fn row_27_no_default_handler_not_found() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = Client::connect(&srv.url("/rooms/abc")).await;
@@ -488,7 +461,6 @@ async fn row_27_no_default_handler_not_found() {
 // validation and errors (rows 28–31)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_28_validation_details() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -514,7 +486,6 @@ async fn row_28_validation_details() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_29_client_error_from_handler() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -524,7 +495,6 @@ async fn row_29_client_error_from_handler() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_30_internal_error_does_not_close() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -537,7 +507,6 @@ async fn row_30_internal_error_does_not_close() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_31_panic_isolated() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = authed(&srv, "A").await;
@@ -553,7 +522,6 @@ async fn row_31_panic_isolated() {
 // binary (rows 32–33)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_32_binary_handler_reverses() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -563,7 +531,6 @@ async fn row_32_binary_handler_reverses() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_33_binary_dropped_without_session_or_handler() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -580,7 +547,6 @@ async fn row_33_binary_dropped_without_session_or_handler() {
 // socket state (row 34)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_34_socket_state_per_connection() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut first = authed(&srv, "first").await;
@@ -605,7 +571,6 @@ async fn row_34_socket_state_per_connection() {
 // event hub (rows 35–40)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_35_emit_excludes_publisher() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -619,7 +584,6 @@ async fn row_35_emit_excludes_publisher() {
     b.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_36_emit_all_reaches_publisher_before_reply() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -635,7 +599,6 @@ async fn row_36_emit_all_reaches_publisher_before_reply() {
     b.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_37_double_subscribe_delivers_once() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -653,7 +616,6 @@ async fn row_37_double_subscribe_delivers_once() {
     a.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_38_unsubscribe_stops_delivery() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -669,7 +631,6 @@ async fn row_38_unsubscribe_stops_delivery() {
     b.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_39_closed_subscriber_removed() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -684,7 +645,7 @@ async fn row_39_closed_subscriber_removed() {
         .await;
     a.expect_json(json!({"action": "emitAll"})).await;
     assert_eq!(
-        srv.subscriber_count("news"),
+        srv.subscriber_count("news").await,
         1,
         "subscribers of news after B closed"
     );
@@ -694,7 +655,6 @@ async fn row_39_closed_subscriber_removed() {
     a.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_40_raw_text_and_binary_events() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = news_subscriber(&srv, "A").await;
@@ -719,7 +679,6 @@ async fn row_40_raw_text_and_binary_events() {
 // timing lock
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_41_rpc_success() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -733,7 +692,6 @@ async fn row_41_rpc_success() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_42_rpc_pending_suspends_timeout() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -751,7 +709,6 @@ async fn row_42_rpc_pending_suspends_timeout() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_43_rpc_timeout_and_next_id() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -787,7 +744,6 @@ async fn row_43_rpc_timeout_and_next_id() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_44_rpc_remote_error() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -807,7 +763,6 @@ async fn row_44_rpc_remote_error() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_45_stray_and_invalid_rpc_envelopes() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = authed(&srv, "client").await;
@@ -824,7 +779,6 @@ async fn row_45_stray_and_invalid_rpc_envelopes() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_46_rpc_response_bypasses_queue() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -844,7 +798,6 @@ async fn row_46_rpc_response_bypasses_queue() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_47_close_fails_pending_rpc() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -869,7 +822,6 @@ async fn row_47_close_fails_pending_rpc() {
 // ordering (row 48)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_48_replies_in_request_order() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -889,7 +841,6 @@ async fn row_48_replies_in_request_order() {
 // limits (rows 49–50)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_49_frame_size_limit() {
     let _serial = timing_lock().await;
     let srv = TestServer::start(FixtureSettings::test()).await;
@@ -920,7 +871,6 @@ async fn row_49_frame_size_limit() {
     bystander.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_50_invalid_utf8_closes_1007() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut bystander = events(&srv).await.named("bystander");
@@ -939,7 +889,6 @@ async fn row_50_invalid_utf8_closes_1007() {
 // empty frames, close, unicode, reconnect (rows 51–54)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_51_empty_frames() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -952,7 +901,6 @@ async fn row_51_empty_frames() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_52_server_close_flushes_then_closes() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -965,7 +913,6 @@ async fn row_52_server_close_flushes_then_closes() {
     assert_disconnect(&records[0], "events", "server_closed");
 }
 
-#[tokio::test]
 async fn row_53_unicode_round_trip() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut client = events(&srv).await;
@@ -979,7 +926,6 @@ async fn row_53_unicode_round_trip() {
     client.sentinel().await;
 }
 
-#[tokio::test]
 async fn row_54_session_does_not_survive_reconnect() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut first = authed(&srv, "first").await;
@@ -1005,7 +951,6 @@ async fn row_54_session_does_not_survive_reconnect() {
 // shutdown, idle, slow consumer (rows 55–57)
 // ---------------------------------------------------------------------------------------------------------
 
-#[tokio::test]
 async fn row_55_shutdown_going_away_and_503() {
     let srv = TestServer::start(FixtureSettings::test()).await;
     let mut a = events(&srv).await.named("A");
@@ -1032,7 +977,6 @@ async fn row_55_shutdown_going_away_and_503() {
     assert_refusal(&after, 503, &unavailable);
 }
 
-#[tokio::test]
 async fn row_56_idle_timeout() {
     let _serial = timing_lock().await;
     let mut settings = FixtureSettings::test();
@@ -1063,7 +1007,6 @@ async fn row_56_idle_timeout() {
     assert_disconnect(&records[0], "events", "idle_timeout");
 }
 
-#[tokio::test]
 async fn row_57_slow_consumer_closed() {
     let _serial = timing_lock().await;
     let mut settings = FixtureSettings::test();
@@ -1127,5 +1070,203 @@ async fn row_57_slow_consumer_closed() {
         1,
         "{:?}",
         srv.recorder().disconnects()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The tests: every row against the embedded server, and the rows of stateless serving behind Pushpin once per
+// store. Stateless serving leaves out reverse RPC (unsupported there), and the idle, slow-consumer and shutdown
+// rows, which are the gateway's.
+// ---------------------------------------------------------------------------------------------------------
+
+macro_rules! embedded_rows {
+    ($($row:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $row() {
+                super::$row().await;
+            }
+        )*
+    };
+}
+
+macro_rules! stateless_rows {
+    ($store:expr; $($row:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $row() {
+                pikku_conformance::serving_statelessly($store, super::$row()).await;
+            }
+        )*
+    };
+}
+
+mod embedded {
+    embedded_rows!(
+    row_01_unknown_path_404,
+    row_02_rooms_opening_data,
+    row_03_query_last_wins_and_same_value_merge,
+    row_04_conflicting_key_422,
+    row_05_invalid_opening_data_422,
+    row_06_secure_without_token_401,
+    row_07_secure_banned_403,
+    row_08_secure_session_visible_in_on_connect,
+    row_09_on_connect_precedes_first_reply,
+    row_10_on_connect_error_keeps_socket_open,
+    row_11_only_matched_key_stripped,
+    row_12_object_and_no_output_replies,
+    row_13_primitive_and_array_results_wrapped,
+    row_14_null_result_and_routing_member_clash,
+    row_15_first_declared_property_wins,
+    row_16_unregistered_or_non_string_property_skipped,
+    row_17_unauthorized_route_single_frame,
+    row_18_unauthorized_default_route,
+    row_19_failed_auth_sets_no_session,
+    row_20_session_applies_from_next_message,
+    row_21_logout_clears_session,
+    row_22_default_handler_inputs,
+    row_23_unknown_route_goes_to_default,
+    row_24_builtin_names_are_not_routes,
+    row_25_non_object_json_to_default,
+    row_26_greet_raw_strings_and_validation,
+    row_27_no_default_handler_not_found,
+    row_28_validation_details,
+    row_29_client_error_from_handler,
+    row_30_internal_error_does_not_close,
+    row_31_panic_isolated,
+    row_32_binary_handler_reverses,
+    row_33_binary_dropped_without_session_or_handler,
+    row_34_socket_state_per_connection,
+    row_35_emit_excludes_publisher,
+    row_36_emit_all_reaches_publisher_before_reply,
+    row_37_double_subscribe_delivers_once,
+    row_38_unsubscribe_stops_delivery,
+    row_39_closed_subscriber_removed,
+    row_40_raw_text_and_binary_events,
+    row_41_rpc_success,
+    row_42_rpc_pending_suspends_timeout,
+    row_43_rpc_timeout_and_next_id,
+    row_44_rpc_remote_error,
+    row_45_stray_and_invalid_rpc_envelopes,
+    row_46_rpc_response_bypasses_queue,
+    row_47_close_fails_pending_rpc,
+    row_48_replies_in_request_order,
+    row_49_frame_size_limit,
+    row_50_invalid_utf8_closes_1007,
+    row_51_empty_frames,
+    row_52_server_close_flushes_then_closes,
+    row_53_unicode_round_trip,
+    row_54_session_does_not_survive_reconnect,
+    row_55_shutdown_going_away_and_503,
+    row_56_idle_timeout,
+    row_57_slow_consumer_closed
+    );
+}
+
+mod stateless_redis {
+    use super::StoreKind;
+
+    stateless_rows!(StoreKind::local_redis();
+    row_01_unknown_path_404,
+    row_02_rooms_opening_data,
+    row_03_query_last_wins_and_same_value_merge,
+    row_04_conflicting_key_422,
+    row_05_invalid_opening_data_422,
+    row_06_secure_without_token_401,
+    row_07_secure_banned_403,
+    row_08_secure_session_visible_in_on_connect,
+    row_09_on_connect_precedes_first_reply,
+    row_10_on_connect_error_keeps_socket_open,
+    row_11_only_matched_key_stripped,
+    row_12_object_and_no_output_replies,
+    row_13_primitive_and_array_results_wrapped,
+    row_14_null_result_and_routing_member_clash,
+    row_15_first_declared_property_wins,
+    row_16_unregistered_or_non_string_property_skipped,
+    row_17_unauthorized_route_single_frame,
+    row_18_unauthorized_default_route,
+    row_19_failed_auth_sets_no_session,
+    row_20_session_applies_from_next_message,
+    row_21_logout_clears_session,
+    row_22_default_handler_inputs,
+    row_23_unknown_route_goes_to_default,
+    row_24_builtin_names_are_not_routes,
+    row_25_non_object_json_to_default,
+    row_26_greet_raw_strings_and_validation,
+    row_27_no_default_handler_not_found,
+    row_28_validation_details,
+    row_29_client_error_from_handler,
+    row_30_internal_error_does_not_close,
+    row_31_panic_isolated,
+    row_32_binary_handler_reverses,
+    row_33_binary_dropped_without_session_or_handler,
+    row_34_socket_state_per_connection,
+    row_35_emit_excludes_publisher,
+    row_36_emit_all_reaches_publisher_before_reply,
+    row_37_double_subscribe_delivers_once,
+    row_38_unsubscribe_stops_delivery,
+    row_39_closed_subscriber_removed,
+    row_40_raw_text_and_binary_events,
+    row_48_replies_in_request_order,
+    row_49_frame_size_limit,
+    row_50_invalid_utf8_closes_1007,
+    row_51_empty_frames,
+    row_52_server_close_flushes_then_closes,
+    row_53_unicode_round_trip,
+    row_54_session_does_not_survive_reconnect
+    );
+}
+
+mod stateless_postgres {
+    use super::StoreKind;
+
+    stateless_rows!(StoreKind::local_postgres();
+    row_01_unknown_path_404,
+    row_02_rooms_opening_data,
+    row_03_query_last_wins_and_same_value_merge,
+    row_04_conflicting_key_422,
+    row_05_invalid_opening_data_422,
+    row_06_secure_without_token_401,
+    row_07_secure_banned_403,
+    row_08_secure_session_visible_in_on_connect,
+    row_09_on_connect_precedes_first_reply,
+    row_10_on_connect_error_keeps_socket_open,
+    row_11_only_matched_key_stripped,
+    row_12_object_and_no_output_replies,
+    row_13_primitive_and_array_results_wrapped,
+    row_14_null_result_and_routing_member_clash,
+    row_15_first_declared_property_wins,
+    row_16_unregistered_or_non_string_property_skipped,
+    row_17_unauthorized_route_single_frame,
+    row_18_unauthorized_default_route,
+    row_19_failed_auth_sets_no_session,
+    row_20_session_applies_from_next_message,
+    row_21_logout_clears_session,
+    row_22_default_handler_inputs,
+    row_23_unknown_route_goes_to_default,
+    row_24_builtin_names_are_not_routes,
+    row_25_non_object_json_to_default,
+    row_26_greet_raw_strings_and_validation,
+    row_27_no_default_handler_not_found,
+    row_28_validation_details,
+    row_29_client_error_from_handler,
+    row_30_internal_error_does_not_close,
+    row_31_panic_isolated,
+    row_32_binary_handler_reverses,
+    row_33_binary_dropped_without_session_or_handler,
+    row_34_socket_state_per_connection,
+    row_35_emit_excludes_publisher,
+    row_36_emit_all_reaches_publisher_before_reply,
+    row_37_double_subscribe_delivers_once,
+    row_38_unsubscribe_stops_delivery,
+    row_39_closed_subscriber_removed,
+    row_40_raw_text_and_binary_events,
+    row_48_replies_in_request_order,
+    row_49_frame_size_limit,
+    row_50_invalid_utf8_closes_1007,
+    row_51_empty_frames,
+    row_52_server_close_flushes_then_closes,
+    row_53_unicode_round_trip,
+    row_54_session_does_not_survive_reconnect
     );
 }

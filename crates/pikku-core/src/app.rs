@@ -20,6 +20,7 @@ use crate::middleware::{
 use crate::opening::RoutePattern;
 use crate::permission::PermissionPlan;
 use crate::rate_limit::RateLimit;
+use crate::socket_state::StatePersistence;
 use crate::telemetry::{self, handles::ChannelMetrics, handles::RouteMetrics};
 use crate::wiring::{ChannelRoute, OpeningParser, Route};
 
@@ -215,7 +216,7 @@ where
     /// offending `ChannelRoute::new` or `.route(..)` line. Use [`try_channel`](Self::try_channel) to get the
     /// error as a value.
     #[track_caller]
-    pub fn channel<O, SS>(self, channel: ChannelRoute<S, U, O, SS>) -> Self {
+    pub fn channel<O, SS: 'static>(self, channel: ChannelRoute<S, U, O, SS>) -> Self {
         match self.try_channel(channel) {
             Ok(app) => app,
             Err((err, location)) => panic!("{err} (registered at {location})"),
@@ -246,7 +247,7 @@ where
     /// The first [`RegistrationError`] of the definition: an empty, reserved (`pikku-…`) or duplicate message route
     /// (recorded by `.route(..)`), an invalid route pattern, a channel name already registered, or a route of the
     /// same shape as an earlier channel's. The app is consumed either way.
-    pub fn try_channel<O, SS>(
+    pub fn try_channel<O, SS: 'static>(
         mut self,
         channel: ChannelRoute<S, U, O, SS>,
     ) -> Result<Self, (RegistrationError, &'static Location<'static>)> {
@@ -469,7 +470,10 @@ struct PendingChannel<S, U> {
 }
 
 impl<S, U> PendingChannel<S, U> {
-    fn from_route<O, SS>(channel: ChannelRoute<S, U, O, SS>, pattern: RoutePattern) -> Self {
+    fn from_route<O, SS: 'static>(
+        channel: ChannelRoute<S, U, O, SS>,
+        pattern: RoutePattern,
+    ) -> Self {
         Self {
             name: channel.name.clone(),
             pattern,
@@ -500,6 +504,7 @@ struct ErasedChannel<S, U> {
     rpc_timeout: Option<Option<Duration>>,
     rate_limit: Option<Option<RateLimit>>,
     events: Option<EventsSpec<S, U>>,
+    socket_state: StatePersistence,
 }
 
 struct ErasedRoute<S, U> {
@@ -522,7 +527,7 @@ impl<S, U, O, SS> From<Route<S, U, O, SS>> for ErasedRoute<S, U> {
     }
 }
 
-impl<S, U, O, SS> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
+impl<S, U, O, SS: 'static> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
     fn from(c: ChannelRoute<S, U, O, SS>) -> Self {
         let mut connect_mw = c.connect_middleware;
         let on_connect = c.on_connect.map(|l| {
@@ -560,6 +565,10 @@ impl<S, U, O, SS> From<ChannelRoute<S, U, O, SS>> for ErasedChannel<S, U> {
             rpc_timeout: c.rpc_timeout,
             rate_limit: c.rate_limit,
             events: c.events,
+            socket_state: c.state_codec.map_or_else(
+                StatePersistence::default_for::<SS>,
+                StatePersistence::Persisted,
+            ),
         }
     }
 }
@@ -653,6 +662,7 @@ impl<S, U> ErasedChannel<S, U> {
             rpc_timeout: self.rpc_timeout.unwrap_or(app.config.rpc_timeout),
             metrics: None,
             events: self.events,
+            socket_state: self.socket_state,
         }
     }
 }
@@ -693,6 +703,8 @@ pub(crate) struct ChannelSpec<S, U> {
     pub(crate) metrics: Option<Box<ChannelMetrics>>,
     /// The topic streams of an events channel, served at `<pattern>/<topic>`.
     pub(crate) events: Option<EventsSpec<S, U>>,
+    /// Whether and how the socket state can be saved between invocations (stateless runners).
+    pub(crate) socket_state: StatePersistence,
 }
 
 impl<S, U> ChannelSpec<S, U> {

@@ -35,20 +35,29 @@ pub(crate) struct AppShared<S> {
 /// assert_eq!(slot.get(), None);
 /// ```
 pub struct SessionSlot<U> {
-    value: Mutex<Option<U>>,
+    value: Mutex<Session<U>>,
+}
+
+/// The session and whether it was set or cleared since the slot was made (what a stateless runner must save).
+struct Session<U> {
+    current: Option<U>,
+    changed: bool,
 }
 
 impl<U> SessionSlot<U> {
     /// A holder seeded with `session` (`None`: no session yet).
     pub fn new(session: Option<U>) -> Self {
         Self {
-            value: Mutex::new(session),
+            value: Mutex::new(Session {
+                current: session,
+                changed: false,
+            }),
         }
     }
 
     /// Whether a session is present now.
     pub fn is_present(&self) -> bool {
-        self.value.lock().is_some()
+        self.value.lock().current.is_some()
     }
 
     /// A copy of the current session, `None` when there is none.
@@ -56,17 +65,31 @@ impl<U> SessionSlot<U> {
     where
         U: Clone,
     {
-        self.value.lock().clone()
+        self.value.lock().current.clone()
     }
 
     /// Replaces the session (or sets the first one).
     pub fn set(&self, session: U) {
-        *self.value.lock() = Some(session);
+        let mut value = self.value.lock();
+        value.current = Some(session);
+        value.changed = true;
     }
 
     /// Removes the session; later reads see none.
     pub fn clear(&self) {
-        *self.value.lock() = None;
+        let mut value = self.value.lock();
+        value.current = None;
+        value.changed = true;
+    }
+
+    /// The session as it is now when it was set or cleared since the slot was made or last asked, and marks it
+    /// saved; `None` when nothing changed.
+    pub(crate) fn take_change(&self) -> Option<Option<U>>
+    where
+        U: Clone,
+    {
+        let mut value = self.value.lock();
+        std::mem::take(&mut value.changed).then(|| value.current.clone())
     }
 }
 

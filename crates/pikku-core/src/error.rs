@@ -302,6 +302,32 @@ impl ChannelError {
         Self::new(ErrorClass::ServiceUnavailable, message)
     }
 
+    /// The JSON body of an HTTP refusal of this error, as every runner writes it when an upgrade (or a
+    /// gateway's connect event) is refused: `{"name", "message", "errorId"[, "details"]}`, with the client
+    /// message only (an internal error says `Internal server error`). `error_id` is what the runner logged.
+    ///
+    /// ```
+    /// use pikku::ChannelError;
+    ///
+    /// let body = ChannelError::not_found("Channel not found: /x").refusal_body("e-1");
+    /// let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(json, serde_json::json!({"name": "NotFoundError", "message": "Channel not found: /x", "errorId": "e-1"}));
+    /// ```
+    #[must_use]
+    pub fn refusal_body(&self, error_id: &str) -> Vec<u8> {
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), self.name().into());
+        body.insert("message".into(), self.client_message().into_owned().into());
+        body.insert("errorId".into(), error_id.into());
+        if !self.details().is_empty() {
+            body.insert(
+                "details".into(),
+                serde_json::to_value(self.details()).expect("details always serialize"),
+            );
+        }
+        serde_json::to_vec(&body).expect("a JSON map always serializes")
+    }
+
     /// An unexpected failure: the client reads `Internal server error` (`InternalServerError`, 500); `cause` is
     /// logged on the server at error level, and sent as `debug` only in development mode. Accepts any error type
     /// or a string.
@@ -732,6 +758,14 @@ pub enum RegistrationError {
         /// [`AppDescription::undescribed`]: crate::describe::AppDescription::undescribed
         missing: String,
     },
+    /// A stateless runner was given a channel whose handlers use socket state that is not
+    /// [persisted](crate::ChannelRoute::persist_socket_state): the state would be lost after every event.
+    SocketStateNotPersisted {
+        /// The channel.
+        channel: String,
+        /// The socket-state type.
+        state_type: String,
+    },
 }
 
 impl fmt::Display for RegistrationError {
@@ -761,6 +795,12 @@ impl fmt::Display for RegistrationError {
             Self::Undescribed { missing } => write!(
                 f,
                 "the app requires schemas, and {missing} has none: register the handler with `typed(..)`"
+            ),
+            Self::SocketStateNotPersisted { channel, state_type } => write!(
+                f,
+                "channel '{channel}' keeps socket state of type `{state_type}`, which a stateless runner loses after \
+                 every event: call `.persist_socket_state()` on the channel (the type must implement \
+                 Serialize and Deserialize)"
             ),
         }
     }

@@ -69,7 +69,10 @@ mod permission;
 pub mod rate_limit;
 pub mod rpc;
 pub mod runtime;
+mod socket_state;
+pub mod stateless;
 pub mod store;
+pub mod subprotocol;
 pub mod telemetry;
 pub mod wiring;
 

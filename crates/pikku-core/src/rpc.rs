@@ -87,8 +87,9 @@ pub enum RpcFailure {
     Busy,
     /// The argument or the result did not fit the declared types.
     Invalid,
-    /// Reverse calls are not available (stateless mode). Reserved for runners without a live connection; the
-    /// embedded server never reports it.
+    /// Reverse calls are not available: the connection is served statelessly, one invocation per event, so no
+    /// response could reach the waiting handler. Reported at once, without sending a request; the embedded server
+    /// never reports it.
     Unsupported,
 }
 
@@ -316,6 +317,8 @@ struct RpcState {
     /// and less room in every connection than a map.
     pending: Vec<(u64, PendingCall)>,
     closed: bool,
+    /// The runner cannot carry reverse calls (stateless mode): every call fails at once.
+    unsupported: bool,
 }
 
 impl RpcState {
@@ -346,6 +349,7 @@ impl RpcRegistry {
                 next_id: 0,
                 pending: Vec::new(),
                 closed: false,
+                unsupported: false,
             }),
             max_pending,
             timeout_ms: AtomicU64::new(30_000),
@@ -357,6 +361,12 @@ impl RpcRegistry {
             u64::try_from(t.as_millis()).unwrap_or(NO_TIMEOUT - 1)
         });
         self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Makes every later call fail at once with [`RpcFailure::Unsupported`]: for runners that serve one event per
+    /// invocation, where no response could ever reach the waiting handler.
+    pub(crate) fn disable(&self) {
+        self.state.lock().unsupported = true;
     }
 
     fn default_timeout(&self) -> Option<Duration> {
@@ -378,6 +388,9 @@ impl RpcRegistry {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let id = {
             let mut state = self.state.lock();
+            if state.unsupported {
+                return Err(fail(RpcFailure::Unsupported));
+            }
             if state.closed {
                 return Err(fail(RpcFailure::Closed));
             }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::ctx::Ctx;
 use crate::describe::{CapabilityInfo, ChannelShape, HandlerTypes, RouteShape, TypeInfo};
@@ -37,6 +38,7 @@ use crate::middleware::{
 use crate::opening::{opening_from_params, Params, RoutePattern, RouteSegment};
 use crate::rate_limit::RateLimit;
 use crate::rpc::Capability;
+use crate::socket_state::StateCodec;
 
 pub(crate) type OpeningParser = fn(Params) -> Result<Arc<dyn Any + Send + Sync>, ChannelError>;
 
@@ -456,6 +458,8 @@ pub struct ChannelRoute<S, U, O = Params, SS = ()> {
     pub(crate) events: Option<EventsSpec<S, U>>,
     /// The types of the lifecycle and binary handlers and the declared capabilities, for `App::describe`.
     pub(crate) described: DescribedTypes,
+    /// The socket-state codec, when the channel opted in with `persist_socket_state`.
+    pub(crate) state_codec: Option<StateCodec>,
 }
 
 /// What a channel records about its handlers' types besides its routes (which carry their own).
@@ -531,6 +535,7 @@ where
                 binary: None,
                 capabilities: Vec::new(),
             },
+            state_codec: None,
         }
     }
 }
@@ -927,6 +932,33 @@ impl<S, U, O, SS> ChannelRoute<S, U, O, SS> {
     /// ```
     pub fn rpc_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.rpc_timeout = Some(timeout);
+        self
+    }
+
+    /// Lets the socket state (`SS`) of this channel's connections be saved between invocations, as JSON, so the
+    /// channel can run statelessly (behind a gateway that invokes the app once per event, with the state in a
+    /// [`ChannelStore`](crate::store::ChannelStore)). In-process nothing changes: the state is never serialized.
+    ///
+    /// A stateless runner refuses to start an app with a channel whose handlers use socket state without this.
+    ///
+    /// ```
+    /// use pikku::{Channel, ChannelRoute, Ctx, Params};
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Nick(String);
+    ///
+    /// async fn set_nick(_ctx: Ctx<(), ()>, ch: Channel<Params, (), Nick>, nick: Nick) {
+    ///     ch.set_socket_state(nick);
+    /// }
+    ///
+    /// let channel = ChannelRoute::new("chat", "/chat").on_message(set_nick).persist_socket_state();
+    /// # let _ = channel;
+    /// ```
+    pub fn persist_socket_state(mut self) -> Self
+    where
+        SS: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.state_codec = Some(StateCodec::of::<SS>());
         self
     }
 

@@ -43,7 +43,9 @@ pub mod events;
 pub mod grip;
 pub mod launch;
 pub mod publish;
+pub mod worker;
 
 pub use events::{encode_events, parse_events, EventsError, ParseLimits, WsEvent};
 pub use grip::{GripClaims, GripError, GripKeyError, GripVerifier};
 pub use publish::{PublishError, PushpinPublisher};
+pub use worker::{PushpinWorker, WorkerConfig, WorkerError};

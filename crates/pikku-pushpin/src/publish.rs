@@ -290,7 +290,41 @@ impl PlatformSender for PushpinPublisher {
                 .map_err(|e| PlatformSendError::failed("pushpin", e))
         })
     }
+
+    /// As few publish requests as fit Pushpin's body limit for all recipients: a publication to many
+    /// subscribers costs Pushpin a request per [`MAX_PUBLISH_BODY`] bytes of items, not one per subscriber. A
+    /// failed request fails each of its recipients.
+    fn send_to_each<'a>(
+        &'a self,
+        channel_ids: &'a [String],
+        frame: &'a OutFrame,
+    ) -> BoxFuture<'a, Vec<Result<(), PlatformSendError>>> {
+        Box::pin(async move {
+            // What one item may take in the JSON body: the frame escaped or in base64, the channel, the framing.
+            let item_bytes = frame.len() * 2 + self.channel_prefix.len() + 96;
+            let per_request = (MAX_PUBLISH_BODY / item_bytes.max(1)).max(1);
+            let mut results = Vec::with_capacity(channel_ids.len());
+            for chunk in channel_ids.chunks(per_request) {
+                let items: Vec<PublishItem> = chunk
+                    .iter()
+                    .map(|id| PublishItem::frame(self.connection_channel(id), frame))
+                    .collect();
+                match self.publish_items(&items).await {
+                    Ok(()) => results.extend(chunk.iter().map(|_| Ok(()))),
+                    Err(err) => {
+                        let failure = PlatformSendError::failed("pushpin", err);
+                        results.extend(chunk.iter().map(|_| Err(failure.clone())));
+                    }
+                }
+            }
+            results
+        })
+    }
 }
+
+/// The most bytes of items one publish request carries, under Pushpin's default `push_in_http_max_body_size`
+/// of 1 MB; a larger publication is split into several requests.
+pub const MAX_PUBLISH_BODY: usize = 900_000;
 
 /// One item of a publication: a Pushpin channel and what to do on the connections subscribed to it.
 ///

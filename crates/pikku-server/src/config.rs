@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::subprotocol::SubprotocolPolicy;
+use pikku_core::subprotocol::SubprotocolPolicy;
 
 /// Settings of the embedded server; every field documents its default.
 ///

@@ -44,15 +44,14 @@ mod listener;
 pub mod metrics;
 mod server;
 mod sse;
-mod subprotocol;
 mod upgrade;
 // Public only so the fuzz targets and parser tests can reach the frame decoder; not part of the API.
 #[doc(hidden)]
 pub mod ws;
 
 pub use config::ServerConfig;
+pub use pikku_core::subprotocol::{SelectSubprotocol, SubprotocolPolicy};
 pub use server::{ChannelServer, ChannelService};
-pub use subprotocol::{SelectSubprotocol, SubprotocolPolicy};
 
 use std::future::Future;
 use std::net::SocketAddr;

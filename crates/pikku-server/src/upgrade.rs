@@ -121,7 +121,7 @@ pub(crate) fn refusal(
             tracing::info!(error_id, path, status = err.status(), error = %err, "upgrade refused");
         }
     }
-    let bytes = refusal_body(err, error_id);
+    let bytes = err.refusal_body(&error_id);
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(bytes.clone()));
     *response.status_mut() = status;
@@ -141,7 +141,7 @@ pub(crate) fn refusal(
 pub(crate) fn raw_refusal(err: &ChannelError) -> Vec<u8> {
     let error_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(error_id, status = err.status(), error = %err, "connection refused at accept");
-    let body = refusal_body(err, error_id);
+    let body = err.refusal_body(&error_id);
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut bytes = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -152,20 +152,6 @@ pub(crate) fn raw_refusal(err: &ChannelError) -> Vec<u8> {
     .into_bytes();
     bytes.extend_from_slice(&body);
     bytes
-}
-
-fn refusal_body(err: &ChannelError, error_id: String) -> Vec<u8> {
-    let mut body = serde_json::Map::new();
-    body.insert("name".into(), err.name().into());
-    body.insert("message".into(), err.client_message().into_owned().into());
-    body.insert("errorId".into(), error_id.into());
-    if !err.details().is_empty() {
-        body.insert(
-            "details".into(),
-            serde_json::to_value(err.details()).expect("details always serialize"),
-        );
-    }
-    serde_json::to_vec(&body).expect("a JSON map always serializes")
 }
 
 #[cfg(test)]

@@ -124,8 +124,9 @@
 //!   [`server::SubprotocolPolicy`] answers clients that offer subprotocols.
 //! - Broadcasting: [`EventHub`], reached through [`Ctx::hub`] or [`ChannelServer::hub`]; across processes,
 //!   [`HubUrlExt::hub_url`] with a broker's URL (cargo features `redis`, `nats`, `postgres`).
-//! - Stateless (serverless) runners: [`store`], the channel, subscription and session stores (in memory, and on
-//!   Redis or PostgreSQL with the cargo features `redis` and `postgres`), with `publish` and the expiry sweep.
+//! - Stateless (serverless) runners: [`stateless`], the same app served one event per invocation behind a
+//!   gateway, and [`store`], the channel, subscription and session stores it keeps connections in (in memory,
+//!   and on Redis or PostgreSQL with the cargo features `redis` and `postgres`).
 //! - Serving: [`serve`], [`serve_router`] (channels next to your own axum routes), [`serve_with_shutdown`] with
 //!   [`shutdown_signal`] or a stop signal of your own, or [`ChannelServer`] with a [`ServerConfig`].
 //! - Operating: `/healthz` and `/readyz` on the standalone server ([`ServerConfig::health_path`]), metrics
@@ -190,6 +191,10 @@ pub use pikku_core::events;
 /// processes through a broker, its [`RemoteEvent`](hub::RemoteEvent) envelope, the in-process
 /// [`LocalBus`](hub::LocalBus) and the link's [`HubStatus`](hub::HubStatus).
 pub use pikku_core::hub;
+/// Stateless mode: [`StatelessRuntime`](stateless::StatelessRuntime) serves an unchanged [`App`] one event per
+/// invocation, with its connections in the [`store`]s, for gateway adapters such as Pushpin (`pikku-pushpin`)
+/// and AWS API Gateway (`pikku-lambda`).
+pub use pikku_core::stateless;
 /// The stores of stateless (serverless) runners: [`ChannelStore`](store::ChannelStore) for connection records,
 /// [`EventHubStore`](store::EventHubStore) for subscriptions, [`SessionStore`](store::SessionStore) for sessions,
 /// their in-memory implementations, and [`publish`](store::publish) / [`sweep_expired`](store::sweep_expired)
@@ -224,6 +229,8 @@ pub use pikku_core::{
 
 mod hub_url;
 pub use hub_url::{HubUrlError, HubUrlExt};
+mod store_url;
+pub use store_url::{stores_from_url, StoreUrlError};
 
 /// The NATS event hub backend (`pikku-nats`, cargo feature `nats`).
 #[cfg(feature = "nats")]
@@ -231,6 +238,9 @@ pub use pikku_nats as nats;
 /// The PostgreSQL LISTEN/NOTIFY event hub backend (`pikku-postgres`, cargo feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use pikku_postgres as postgres;
+/// The stateless worker behind Pushpin or Fastly Fanout (`pikku-pushpin`, cargo feature `pushpin`).
+#[cfg(feature = "pushpin")]
+pub use pikku_pushpin as pushpin;
 /// The Redis event hub backend (`pikku-redis`, cargo feature `redis`).
 #[cfg(feature = "redis")]
 pub use pikku_redis as redis;

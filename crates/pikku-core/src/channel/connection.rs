@@ -497,6 +497,22 @@ impl Connection {
         }
     }
 
+    /// Ends an invocation of a one-shot runner: takes every queued frame and the close request, if a handler asked
+    /// for one, and refuses later pushes, all under the queue lock, so a frame pushed by another task either is in
+    /// the result or fails (and its sender takes another path). The connection's own state is otherwise untouched.
+    pub(crate) fn seal(&self) -> (VecDeque<OutFrame>, Option<CloseRequest>) {
+        let mut q = self.queue.lock();
+        self.state
+            .store(ChannelState::Closed as u8, Ordering::Release);
+        q.bytes = 0;
+        let close = if q.close_taken {
+            None
+        } else {
+            q.close.as_deref().cloned()
+        };
+        (std::mem::take(&mut q.frames), close)
+    }
+
     /// The close request, if the channel is closing (also after [`mark_closed`](Self::mark_closed), which records
     /// one with code 1000); `None` while it is open.
     ///

@@ -31,6 +31,7 @@ pub mod driver;
 pub mod envelope;
 mod local_bus;
 mod remote;
+mod stored;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +52,7 @@ pub use remote::{HubStatus, LinkState};
 
 use driver::ErasedDriver;
 use remote::Remote;
+pub(crate) use stored::StoredHub;
 
 /// Per-connection and per-topic bounds of the hub.
 ///
@@ -109,6 +111,8 @@ pub(crate) struct HubInner {
     remote: OnceLock<Remote>,
     /// Set when the app is built with metrics on.
     metrics: OnceLock<HubMetrics>,
+    /// The stores of a stateless runner, once it installed them: subscriptions and publications go there.
+    stored: OnceLock<StoredHub>,
 }
 
 impl Drop for HubInner {
@@ -249,6 +253,7 @@ impl EventHub {
                 subscriptions: AtomicUsize::new(0),
                 remote: OnceLock::new(),
                 metrics: OnceLock::new(),
+                stored: OnceLock::new(),
             }),
         }
     }
@@ -276,6 +281,12 @@ impl EventHub {
         if self.inner.remote.set(Remote::new(driver)).is_err() {
             panic!("the event hub already has a driver; cannot install '{name}' too");
         }
+    }
+
+    /// Moves subscriptions and publications to a stateless runner's stores. Done once, by the runner; `false`
+    /// when stores are installed already.
+    pub(crate) fn set_stored(&self, stored: StoredHub) -> bool {
+        self.inner.stored.set(stored).is_ok()
     }
 
     /// Resolves the hub's metric handles, labelled with the driver installed now (`memory` without one). Called
@@ -364,6 +375,10 @@ impl EventHub {
     /// The subscription is recorded at the first poll, before any await; dropping the future afterwards only
     /// stops waiting for the broker's confirmation.
     pub async fn subscribe(&self, topic: &str, channel_id: &str) -> Result<(), HubError> {
+        if let Some(stored) = self.inner.stored.get() {
+            self.check_topic(topic)?;
+            return stored.subscribe(topic, channel_id).await;
+        }
         let Some(created) = self.subscribe_local(topic, channel_id)? else {
             return Ok(());
         };
@@ -455,6 +470,9 @@ impl EventHub {
     /// # Cancel safety
     /// Completes without awaiting; dropping the future before it is polled does nothing.
     pub async fn unsubscribe(&self, topic: &str, channel_id: &str) -> Result<bool, HubError> {
+        if let Some(stored) = self.inner.stored.get() {
+            return stored.unsubscribe(topic, channel_id).await;
+        }
         let Some(conn) = self.inner.registry.get(channel_id) else {
             return Ok(false);
         };
@@ -600,6 +618,11 @@ impl EventHub {
         frame: OutFrame,
         kind: PayloadKind,
     ) -> Result<usize, HubError> {
+        if let Some(stored) = self.inner.stored.get() {
+            return stored
+                .publish(&self.inner.registry, topic, exclude, &frame)
+                .await;
+        }
         let delivered = fan_out(&self.inner, topic, exclude, &frame).await;
         let metrics = self.inner.metrics.get();
         if let Some(metrics) = metrics {

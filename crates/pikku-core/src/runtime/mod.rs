@@ -84,21 +84,27 @@ use crate::frame::{encode_json, error_frame, OutFrame};
 use crate::handler::{BoxFuture, Reply};
 use crate::log_limit::{LogLimiter, Verdict};
 use crate::middleware::{run_chain, Invocation, UpgradeRequest};
-use crate::opening::{check_path, merge_params, parse_query};
+use crate::opening::{check_path, merge_params, parse_query, Params};
 use crate::rate_limit::{now_ns, Admission, Bucket};
 use crate::rpc::RpcFrame;
 use crate::telemetry::handles::{ChannelMetrics, RouteMetrics, Timing};
 use crate::telemetry::span;
 
 mod message;
+mod resume;
 
 pub use message::MessageReply;
 use message::{peek_route, routing_key};
+pub(crate) use resume::params_to_json;
+pub use resume::ResumeError;
 
 /// Handler failures logged per key (channel, route, error class) per second; the rest are counted.
 static HANDLER_ERRORS: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
 /// Rate-limit closes logged per channel per second.
 static RATE_LIMIT_CLOSES: LogLimiter = LogLimiter::new(10, Duration::from_secs(1));
+
+/// An upgrade whose route matched: the channel's index, its path params and the parsed query.
+type RoutedUpgrade = (usize, Vec<(String, String)>, Params);
 
 /// The parts of an upgrade request the pipeline needs, given to [`AppRuntime::admit`](crate::AppRuntime::admit).
 ///
@@ -155,7 +161,7 @@ pub struct Admitted<S, U> {
     index: usize,
     opening: Arc<dyn Any + Send + Sync>,
     session: Arc<SessionSlot<U>>,
-    response_headers: HeaderMap,
+    pub(crate) response_headers: HeaderMap,
     peer: Option<SocketAddr>,
 }
 
@@ -229,20 +235,37 @@ where
         self: &Arc<Self>,
         input: UpgradeInput<'_>,
     ) -> Result<Admitted<S, U>, ChannelError> {
-        // Path and query must decode (400).
+        let (index, params, query) = self.route_upgrade(&input)?;
+        self.admit_matched(index, params, query, &input, None).await
+    }
+
+    /// [`admit`](Self::admit), also returning the merged params the opening data was parsed from, for a runner
+    /// that stores them to rebuild the channel later.
+    pub(crate) async fn admit_with_params(
+        self: &Arc<Self>,
+        input: UpgradeInput<'_>,
+    ) -> Result<(Admitted<S, U>, Params), ChannelError> {
+        let (index, params, query) = self.route_upgrade(&input)?;
+        let mut kept = None;
+        let admitted = self
+            .admit_matched(index, params, query, &input, Some(&mut kept))
+            .await?;
+        Ok((admitted, kept.unwrap_or_default()))
+    }
+
+    /// The first checks of [`admit`](Self::admit): path and query decode (400), a channel's route matches (404).
+    fn route_upgrade(&self, input: &UpgradeInput<'_>) -> Result<RoutedUpgrade, ChannelError> {
         check_path(input.path)?;
         let query = parse_query(input.query.unwrap_or(""))?;
-        // The route (404).
-        let mut found = None;
         for &i in &self.match_order {
             if let Some(params) = self.channels[i].pattern.matches(input.path)? {
-                found = Some((i, params));
-                break;
+                return Ok((i, params, query));
             }
         }
-        let (index, params) = found
-            .ok_or_else(|| ChannelError::not_found(format!("Channel not found: {}", input.path)))?;
-        self.admit_matched(index, params, query, &input).await
+        Err(ChannelError::not_found(format!(
+            "Channel not found: {}",
+            input.path
+        )))
     }
 
     /// The events channel whose topic streams `path` names (`<channel path>/<topic>`, one trailing `/`
@@ -338,7 +361,7 @@ where
             .as_ref()
             .and_then(|events| events.authorize.clone());
         let mut admitted = self
-            .admit_matched(target.index, target.params, query, &input)
+            .admit_matched(target.index, target.params, query, &input, None)
             .await?;
         let response_headers = std::mem::take(&mut admitted.response_headers);
         let live = admitted.into_channel(channel_id, epoch);
@@ -352,13 +375,15 @@ where
         })
     }
 
-    /// Steps 4–7 of [`admit`](Self::admit) for the channel at `index`.
+    /// The checks of [`admit`](Self::admit) after the route match, for the channel at `index`; with `keep`, the
+    /// merged params are copied there.
     async fn admit_matched(
         self: &Arc<Self>,
         index: usize,
         params: Vec<(String, String)>,
-        query: crate::opening::Params,
+        query: Params,
         input: &UpgradeInput<'_>,
+        keep: Option<&mut Option<Params>>,
     ) -> Result<Admitted<S, U>, ChannelError> {
         let spec = &self.channels[index];
         // The origin (403).
@@ -368,6 +393,9 @@ where
         // Params against query, then the opening data (422).
         let merged = merge_params(params, query)?;
         let for_middleware = (!spec.upgrade.is_empty()).then(|| merged.clone());
+        if let Some(keep) = keep {
+            *keep = Some(merged.clone());
+        }
         let opening = (spec.opening)(merged)?;
         // Upgrade middleware, the app's then the channel's.
         let session = Arc::new(SessionSlot::new(None));

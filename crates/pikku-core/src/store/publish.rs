@@ -1,7 +1,5 @@
 //! Publishing to a topic's subscribers in stateless mode.
 
-use futures_util::stream::{self, StreamExt};
-
 use super::{ChannelStore, EventHubStore, PlatformSendError, PlatformSender, StoreError};
 use crate::frame::OutFrame;
 
@@ -74,19 +72,12 @@ pub async fn publish(
     exclude: Option<&str>,
     frame: &OutFrame,
 ) -> Result<PublishOutcome, StoreError> {
-    let ids = hub_store.channel_ids(topic).await?;
-    let results: Vec<(String, Result<(), PlatformSendError>)> = stream::iter(ids)
-        .filter(|id| std::future::ready(Some(id.as_str()) != exclude))
-        .map(|id| async move {
-            let result = sender.send(&id, frame).await;
-            (id, result)
-        })
-        .buffer_unordered(PUBLISH_CONCURRENCY)
-        .collect()
-        .await;
+    let mut ids = hub_store.channel_ids(topic).await?;
+    ids.retain(|id| Some(id.as_str()) != exclude);
+    let results = sender.send_to_each(&ids, frame).await;
 
     let mut outcome = PublishOutcome::default();
-    for (id, result) in results {
+    for (id, result) in ids.into_iter().zip(results) {
         match result {
             Ok(()) => outcome.delivered += 1,
             Err(PlatformSendError::Gone) => {

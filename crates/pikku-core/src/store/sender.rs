@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use futures_util::stream::{self, StreamExt};
+
 use super::BoxFuture;
 use crate::error::BackendError;
 use crate::frame::OutFrame;
@@ -43,6 +45,41 @@ pub trait PlatformSender: Send + Sync {
         channel_id: &'a str,
         frame: &'a OutFrame,
     ) -> BoxFuture<'a, Result<(), PlatformSendError>>;
+
+    /// Sends `frame` to each of `channel_ids` and returns one result per id, in the same order. The default sends
+    /// to [`PUBLISH_CONCURRENCY`](super::PUBLISH_CONCURRENCY) connections at a time; a platform whose API takes
+    /// many recipients in one call (Pushpin's publish API does) overrides it, and [`publish`](super::publish)
+    /// then makes one call per publication instead of one per subscriber.
+    ///
+    /// ```
+    /// use pikku::core::OutFrame;
+    /// use pikku::store::{BoxFuture, PlatformSendError, PlatformSender};
+    ///
+    /// struct Accepting;
+    /// impl PlatformSender for Accepting {
+    ///     fn send<'a>(&'a self, _id: &'a str, _frame: &'a OutFrame) -> BoxFuture<'a, Result<(), PlatformSendError>> {
+    ///         Box::pin(async { Ok(()) })
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ids = ["a".to_string(), "b".to_string()];
+    /// let results = Accepting.send_to_each(&ids, &OutFrame::text("hi")).await;
+    /// assert_eq!(results, [Ok(()), Ok(())]);
+    /// # });
+    /// ```
+    fn send_to_each<'a>(
+        &'a self,
+        channel_ids: &'a [String],
+        frame: &'a OutFrame,
+    ) -> BoxFuture<'a, Vec<Result<(), PlatformSendError>>> {
+        Box::pin(
+            stream::iter(channel_ids)
+                .map(move |id| self.send(id, frame))
+                .buffered(super::PUBLISH_CONCURRENCY)
+                .collect(),
+        )
+    }
 }
 
 /// Why a [`PlatformSender`] could not send.

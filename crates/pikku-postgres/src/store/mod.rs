@@ -73,6 +73,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pikku_core::stateless::StatelessStores;
 use pikku_core::store::StoreError;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::Config;
@@ -238,6 +239,23 @@ impl PostgresStores {
     #[must_use]
     pub fn session_store(&self) -> PostgresSessionStore {
         PostgresSessionStore::new(self.clone())
+    }
+
+    /// All three stores, sharing this connection, for a [`StatelessRuntime`](pikku_core::stateless::StatelessRuntime).
+    ///
+    /// ```
+    /// use pikku::postgres::store::PostgresStores;
+    ///
+    /// let stores = PostgresStores::from_url("host=127.0.0.1").unwrap().stateless_stores();
+    /// # let _ = stores;
+    /// ```
+    #[must_use]
+    pub fn stateless_stores(&self) -> StatelessStores {
+        StatelessStores {
+            channels: Arc::new(self.channel_store()),
+            subscriptions: Arc::new(self.event_hub_store()),
+            sessions: Arc::new(self.session_store()),
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub use hub::RedisEventHubStore;
 pub use session::RedisSessionStore;
 
 use conn::Conn;
+use pikku_core::stateless::StatelessStores;
 use pikku_core::store::StoreError;
 
 /// The key prefix when none is set.
@@ -180,6 +181,23 @@ impl RedisStores {
     #[must_use]
     pub fn session_store(&self) -> RedisSessionStore {
         RedisSessionStore::new(self.clone())
+    }
+
+    /// All three stores, sharing this connection, for a [`StatelessRuntime`](pikku_core::stateless::StatelessRuntime).
+    ///
+    /// ```
+    /// use pikku::redis::store::RedisStores;
+    ///
+    /// let stores = RedisStores::from_url("redis://127.0.0.1").unwrap().stateless_stores();
+    /// # let _ = stores;
+    /// ```
+    #[must_use]
+    pub fn stateless_stores(&self) -> StatelessStores {
+        StatelessStores {
+            channels: Arc::new(self.channel_store()),
+            subscriptions: Arc::new(self.event_hub_store()),
+            sessions: Arc::new(self.session_store()),
+        }
     }
 }
 

@@ -2,21 +2,21 @@
 
 use std::sync::Arc;
 
+use crate::error::ChannelError;
+use crate::middleware::offered_subprotocols;
 use http::{HeaderMap, HeaderValue};
-use pikku_core::middleware::offered_subprotocols;
-use pikku_core::ChannelError;
 
 /// The callback of [`SubprotocolPolicy::Select`]: sees the offered names, returns the one to echo.
 pub type SelectSubprotocol =
     Arc<dyn Fn(&[&str]) -> Result<Option<String>, ChannelError> + Send + Sync>;
 
-/// How the server answers the subprotocols a client offers in `Sec-WebSocket-Protocol`.
+/// How a runner answers the subprotocols a client offers in `Sec-WebSocket-Protocol`.
 ///
-/// Set it in [`ServerConfig::subprotocols`](crate::ServerConfig::subprotocols). Browsers cannot set headers on a
+/// Set it in the embedded server's `ServerConfig::subprotocols`, or in a gateway adapter's configuration. Browsers cannot set headers on a
 /// WebSocket, so pages often carry a token as a subprotocol (`new WebSocket(url, ["pikku.v1", token])`), and a
 /// browser, like Node's `ws`, aborts the connection when it offered subprotocols and the 101 response selects
 /// none. Upgrade middleware reads the offer with
-/// [`UpgradeRequest::subprotocols`](pikku_core::UpgradeRequest::subprotocols) (for example to turn the token
+/// [`UpgradeRequest::subprotocols`](crate::UpgradeRequest::subprotocols) (for example to turn the token
 /// into a session); this policy only decides which name is echoed. It runs after every other upgrade check and
 /// after upgrade middleware.
 ///
@@ -110,8 +110,22 @@ impl SubprotocolPolicy {
         Self::Select(Arc::new(callback))
     }
 
-    /// The value of the 101's `Sec-WebSocket-Protocol` header for these request headers, or the refusal.
-    pub(crate) fn choose(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, ChannelError> {
+    /// The value of the accepting response's `Sec-WebSocket-Protocol` header for these request headers, or the
+    /// refusal; runners call it after every other upgrade check.
+    ///
+    /// ```
+    /// use pikku::server::SubprotocolPolicy;
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("sec-websocket-protocol", "token.abc, pikku.v1".parse().unwrap());
+    /// let chosen = SubprotocolPolicy::list(["pikku.v1"]).choose(&headers).unwrap();
+    /// assert_eq!(chosen.unwrap(), "pikku.v1");
+    /// ```
+    ///
+    /// # Errors
+    /// 400 `Unsupported subprotocol` when a `List` policy accepts none of the offered names, or what a `Select`
+    /// callback returns.
+    pub fn choose(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, ChannelError> {
         let chosen = match self {
             Self::None => return Ok(None),
             Self::List(accepted) => {
