@@ -70,6 +70,7 @@ const PROBE_HOST: &str = "probe.pikku-launcher.invalid";
 #[must_use = "a configuration does nothing until passed to PushpinProcess::start"]
 pub struct PushpinConfig {
     binary: PathBuf,
+    http_port: Option<u16>,
     targets: Vec<SocketAddr>,
     sig_key: String,
     sig_iss: String,
@@ -89,12 +90,13 @@ impl Default for PushpinConfig {
 }
 
 impl PushpinConfig {
-    /// The defaults: `pushpin` from the `PATH`, no targets yet, a random `sig_key`, `sig_iss` `pushpin`, a
+    /// The defaults: `pushpin` from the `PATH`, a free client port, no targets yet, a random `sig_key`, `sig_iss` `pushpin`, a
     /// `message_rate` of 100 000 messages per second (Pushpin's own default, 2500, paces a busy test), 20
     /// subscriptions per connection (Pushpin's default), log level 2, a 10 s startup and a 5 s stop timeout.
     pub fn new() -> Self {
         Self {
             binary: PathBuf::from("pushpin"),
+            http_port: None,
             targets: Vec::new(),
             sig_key: random_key(),
             sig_iss: "pushpin".to_owned(),
@@ -111,6 +113,20 @@ impl PushpinConfig {
     /// The `pushpin` runner to start (default: `pushpin` on the `PATH`).
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.binary = path.into();
+        self
+    }
+
+    /// The client port to listen on, on 127.0.0.1 (default: a free port the OS hands out), for a demo or a
+    /// runner that must be found at a known address. Start fails if the port is taken.
+    ///
+    /// ```
+    /// use pikku_pushpin::launch::PushpinConfig;
+    ///
+    /// let config = PushpinConfig::new().http_port(7999);
+    /// # let _ = config;
+    /// ```
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http_port = Some(port);
         self
     }
 
@@ -295,7 +311,11 @@ impl PushpinProcess {
 
     fn start_once(config: &PushpinConfig) -> Result<Self, LaunchError> {
         let dir = fresh_dir().map_err(|e| LaunchError::io("create the instance directory", e))?;
-        let (http_port, publish_port) = (free_port()?, free_port()?);
+        let http_port = match config.http_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let publish_port = free_port()?;
         let write = |name: &str, text: String| {
             fs::write(dir.join(name), text)
                 .map_err(|e| LaunchError::io("write the configuration", e))

@@ -663,3 +663,28 @@ async fn two_instances_run_at_once_and_stop_without_leftovers() {
     tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
     assert!(!session_alive(session_b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_client_port_is_used() {
+    let backend = Backend::start().await;
+    let addr = backend.addr;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pushpin = tokio::task::spawn_blocking(move || {
+        PushpinProcess::start(PushpinConfig::new().target(addr).http_port(port)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(pushpin.http_port(), port);
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/echo"))
+        .await
+        .unwrap();
+    client.send(Message::text("on my port")).await.unwrap();
+    assert_eq!(recv(&mut client).await, Message::text("on my port"));
+    tokio::task::spawn_blocking(move || pushpin.stop())
+        .await
+        .unwrap();
+}
