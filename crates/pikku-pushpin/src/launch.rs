@@ -43,8 +43,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// The host of the route the launcher answers its readiness probe on: Pushpin's built-in test handler
-/// serves it, so the probe never reaches a worker.
+/// The host of the route the launcher sends its readiness probe to, which leads to Pushpin's own publish
+/// API: the probe never reaches a worker, yet crosses every link a client's WebSocket does.
+///
+/// Pushpin's services talk over ZeroMQ, and the links that carry a request's later parts (the body after
+/// the head, a client's frames after the handshake) come up some time after every process answers. A
+/// message sent on such a link before then is dropped ("Host unreachable" in condure's log), and the
+/// request or the frame is lost. So the probe is a `POST /publish/` whose body is written only after its
+/// head: condure then sends the body on its stream link to the proxy, and the proxy on its stream link to
+/// zurl. When Pushpin answers it with 200, every link is up.
 const PROBE_HOST: &str = "probe.pikku-launcher.invalid";
 
 /// How the launcher configures one Pushpin. Every setting has a default suited to tests.
@@ -63,6 +70,7 @@ const PROBE_HOST: &str = "probe.pikku-launcher.invalid";
 #[must_use = "a configuration does nothing until passed to PushpinProcess::start"]
 pub struct PushpinConfig {
     binary: PathBuf,
+    http_port: Option<u16>,
     targets: Vec<SocketAddr>,
     /// The client port; `None`: one the OS assigns.
     http_port: Option<u16>,
@@ -84,12 +92,13 @@ impl Default for PushpinConfig {
 }
 
 impl PushpinConfig {
-    /// The defaults: `pushpin` from the `PATH`, no targets yet, a random `sig_key`, `sig_iss` `pushpin`, a
+    /// The defaults: `pushpin` from the `PATH`, a free client port, no targets yet, a random `sig_key`, `sig_iss` `pushpin`, a
     /// `message_rate` of 100 000 messages per second (Pushpin's own default, 2500, paces a busy test), 20
     /// subscriptions per connection (Pushpin's default), log level 2, a 10 s startup and a 5 s stop timeout.
     pub fn new() -> Self {
         Self {
             binary: PathBuf::from("pushpin"),
+            http_port: None,
             targets: Vec::new(),
             http_port: None,
             sig_key: random_key(),
@@ -107,6 +116,20 @@ impl PushpinConfig {
     /// The `pushpin` runner to start (default: `pushpin` on the `PATH`).
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.binary = path.into();
+        self
+    }
+
+    /// The client port to listen on, on 127.0.0.1 (default: a free port the OS hands out), for a demo or a
+    /// runner that must be found at a known address. Start fails if the port is taken.
+    ///
+    /// ```
+    /// use pikku_pushpin::launch::PushpinConfig;
+    ///
+    /// let config = PushpinConfig::new().http_port(7999);
+    /// # let _ = config;
+    /// ```
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.http_port = Some(port);
         self
     }
 
@@ -234,8 +257,11 @@ connection_subscription_max={subs}
     }
 
     /// The routes file: the probe route the launcher waits on, then the catch-all to the workers.
-    fn render_routes(&self) -> String {
-        format!("{PROBE_HOST} test\n{}\n", self.routes_line())
+    fn render_routes(&self, publish_port: u16) -> String {
+        format!(
+            "{PROBE_HOST} 127.0.0.1:{publish_port}\n{}\n",
+            self.routes_line()
+        )
     }
 }
 
@@ -276,6 +302,23 @@ impl PushpinProcess {
         if config.targets.is_empty() {
             return Err(LaunchError::NoTargets);
         }
+        // A port the OS called free can be taken by someone else before Pushpin binds it; then Pushpin exits
+        // at once, and a new pair of ports is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::start_once(&config) {
+                Err(LaunchError::Exited { log, .. })
+                    if attempts < 3 && log.contains("Address already in use") =>
+                {
+                    tracing::debug!(attempts, "a pushpin port was taken; trying others");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(config: &PushpinConfig) -> Result<Self, LaunchError> {
         let dir = fresh_dir().map_err(|e| LaunchError::io("create the instance directory", e))?;
         let http_port = match config.http_port {
             Some(port) => port,
@@ -290,7 +333,7 @@ impl PushpinProcess {
             "pushpin.conf",
             config.render_conf(&dir, http_port, publish_port),
         )?;
-        write("routes", config.render_routes())?;
+        write("routes", config.render_routes(publish_port))?;
         for sub in ["run", "log"] {
             fs::create_dir(dir.join(sub))
                 .map_err(|e| LaunchError::io("create the run directories", e))?;
@@ -317,7 +360,7 @@ impl PushpinProcess {
             dir,
             http_port,
             publish_port,
-            sig_key: config.sig_key,
+            sig_key: config.sig_key.clone(),
             stop_timeout: config.stop_timeout,
         };
         process.wait_ready(config.startup_timeout)?;
@@ -334,12 +377,16 @@ impl PushpinProcess {
                     log: self.log_tail(),
                 });
             }
-            let probe =
-                format!("GET / HTTP/1.1\r\nHost: {PROBE_HOST}\r\nConnection: close\r\n\r\n");
-            let publish =
-                "POST /publish/ HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-                           Content-Length: 12\r\nConnection: close\r\n\r\n{\"items\":[]}";
-            if answers(self.http_port, &probe) && answers(self.publish_port, publish) {
+            let head = |host: &str| {
+                format!(
+                    "POST /publish/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+                     Content-Length: 12\r\nConnection: close\r\n\r\n"
+                )
+            };
+            let body = "{\"items\":[]}";
+            if status(self.publish_port, &head("localhost"), body) == Some(200)
+                && status(self.http_port, &head(PROBE_HOST), body) == Some(200)
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -485,17 +532,21 @@ fn session_alive(session: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether `127.0.0.1:port` answers `request` with an HTTP status line.
-fn answers(port: u16, request: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 2")
+/// The status `127.0.0.1:port` answers with, if it answers HTTP within half a second, to a request whose
+/// `body` is written a moment after its `head`.
+fn status(port: u16, head: &str, body: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(head.as_bytes()).ok()?;
+    // Long enough for the head to travel on its own, so the body takes the links that follow it.
+    sleep(Duration::from_millis(20));
+    stream.write_all(body.as_bytes()).ok()?;
+    let mut line = [0u8; 12];
+    stream.read_exact(&mut line).ok()?;
+    let code = line.strip_prefix(b"HTTP/1.1 ")?;
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 /// The status code of the answer to `request` on `port`, if one came within three seconds.

@@ -6,7 +6,7 @@
 //! [`PushpinPublisher::channel_prefix`]), so a channel id of the stores is one Pushpin channel.
 //!
 //! A publication is `POST {base}/publish/` with a JSON body of items, each naming a channel and a
-//! `ws-message` format: `content` for text, `content-bin` (base64) for binary, `type: ping` for a ping, or
+//! `ws-message` format: `content` for text, `content-bin` (base64) for binary, `type: ping` (with empty content) for a ping, or
 //! `action: close` with `code` and `reason` to close the connection.
 //!
 //! # What Pushpin cannot tell
@@ -50,9 +50,12 @@ const ERROR_BODY_START: usize = 200;
 /// The most of a response body read at all: Pushpin's answers are a few bytes.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
-/// A [`PlatformSender`] over Pushpin's publish API, with a keep-alive connection pool.
+/// A [`PlatformSender`] over Pushpin's publish API.
 ///
-/// Cloning shares the pool.
+/// Its HTTP client keeps idle connections for reuse (30 s), and cloning the publisher shares them. Pushpin
+/// 1.36's publish API answers every request with `Connection: close`, though, so against it each
+/// publication opens a connection of its own: batch with [`publish_many`](Self::publish_many) where many
+/// frames go out at once.
 ///
 /// ```no_run
 /// use pikku::core::OutFrame;
@@ -400,7 +403,8 @@ impl PublishItem {
             Action::Send(OutFrame::Binary(bytes)) => {
                 json!({ "content-bin": STANDARD.encode(bytes) })
             }
-            Action::Send(OutFrame::Ping) => json!({ "type": "ping" }),
+            // Pushpin 1.36 drops a ping without content ("filter error" in its log); empty content passes.
+            Action::Send(OutFrame::Ping) => json!({ "type": "ping", "content": "" }),
             Action::Close { code, reason } => {
                 json!({ "action": "close", "code": code, "reason": reason })
             }
@@ -500,7 +504,7 @@ mod tests {
         let ping = PublishItem::frame("conn:p", &OutFrame::Ping);
         assert_eq!(
             ping.to_json(),
-            json!({"channel": "conn:p", "formats": {"ws-message": {"type": "ping"}}})
+            json!({"channel": "conn:p", "formats": {"ws-message": {"type": "ping", "content": ""}}})
         );
     }
 

@@ -21,9 +21,15 @@
 //!   other.
 //! - A client's close arrives as `CLOSE` with its code and reason; answering `CLOSE` completes the
 //!   handshake. A connection that drops without a close arrives as `DISCONNECT`.
+//! - A `Set-Meta-<Name>` header in any answer makes Pushpin send `Meta-<Name>` with every later request of
+//!   that connection (per-connection state a stateless worker can keep in Pushpin). A client's own `Meta-*`
+//!   headers are stripped, so the worker can trust them.
 //! - Published messages reach every subscriber of the channel; `action: close` closes with the given code
-//!   and reason. The publish API refuses a body over `push_in_http_max_body_size` (1 000 000 bytes by
-//!   default), and answers with `Connection: close`, so each publication opens a new connection.
+//!   and reason; a published ping needs a `content` field (empty will do). The publish API refuses a body
+//!   over `push_in_http_max_body_size` (1 000 000 bytes by default), and answers with `Connection: close`,
+//!   so each publication opens a new connection.
+//! - For about a second after start, Pushpin's internal links may drop a request's body or a client's
+//!   frames; the launcher waits until a probe crosses them (see `launch`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -48,7 +54,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -184,7 +190,10 @@ async fn answer(
         } else {
             "grip"
         };
-        response = response.header("sec-websocket-extensions", grip);
+        response = response
+            .header("sec-websocket-extensions", grip)
+            // Pushpin keeps this and sends it back as `Meta-User` on every later request of the connection.
+            .header("set-meta-user", "alice");
     }
     let _ = seen.send(Seen {
         path,
@@ -261,16 +270,42 @@ impl Setup {
     }
 }
 
-async fn recv(client: &mut Client) -> Message {
+/// The next message, or `None` when none comes within [`WAIT`].
+async fn try_recv(client: &mut Client) -> Option<Message> {
     loop {
         let message = tokio::time::timeout(WAIT, client.next())
             .await
-            .expect("no message in time")
+            .ok()?
             .expect("the connection ended")
             .unwrap();
         if !matches!(message, Message::Frame(_)) {
+            return Some(message);
+        }
+    }
+}
+
+async fn recv(client: &mut Client) -> Message {
+    try_recv(client).await.expect("no message in time")
+}
+
+impl Setup {
+    /// The next message; when none comes, fails with what the backend saw since and Pushpin's logs.
+    async fn recv(&self, client: &mut Client) -> Message {
+        if let Some(message) = try_recv(client).await {
             return message;
         }
+        let mut seen = Vec::new();
+        while let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(200), async {
+            self.backend.seen.lock().await.recv().await
+        })
+        .await
+        {
+            seen.push(request);
+        }
+        panic!(
+            "no message in time; the backend saw {seen:#?}\n{}",
+            self.pushpin.log_tail()
+        );
     }
 }
 
@@ -297,7 +332,7 @@ async fn text_is_echoed_and_requests_carry_a_verifiable_grip_sig() {
     );
 
     client.send(Message::text("hello")).await.unwrap();
-    assert_eq!(recv(&mut client).await, Message::text("hello"));
+    assert_eq!(s.recv(&mut client).await, Message::text("hello"));
     let text = s.backend.next().await;
     assert_eq!(text.events, [WsEvent::text("hello")]);
     // The same connection id and a signature on every request, not only the first.
@@ -320,18 +355,18 @@ async fn binary_is_echoed_as_binary_and_unprefixed_messages_are_dropped() {
         .await
         .unwrap();
     assert_eq!(
-        recv(&mut client).await,
+        s.recv(&mut client).await,
         Message::binary(vec![0u8, 1, 2, 255])
     );
     client.send(Message::text("unprefixed lost")).await.unwrap();
     assert_eq!(
-        recv(&mut client).await,
+        s.recv(&mut client).await,
         Message::text("after the unprefixed one")
     );
 
     let (mut bare, _) = s.connect("/noprefix").await;
     bare.send(Message::text("no prefix")).await.unwrap();
-    assert_eq!(recv(&mut bare).await, Message::text("no prefix"));
+    assert_eq!(s.recv(&mut bare).await, Message::text("no prefix"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,21 +379,21 @@ async fn published_text_and_binary_reach_the_client() {
         .publish(&id, &OutFrame::text("published"))
         .await
         .unwrap();
-    assert_eq!(recv(&mut client).await, Message::text("published"));
+    assert_eq!(s.recv(&mut client).await, Message::text("published"));
 
     let bytes = Bytes::from_static(&[9, 8, 7, 0, 255]);
     s.publisher
         .publish(&id, &OutFrame::Binary(bytes.clone()))
         .await
         .unwrap();
-    assert_eq!(recv(&mut client).await, Message::Binary(bytes));
+    assert_eq!(s.recv(&mut client).await, Message::Binary(bytes));
 
     // Through the PlatformSender seam the stores use.
     s.publisher
         .send(&id, &OutFrame::text("via the sender"))
         .await
         .unwrap();
-    assert_eq!(recv(&mut client).await, Message::text("via the sender"));
+    assert_eq!(s.recv(&mut client).await, Message::text("via the sender"));
 
     // A batch in one request arrives in its order.
     let frames: Vec<OutFrame> = (0..5)
@@ -367,8 +402,15 @@ async fn published_text_and_binary_reach_the_client() {
     let items: Vec<(&str, &OutFrame)> = frames.iter().map(|f| (id.as_str(), f)).collect();
     s.publisher.publish_many(&items).await.unwrap();
     for i in 0..5 {
-        assert_eq!(recv(&mut client).await, Message::text(format!("batch {i}")));
+        assert_eq!(
+            s.recv(&mut client).await,
+            Message::text(format!("batch {i}"))
+        );
     }
+
+    // A ping is relayed as a ping frame.
+    s.publisher.publish(&id, &OutFrame::Ping).await.unwrap();
+    assert!(matches!(s.recv(&mut client).await, Message::Ping(_)));
 
     // Publishing to a connection that does not exist still succeeds: Pushpin cannot tell.
     s.publisher
@@ -383,7 +425,7 @@ async fn a_published_close_closes_the_client_with_its_code_and_reason() {
     let (mut client, id) = s.connect("/echo").await;
     s.publish_until_received(&mut client, &id).await;
     s.publisher.close(&id, 4001, "kicked out").await.unwrap();
-    match recv(&mut client).await {
+    match s.recv(&mut client).await {
         Message::Close(Some(frame)) => {
             assert_eq!(frame.code, CloseCode::from(4001));
             assert_eq!(frame.reason.as_str(), "kicked out");
@@ -405,7 +447,7 @@ async fn events_sent_quickly_arrive_in_order_and_may_share_a_request() {
     }
     client.flush().await.unwrap();
     for i in 0..N {
-        assert_eq!(recv(&mut client).await, Message::text(format!("msg {i}")));
+        assert_eq!(s.recv(&mut client).await, Message::text(format!("msg {i}")));
     }
     // The backend saw every message once, in order, over however many requests Pushpin made.
     let mut texts = Vec::new();
@@ -431,7 +473,7 @@ async fn pushpin_does_not_answer_pings_itself() {
         .await
         .unwrap();
     client.send(Message::text("after the ping")).await.unwrap();
-    assert_eq!(recv(&mut client).await, Message::text("after the ping"));
+    assert_eq!(s.recv(&mut client).await, Message::text("after the ping"));
     let (_, ping) = s.backend.until(|e| matches!(e, WsEvent::Ping(_))).await;
     assert!(ping
         .events
@@ -444,7 +486,7 @@ async fn pushpin_does_not_answer_pings_itself() {
         .await
         .unwrap();
     assert_eq!(
-        recv(&mut client).await,
+        s.recv(&mut client).await,
         Message::Pong(Bytes::from_static(b"p2"))
     );
 }
@@ -468,24 +510,77 @@ async fn a_client_close_reaches_the_worker_and_its_answer_completes_the_handshak
         code: Some(4100),
         reason: "done".into()
     }));
-    match recv(&mut client).await {
+    match s.recv(&mut client).await {
         Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::from(4100)),
         other => panic!("expected the close echoed, got {other:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_non_200_answer_to_open_is_the_clients_http_response() {
+async fn meta_headers_set_by_the_worker_come_back_and_clients_cannot_forge_them() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
     let s = setup().await;
-    let url = format!("ws://127.0.0.1:{}/reject", s.pushpin.http_port());
-    match tokio_tungstenite::connect_async(url).await {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::FORBIDDEN);
-            assert_eq!(response.headers()["x-reason"], "not today");
-            assert_eq!(response.body().as_deref(), Some(&b"go away"[..]));
+    let mut request = format!("ws://127.0.0.1:{}/echo", s.pushpin.http_port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("meta-user", "mallory".parse().unwrap());
+    let (mut client, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (_, open) = s.backend.until(|e| *e == WsEvent::Open).await;
+    assert!(
+        open.headers.get("meta-user").is_none(),
+        "a client's Meta-* header reached the worker"
+    );
+
+    client.send(Message::text("who am I?")).await.unwrap();
+    assert_eq!(s.recv(&mut client).await, Message::text("who am I?"));
+    let text = s.backend.next().await;
+    assert_eq!(text.headers["meta-user"], "alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_200_answer_to_open_is_the_clients_http_response() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let s = setup().await;
+    // A raw client: a WebSocket client library stops reading at the end of the rejection's headers, and
+    // would see the body only when it arrived in the same read.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", s.pushpin.http_port()))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /reject HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let (head, body) = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "the connection closed early: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            if body.len() >= "go away".len() {
+                break (head.to_owned(), body.to_owned());
+            }
         }
-        other => panic!("expected the 403, got {other:?}"),
-    }
+    };
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("\r\nx-reason: not today"), "{head}");
+    assert_eq!(body, "go away");
     assert_eq!(s.backend.next().await.events, [WsEvent::Open]);
 }
 
@@ -498,12 +593,17 @@ async fn a_publication_over_pushpins_body_limit_is_a_typed_failure() {
         .publish_items(&[PublishItem::frame("conn:any", &big)])
         .await
     {
+        // Pushpin answers 400 "Request body too large." as soon as it has read the head, and closes the
+        // connection: depending on timing the publisher reads that answer or fails writing the rest.
         Err(PublishError::Status { status, body_start }) => {
-            eprintln!("pushpin refused the large publication: {status} {body_start:?}");
-            assert!(status.is_client_error(), "{status}");
-            assert!(!body_start.is_empty(), "the body says why");
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(body_start.contains("too large"), "{body_start}");
         }
-        other => panic!("expected a 4xx, got {other:?}"),
+        Err(PublishError::Transport(cause)) => assert!(
+            cause.contains("Broken pipe") || cause.contains("reset"),
+            "{cause}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
@@ -562,4 +662,29 @@ async fn two_instances_run_at_once_and_stop_without_leftovers() {
     );
     tokio::task::spawn_blocking(move || drop(b)).await.unwrap();
     assert!(!session_alive(session_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_client_port_is_used() {
+    let backend = Backend::start().await;
+    let addr = backend.addr;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pushpin = tokio::task::spawn_blocking(move || {
+        PushpinProcess::start(PushpinConfig::new().target(addr).http_port(port)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(pushpin.http_port(), port);
+    let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/echo"))
+        .await
+        .unwrap();
+    client.send(Message::text("on my port")).await.unwrap();
+    assert_eq!(recv(&mut client).await, Message::text("on my port"));
+    tokio::task::spawn_blocking(move || pushpin.stop())
+        .await
+        .unwrap();
 }
