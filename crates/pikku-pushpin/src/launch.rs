@@ -72,8 +72,6 @@ pub struct PushpinConfig {
     binary: PathBuf,
     http_port: Option<u16>,
     targets: Vec<SocketAddr>,
-    /// The client port; `None`: one the OS assigns.
-    http_port: Option<u16>,
     sig_key: String,
     sig_iss: String,
     message_rate: u32,
@@ -100,7 +98,6 @@ impl PushpinConfig {
             binary: PathBuf::from("pushpin"),
             http_port: None,
             targets: Vec::new(),
-            http_port: None,
             sig_key: random_key(),
             sig_iss: "pushpin".to_owned(),
             message_rate: 100_000,
@@ -133,16 +130,11 @@ impl PushpinConfig {
         self
     }
 
-    /// Adds a worker that Pushpin forwards WebSocket-over-HTTP requests to. Targets are tried in the order
-    /// added.
+    /// Adds a worker that Pushpin forwards WebSocket-over-HTTP requests to. Pushpin picks a target when a
+    /// WebSocket opens and keeps the connection on it (retrying it while it is down), so workers that must share
+    /// connections share one target address instead (a load balancer, or `SO_REUSEPORT`).
     pub fn target(mut self, worker: SocketAddr) -> Self {
         self.targets.push(worker);
-        self
-    }
-
-    /// The port Pushpin accepts clients on (default: one the OS assigns).
-    pub fn http_port(mut self, port: u16) -> Self {
-        self.http_port = Some(port);
         self
     }
 
