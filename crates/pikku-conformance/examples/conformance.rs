@@ -28,8 +28,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pikku::pushpin::launch::{PushpinConfig, PushpinProcess};
-use pikku::pushpin::{GripVerifier, PushpinWorker, WorkerConfig};
+use pikku::pushpin::cluster::PushpinCluster;
+use pikku::pushpin::{shared_listener, GripVerifier, PushpinWorker, WorkerConfig};
 use pikku::server::SubprotocolPolicy;
 use pikku::ChannelServer;
 use pikku_conformance::{fixture_app, server_config, FixtureSettings, Recorder};
@@ -171,61 +171,35 @@ async fn serve_stateless(
     pikku::stores_from_url(store)
         .await
         .map_err(std::io::Error::other)?;
-    let worker_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config = PushpinConfig::new()
-        .http_port(port)
-        .target(SocketAddr::from(([127, 0, 0, 1], worker_port)));
-    let pushpin = tokio::task::spawn_blocking(move || PushpinProcess::start(config))
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::other)?;
     let exe = std::env::current_exe()?;
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let child = tokio::process::Command::new(&exe)
+    let cluster = PushpinCluster::start(port, 2, |setup| {
+        let mut command = tokio::process::Command::new(&exe);
+        command
             .args([
                 "--worker",
                 "--port",
-                &worker_port.to_string(),
+                &setup.port.to_string(),
                 "--store",
                 store,
             ])
             .args([
                 "--publish",
-                &pushpin.publish_url(),
+                &setup.publish_url,
                 "--grip-key",
-                pushpin.sig_key(),
+                &setup.sig_key,
             ])
-            .args(setting_args)
-            .kill_on_drop(true)
-            .spawn()?;
-        workers.push(child);
-    }
-    wait_until_listening(worker_port).await?;
-    let pushpin = tokio::task::spawn_blocking(move || {
-        pushpin
-            .wait_until_proxying(Duration::from_secs(10))
-            .map(|()| pushpin)
+            .args(setting_args);
+        command
     })
-    .await
-    .map_err(std::io::Error::other)?
-    .map_err(std::io::Error::other)?;
+    .await?;
     tracing::info!(
         port,
-        worker_port,
+        worker_port = cluster.setup().port,
         store,
         "conformance fixture listening statelessly behind pushpin"
     );
     stop.await;
-    for worker in &mut workers {
-        let _ = worker.start_kill();
-        let _ = worker.wait().await;
-    }
-    tokio::task::spawn_blocking(move || pushpin.stop())
-        .await
-        .map_err(std::io::Error::other)?;
+    cluster.stop().await;
     Ok(())
 }
 
@@ -255,22 +229,7 @@ async fn serve_worker(
     let worker = PushpinWorker::new(fixture_app(&settings, Recorder::default()), stores, config)
         .map_err(std::io::Error::other)?;
     // Every worker listens on the same port: the kernel spreads connections between them.
-    let listener = pikku_conformance::shared_listener(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    let listener = shared_listener(SocketAddr::from(([127, 0, 0, 1], port)))?;
     tracing::info!(port, "stateless worker listening");
     worker.serve(listener, stop).await
-}
-
-async fn wait_until_listening(port: u16) -> std::io::Result<()> {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(std::io::Error::other(format!(
-        "worker on port {port} did not start"
-    )))
 }

@@ -9,7 +9,7 @@
 
 mod stateless;
 
-pub use stateless::{shared_listener, StatelessFixture, StoreKind, SUBSCRIPTION_SETTLE};
+pub use stateless::{StatelessFixture, StoreKind, SUBSCRIPTION_SETTLE};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pikku::postgres::store::PostgresStores;
 use pikku::pushpin::launch::{PushpinConfig, PushpinProcess};
-use pikku::pushpin::{GripVerifier, PushpinWorker, WorkerConfig};
+use pikku::pushpin::{shared_listener, GripVerifier, PushpinWorker, WorkerConfig};
 use pikku::redis::store::RedisStores;
 use pikku::server::SubprotocolPolicy;
 use pikku::stateless::StatelessStores;
@@ -278,18 +278,6 @@ impl StatelessFixture {
         };
         self.workers[index] = self.serve_worker(listener);
     }
-}
-
-/// A listener on `addr` that other workers may share (`SO_REUSEPORT`).
-///
-/// # Errors
-/// The address cannot be bound.
-pub fn shared_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseport(true)?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 impl Drop for StatelessFixture {

@@ -27,9 +27,10 @@
 //! ```
 //!
 //! # Routing to several workers
-//! The route lists every target, each in WebSocket-over-HTTP mode (`over_http`). Pushpin tries them in the
-//! order given and moves to the next one only when it cannot connect to a target: the list is failover, not
-//! load balancing.
+//! The route lists every target, each in WebSocket-over-HTTP mode (`over_http`). Pushpin picks a target when a
+//! WebSocket opens and keeps the connection on it, retrying that target while it is down: the list is not load
+//! balancing. Workers that are to share connections share one target address instead; [`cluster`](crate::cluster)
+//! starts them that way.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;

@@ -39,6 +39,7 @@
 //! assert!(answer.starts_with(b"OPEN\r\nTEXT 2c\r\n"));
 //! ```
 
+pub mod cluster;
 pub mod events;
 pub mod grip;
 pub mod launch;
@@ -48,4 +49,4 @@ pub mod worker;
 pub use events::{encode_events, parse_events, EventsError, ParseLimits, WsEvent};
 pub use grip::{sign_hs256, GripClaims, GripError, GripKeyError, GripVerifier};
 pub use publish::{PublishError, PushpinPublisher};
-pub use worker::{PushpinWorker, WorkerConfig, WorkerError};
+pub use worker::{shared_listener, PushpinWorker, WorkerConfig, WorkerError};

@@ -240,6 +240,20 @@ where
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_router(Router::new(), listener, shutdown).await
+    }
+
+    /// [`serve`](Self::serve), with `routes` of your own next to the worker (pages, an API): Pushpin proxies plain
+    /// HTTP requests to the worker too, and `routes` answers the paths it has.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn serve_router(
+        self,
+        routes: Router,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let sweeper = self.inner.config.sweep_every.map(|every| {
             let worker = self.inner.clone();
             tokio::spawn(async move {
@@ -257,7 +271,7 @@ where
                 }
             })
         });
-        let served = axum::serve(listener, self.router())
+        let served = axum::serve(listener, routes.merge(self.router()))
             .with_graceful_shutdown(shutdown)
             .await;
         if let Some(sweeper) = sweeper {
@@ -265,6 +279,30 @@ where
         }
         served
     }
+}
+
+/// A listener on `addr` that several workers may share (`SO_REUSEPORT`): the kernel spreads connections between
+/// them, so workers behind one Pushpin target serve each other's connections.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let first = pikku::pushpin::worker::shared_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let second = pikku::pushpin::worker::shared_listener(first.local_addr().unwrap()).unwrap();
+/// assert_eq!(first.local_addr().unwrap(), second.local_addr().unwrap());
+/// # });
+/// ```
+///
+/// # Errors
+/// The address cannot be bound.
+pub fn shared_listener(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseport(true)?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// One WebSocket-over-HTTP request.

@@ -107,8 +107,8 @@ fn room_name<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
     Ok(room)
 }
 
-/// The per-socket state: who this connection is in its room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The per-socket state: who this connection is in its room. Serializable, so the chat also runs statelessly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The current nickname.
     pub name: String,
@@ -347,7 +347,7 @@ async fn on_connect(ctx: ChatCtx, channel: ChatChannel) -> Result<Welcome, Chann
     ctx.hub().subscribe(&topic, channel.channel_id()).await?;
     // Set only once subscribed, so onDisconnect announces only members that really joined.
     channel.set_socket_state(Member { name: name.clone() });
-    let members = ctx.hub().subscriber_count(&topic);
+    let members = ctx.hub().count_subscribers(&topic).await?;
     let joined = RoomEvent::Joined {
         name: name.clone(),
         members,
@@ -416,7 +416,7 @@ async fn on_disconnect(
     let room = &channel.opening_data().room;
     let topic = topic(room);
     // The closed channel's own subscriptions are already gone: the count and the delivery exclude it.
-    let members = ctx.hub().subscriber_count(&topic);
+    let members = ctx.hub().count_subscribers(&topic).await?;
     tracing::info!(room, name, members, reason = %channel.reason(), "left");
     publish(&ctx, &topic, None, RoomEvent::Left { name, members }).await?;
     Ok(())
@@ -436,6 +436,8 @@ pub fn chat_channel() -> ChannelRoute<Services, Session, Room, Member> {
         )
         .route("action", "rename", typed(rename))
         .on_disconnect(typed(on_disconnect))
+        // The member survives between events when the chat is served statelessly (behind Pushpin).
+        .persist_socket_state()
 }
 
 /// The chat application.

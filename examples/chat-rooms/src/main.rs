@@ -14,16 +14,26 @@
 //! cargo run -p example-chat-rooms -- --port 4002 --hub redis://127.0.0.1:6379
 //! cargo run -p example-chat-rooms -- --port 4003 --hub redis://127.0.0.1:6379
 //! ```
+//!
+//! The same chat runs statelessly behind Pushpin (Debian's `pushpin` package), with two worker processes that
+//! keep every connection in Redis (or PostgreSQL): the page and the sockets go through Pushpin on the port.
+//!
+//! ```text
+//! cargo run -p example-chat-rooms -- --stateless pushpin --store redis://127.0.0.1:6379
+//! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use example_chat_rooms::{app, pages, server_config};
+use example_chat_rooms::{app, pages, server_config, subprotocols};
+use pikku::pushpin::cluster::PushpinCluster;
+use pikku::pushpin::{shared_listener, GripVerifier, PushpinWorker, WorkerConfig};
 use pikku::{ChannelServer, HubUrlExt};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_PORT: u16 = 4002;
-const USAGE: &str = "usage: example-chat-rooms [--port N] [--hub memory|redis://HOST:PORT]";
+const USAGE: &str = "usage: example-chat-rooms [--port N] [--hub memory|redis://HOST:PORT] \
+                     [--stateless pushpin --store redis://HOST:PORT|postgres://…]";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +41,10 @@ struct Options {
     port: u16,
     /// The event hub's URL: `memory` (this process only) or a broker shared with other nodes.
     hub: String,
+    /// The stores of the stateless mode (behind Pushpin); `None`: the embedded server.
+    store: Option<String>,
+    /// Set on the worker processes the stateless mode starts: Pushpin's publish URL and signing key.
+    worker: Option<(String, String)>,
 }
 
 /// `--port N` / `--port=N` and `--hub URL` / `--hub=URL`; `Ok(None)` for `--help`.
@@ -38,7 +52,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
     let mut options = Options {
         port: DEFAULT_PORT,
         hub: "memory".to_owned(),
+        store: None,
+        worker: None,
     };
+    let (mut stateless, mut publish, mut key) = (false, None, None);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
@@ -57,8 +74,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 options.port = v.parse().map_err(|_| format!("invalid port '{v}'"))?;
             }
             "--hub" => options.hub = value("--hub")?,
+            "--stateless" => match value("--stateless")?.as_str() {
+                "pushpin" => stateless = true,
+                other => return Err(format!("unknown gateway '{other}' (expected pushpin)")),
+            },
+            "--store" => options.store = Some(value("--store")?),
+            "--publish" => publish = Some(value("--publish")?),
+            "--grip-key" => key = Some(value("--grip-key")?),
             other => return Err(format!("unexpected argument '{other}'")),
         }
+    }
+    match (publish, key) {
+        (Some(publish), Some(key)) => options.worker = Some((publish, key)),
+        (None, None) => {}
+        _ => return Err("--publish and --grip-key go together".to_owned()),
+    }
+    if options.worker.is_none() && stateless != options.store.is_some() {
+        return Err("--stateless pushpin and --store go together".to_owned());
     }
     Ok(Some(options))
 }
@@ -71,7 +103,12 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 
-    let Options { port, hub } = match parse_args(std::env::args().skip(1)) {
+    let Options {
+        port,
+        hub,
+        store,
+        worker,
+    } = match parse_args(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
@@ -82,6 +119,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    if let Some(store) = store {
+        let served = match worker {
+            Some((publish, key)) => serve_worker(port, &store, publish, key).await,
+            None => serve_stateless(port, &store).await,
+        };
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = %err, "stateless chat failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
 
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -130,6 +181,50 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Pushpin on `port` and two worker processes (this program again) sharing the stores, until SIGINT or SIGTERM.
+async fn serve_stateless(port: u16, store: &str) -> std::io::Result<()> {
+    let signal = pikku::shutdown_signal();
+    // The store must answer before anything is started.
+    pikku::stores_from_url(store)
+        .await
+        .map_err(std::io::Error::other)?;
+    let exe = std::env::current_exe()?;
+    let cluster = PushpinCluster::start(port, 2, |setup| {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .args(["--port", &setup.port.to_string(), "--store", store])
+            .args([
+                "--publish",
+                &setup.publish_url,
+                "--grip-key",
+                &setup.sig_key,
+            ]);
+        command
+    })
+    .await?;
+    tracing::info!(
+        store,
+        "chat on http://127.0.0.1:{port}/ behind pushpin, two workers (Ctrl-C or SIGTERM to stop)"
+    );
+    signal.await;
+    cluster.stop().await;
+    Ok(())
+}
+
+/// One worker of the stateless mode: the page and the chat's events as Pushpin forwards them.
+async fn serve_worker(port: u16, store: &str, publish: String, key: String) -> std::io::Result<()> {
+    let signal = pikku::shutdown_signal();
+    let stores = pikku::stores_from_url(store)
+        .await
+        .map_err(std::io::Error::other)?;
+    let config = WorkerConfig::new(publish)
+        .grip_verifier(GripVerifier::hs256(key))
+        .subprotocols(subprotocols());
+    let worker = PushpinWorker::new(app(), stores, config).map_err(std::io::Error::other)?;
+    let listener = shared_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    worker.serve_router(pages(), listener, signal).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_args, Options};
@@ -158,7 +253,9 @@ mod tests {
             all,
             Ok(Some(Options {
                 port: 7,
-                hub: "memory".to_owned()
+                hub: "memory".to_owned(),
+                store: None,
+                worker: None,
             }))
         );
     }

@@ -674,8 +674,33 @@ impl EventHub {
         delivered
     }
 
+    /// The number of subscribers of `topic` wherever they are kept: this process's for the in-process hub (as
+    /// [`subscriber_count`](Self::subscriber_count)), every connection's in the subscription store when the app is
+    /// served statelessly. Use it in handlers that must run both ways.
+    ///
+    /// ```
+    /// use pikku::{EventHub, HubError};
+    /// use pikku::core::HubLimits;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = EventHub::new(HubLimits::default());
+    /// assert_eq!(hub.count_subscribers("room:1").await?, 0);
+    /// # Ok::<(), HubError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// Served statelessly, the store failed ([`HubError::Backend`]).
+    pub async fn count_subscribers(&self, topic: &str) -> Result<usize, HubError> {
+        match self.inner.stored.get() {
+            Some(stored) => stored.count(topic).await,
+            None => Ok(self.subscriber_count(topic)),
+        }
+    }
+
     /// The number of local subscribers of `topic` (0 for a topic nobody subscribed to); see
-    /// [`subscribe`](Self::subscribe) for an example.
+    /// [`subscribe`](Self::subscribe) for an example. Served statelessly the hub holds no local subscribers: use
+    /// [`count_subscribers`](Self::count_subscribers).
     #[must_use]
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.inner.topics.read().get(topic).map_or(0, |s| s.len())

@@ -44,6 +44,14 @@ impl StoredHub {
             .map_err(store_failed)
     }
 
+    pub(crate) async fn count(&self, topic: &str) -> Result<usize, HubError> {
+        self.subscriptions
+            .channel_ids(topic)
+            .await
+            .map(|ids| ids.len())
+            .map_err(store_failed)
+    }
+
     pub(crate) async fn publish(
         &self,
         registry: &Registry,

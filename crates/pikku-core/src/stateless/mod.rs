@@ -11,8 +11,8 @@
 //! - **message** loads the record, rebuilds the channel from it ([`AppRuntime::resume`]), loads the session
 //!   through the record's user id, runs each message through the same pipeline as the embedded server, and
 //!   saves the socket state and session if they changed;
-//! - **disconnect** runs onDisconnect once the record is found and removes the record and its subscriptions;
-//!   a second disconnect of the same id finds nothing and does nothing.
+//! - **disconnect** removes the connection's subscriptions once its record is found, runs onDisconnect and removes
+//!   the record; a second disconnect of the same id finds nothing and does nothing.
 //!
 //! Every call returns an [`Outcome`]: the frames for the client, in order (sends, then the reply), and a close if
 //! a handler asked for one. The adapter of the gateway writes them in its response or through the platform's API.
@@ -421,16 +421,17 @@ where
         Ok(self.end(&live, reason).await?)
     }
 
-    /// The disconnect of a loaded connection: onDisconnect, then its subscriptions and record are removed.
+    /// The disconnect of a loaded connection, in the embedded server's order: its subscriptions go first (so
+    /// onDisconnect's publications and counts leave it out), then onDisconnect runs, then the record goes.
     async fn end(
         &self,
         live: &LiveChannel<S, U>,
         reason: DisconnectReason,
     ) -> Result<(), StoreError> {
         let reason = live.connection().mark_closed(reason);
-        live.run_disconnect(reason).await;
         let id = live.connection().id();
         self.stores.subscriptions.remove_channel(id).await?;
+        live.run_disconnect(reason).await;
         self.stores.channels.remove_channels(&[id]).await
     }
 

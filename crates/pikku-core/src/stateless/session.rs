@@ -34,6 +34,13 @@ impl UserSession for () {
     }
 }
 
+/// A session that is a name or a token: it is its own user id.
+impl UserSession for String {
+    fn user_id(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
 /// The stored session of `user_id`; `None` when there is none or it no longer decodes (logged).
 pub(super) async fn load<U: DeserializeOwned>(
     sessions: &dyn SessionStore,
