@@ -188,6 +188,13 @@ async fn serve_stateless(port: u16, store: &str) -> std::io::Result<()> {
     pikku::stores_from_url(store)
         .await
         .map_err(std::io::Error::other)?;
+    // Port 0: one the OS has free now, since Pushpin must be told a port.
+    let port = match port {
+        0 => std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port(),
+        port => port,
+    };
     let exe = std::env::current_exe()?;
     let cluster = PushpinCluster::start(port, 2, |setup| {
         let mut command = tokio::process::Command::new(&exe);

@@ -1,6 +1,7 @@
 //! The page in a real browser: runs `tests/browser/test.js` (playwright-core driving Debian's headless Chromium)
 //! against the built binary. Two pages chat in one room, one leaves, the server is killed and restarted on the
-//! same port, and the page reconnects by itself. A missing Node, npm or Chromium fails the test.
+//! same port, and the page reconnects by itself. The same pages also chat through the binary's stateless mode
+//! (Pushpin and two workers on Redis). A missing Node, npm, Chromium or Pushpin fails the test.
 //!
 //! The page's generated client with the TypeScript compiler of the same Node package: the committed
 //! `static/client/channels.gen.js` is `channels.gen.ts` compiled (`tests/browser/tsconfig.client.json`), a program
@@ -88,6 +89,35 @@ fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
         began.elapsed().as_secs_f64(),
         screenshot.display()
     );
+}
+
+#[test]
+fn two_pages_chat_behind_pushpin_with_two_stateless_workers_in_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
+    assert!(
+        Path::new(&chromium).exists(),
+        "the browser test needs Chromium at {chromium} (`apt-get install chromium`, or set CHROMIUM)"
+    );
+    let dir = node_dir();
+    install_node_modules(&dir);
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-stateless.png");
+    let output = Command::new("node")
+        .arg(dir.join("test.js"))
+        .current_dir(&dir)
+        .env("CHAT_BIN", env!("CARGO_BIN_EXE_example-chat-rooms"))
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT", &screenshot)
+        .env("STATELESS", "redis://127.0.0.1:6379")
+        .output()
+        .expect("node must be installed to run the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the stateless browser test failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.lines().any(|l| l == "ok"), "no `ok` in:\n{stdout}");
 }
 
 /// A fresh scratch directory under `CARGO_TARGET_TMPDIR`.

@@ -7,6 +7,11 @@
 // Run by `cargo test -p example-chat-rooms --test browser`, which passes CHAT_BIN (the built binary). Standalone:
 // `npm ci && node test.js` builds the binary with cargo first. CHROMIUM overrides /usr/bin/chromium, SCREENSHOT
 // the screenshot's path (default: $TMPDIR/chat-rooms-demo.png).
+//
+// With STATELESS set to a store URL (`redis://127.0.0.1:6379`), the demo runs statelessly behind Pushpin with two
+// workers (`--stateless pushpin --store <url>`) and the same pages chat through it. The flood and the restart are
+// left out there: inbound rate limits are the gateway's in stateless mode, and the restart is the embedded
+// server's story (behind Pushpin a worker may stop while the others serve its connections).
 "use strict";
 const { spawn, execFileSync } = require("node:child_process");
 const os = require("node:os");
@@ -16,6 +21,7 @@ const { chromium } = require("playwright-core");
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const screenshot = process.env.SCREENSHOT || path.join(os.tmpdir(), "chat-rooms-demo.png");
 const WAIT_MS = 10_000;
+const stateless = process.env.STATELESS || "";
 const started = Date.now();
 const step = (what) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${what}`);
 
@@ -37,11 +43,12 @@ function chatBinary() {
 const serverLog = [];
 // Every server started, killed when Node exits however it exits.
 const servers = new Set();
-process.on("exit", () => { for (const child of servers) child.kill("SIGKILL"); });
+process.on("exit", () => { for (const child of servers) child.kill(stateless ? "SIGTERM" : "SIGKILL"); });
 
 // Starts the binary on `port` (0: a free one) and resolves with the child and its port once it listens.
 function startServer(bin, port) {
-  const child = spawn(bin, ["--port", String(port)], {
+  const mode = stateless ? ["--stateless", "pushpin", "--store", stateless] : [];
+  const child = spawn(bin, ["--port", String(port), ...mode], {
     env: { ...process.env, NO_COLOR: "1", RUST_LOG: "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -62,10 +69,12 @@ function startServer(bin, port) {
   });
 }
 
+// SIGKILL for the embedded server (a crash); SIGTERM behind Pushpin, so that the command stops Pushpin and its
+// workers rather than leaving them running.
 async function kill(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGKILL");
+  child.kill(stateless ? "SIGTERM" : "SIGKILL");
   await exited;
 }
 
@@ -170,6 +179,12 @@ async function main() {
     await seen(ada, "Bobby left.");
     await ada.waitForSelector("#status:has-text('1 person here')");
     step("error frame, rename, room isolation, departure");
+
+    if (stateless) {
+      if (errors.length) throw new Error("browser errors:\n" + errors.join("\n"));
+      console.log("ok");
+      return;
+    }
 
     // A page that floods the room is refused, then closed with 1008, and gives up instead of reconnecting.
     const flo = await open(browser, url, errors, "flo");
