@@ -16,6 +16,7 @@
 //! `bench/run.sh` pins the server to CPU 0 and the load to CPU 1, runs both servers back to back
 //! and renders `docs/benchmarks.md` with [`table`].
 
+pub mod app;
 pub mod args;
 pub mod baseline;
 pub mod client;

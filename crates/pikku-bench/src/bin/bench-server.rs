@@ -34,53 +34,10 @@ use std::time::Duration;
 
 use pikku::prelude::*;
 use pikku::HubUrlExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use pikku_bench::app::app;
 
 /// How long a shutdown waits for open connections to finish closing.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The bench channel's handle: no opening data, nothing sent outside replies.
-type Bench = Channel<Params, ()>;
-
-async fn echo(_ctx: Ctx<(), ()>, _ch: Bench, input: Value) -> Value {
-    input
-}
-
-#[derive(Deserialize)]
-struct Sub {
-    topic: String,
-}
-
-async fn sub(ctx: Ctx<(), ()>, ch: Bench, input: Sub) -> Result<(), ChannelError> {
-    ctx.hub().subscribe(&input.topic, ch.channel_id()).await?;
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct Pub {
-    topic: String,
-    #[serde(default)]
-    t: Value,
-}
-
-async fn publish(ctx: Ctx<(), ()>, ch: Bench, input: Pub) -> Result<(), ChannelError> {
-    let event = json!({ "topic": input.topic, "data": { "t": input.t } });
-    ctx.hub()
-        .publish(&input.topic, Some(ch.channel_id()), &event)
-        .await?;
-    Ok(())
-}
-
-fn app() -> App<(), ()> {
-    App::new(()).channel(
-        ChannelRoute::new("bench", "/bench")
-            .auth(false)
-            .route("action", "echo", echo)
-            .route("action", "sub", sub)
-            .route("action", "pub", publish),
-    )
-}
 
 fn usage() -> ExitCode {
     eprintln!(
