@@ -38,7 +38,6 @@ async fn publish(ctx: Ctx<(), ()>, ch: Bench, input: Pub) -> Result<(), ChannelE
 }
 
 /// The bench contract as an app (see `bench-server`'s docs).
-#[must_use]
 pub fn app() -> App<(), ()> {
     App::new(()).channel(
         ChannelRoute::new("bench", "/bench")

@@ -654,8 +654,18 @@ impl TestServer {
         &self.recorder
     }
 
+    /// Local hub subscribers of `topic` (none when served statelessly: see
+    /// [`count_subscribers`](Self::count_subscribers)).
+    #[must_use]
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        match &self.serving {
+            Serving::Embedded { server, .. } => server.hub().subscriber_count(topic),
+            Serving::Stateless(_) => 0,
+        }
+    }
+
     /// Subscribers of `topic`: the local hub's, or, served statelessly, the subscription store's.
-    pub async fn subscriber_count(&self, topic: &str) -> usize {
+    pub async fn count_subscribers(&self, topic: &str) -> usize {
         match &self.serving {
             Serving::Embedded { server, .. } => server.hub().subscriber_count(topic),
             Serving::Stateless(fixture) => fixture

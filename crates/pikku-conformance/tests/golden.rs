@@ -645,7 +645,7 @@ async fn row_39_closed_subscriber_removed() {
         .await;
     a.expect_json(json!({"action": "emitAll"})).await;
     assert_eq!(
-        srv.subscriber_count("news").await,
+        srv.count_subscribers("news").await,
         1,
         "subscribers of news after B closed"
     );

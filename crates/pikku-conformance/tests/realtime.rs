@@ -62,7 +62,7 @@ async fn a_realtime_client_under_realtime_receives_what_emit_all_publishes() {
     let mut stream = SseClient::open(srv.addr(), "/realtime/events/news", &[]).await;
     assert_eq!(stream.status, 200, "{}", stream.head);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while srv.subscriber_count("news").await < 2 {
+    while srv.subscriber_count("news") < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the stream never subscribed"
