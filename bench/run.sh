@@ -202,6 +202,8 @@ written), so its rows read \"pending\" and only the baseline was measured."
 fi
 
 mkdir -p "$(dirname "$DOC")"
+# The section `bench/pushpin.sh` writes is kept as it is.
+pushpin_section=$(sed -n '/<!-- pushpin:begin -->/,/<!-- pushpin:end -->/p' "$DOC" 2>/dev/null || true)
 {
   cat <<EOF
 # Benchmarks
@@ -253,6 +255,9 @@ each subscribed to one of \`--topics\` topics, then has \`--sample\` of them ans
 \`connect\` opens, upgrades and closes connections from \`--concurrency\` workers. Raw output:
 \`$OUT/\`.
 EOF
+  if [ -n "$pushpin_section" ]; then
+    printf '\n%s\n' "$pushpin_section"
+  fi
   # The hand-run scenarios (attack, flood, soak): documented once, kept across regenerations.
   cat bench/more-scenarios.md
 } >"$DOC"
