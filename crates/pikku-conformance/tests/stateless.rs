@@ -25,12 +25,20 @@ async fn events(srv: &TestServer, label: &str) -> Client {
     client
 }
 
-/// Posts WebSocket-over-HTTP `events` for connection `id` straight to a worker, signed as Pushpin signs, and
-/// returns the status and body of the answer.
-async fn post_events(worker: SocketAddr, key: &str, id: &str, events: &[u8]) -> (u16, Vec<u8>) {
-    let token = sign_hs256(key.as_bytes(), "pushpin", Duration::from_secs(60));
+/// Posts WebSocket-over-HTTP `events` for connection `id` straight to a worker, signed as Pushpin signs with
+/// `key` (unsigned without one), and returns the status and body of the answer.
+async fn post_events(
+    worker: SocketAddr,
+    key: Option<&str>,
+    id: &str,
+    events: &[u8],
+) -> (u16, Vec<u8>) {
+    let signature = key.map_or_else(String::new, |key| {
+        let token = sign_hs256(key.as_bytes(), "pushpin", Duration::from_secs(60));
+        format!("Grip-Sig: {token}\r\n")
+    });
     let mut request = format!(
-        "POST /events HTTP/1.1\r\nHost: {worker}\r\nConnection-Id: {id}\r\nGrip-Sig: {token}\r\n\
+        "POST /events HTTP/1.1\r\nHost: {worker}\r\nConnection-Id: {id}\r\n{signature}\
          Content-Type: application/websocket-events\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         events.len()
     )
@@ -105,9 +113,10 @@ async fn a_disconnect_delivered_twice_runs_on_disconnect_once() {
         // The same connection's disconnect and close again, as a gateway retrying would send them.
         let fixture = srv.stateless().expect("served statelessly");
         let (key, workers) = (fixture.sig_key().to_owned(), fixture.workers_addr());
-        let (status, body) = post_events(workers, &key, &id, b"DISCONNECT\r\n").await;
+        let (status, body) = post_events(workers, Some(&key), &id, b"DISCONNECT\r\n").await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let (status, body) = post_events(workers, &key, &id, b"CLOSE 2\r\n\x03\xe8\r\n").await;
+        let (status, body) =
+            post_events(workers, Some(&key), &id, b"CLOSE 2\r\n\x03\xe8\r\n").await;
         assert_eq!(status, 200);
         assert_eq!(
             body, b"CLOSE 2\r\n\x03\xe8\r\n",
@@ -116,8 +125,14 @@ async fn a_disconnect_delivered_twice_runs_on_disconnect_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(srv.recorder().disconnects().len(), 1);
 
+        // Unsigned, or signed with another key, a request is refused and changes nothing.
+        for key in [None, Some("not-the-key")] {
+            let (status, _) = post_events(workers, key, &id, b"OPEN\r\n").await;
+            assert_eq!(status, 401, "a request signed with {key:?}");
+        }
+
         // A message for the removed connection is answered with the close that ends it.
-        let (status, body) = post_events(workers, &key, &id, b"TEXT 2\r\n{}\r\n").await;
+        let (status, body) = post_events(workers, Some(&key), &id, b"TEXT 2\r\n{}\r\n").await;
         assert_eq!(status, 200);
         let close = b"CLOSE 13\r\n\x03\xf3channel not found\r\n";
         assert_eq!(body, close, "{}", String::from_utf8_lossy(&body));
