@@ -2,7 +2,7 @@
 //!
 //! Pushpin posts every event of a client's WebSocket to the worker (WebSocket-over-HTTP) and plays back on the
 //! socket the events of the answer. The worker hands each request to a
-//! [`StatelessRuntime`](pikku_core::stateless::StatelessRuntime), so any number of workers can serve the same
+//! [`StatelessRuntime`], so any number of workers can serve the same
 //! connections: everything a connection needs between two requests is in the stores.
 //!
 //! Per request:

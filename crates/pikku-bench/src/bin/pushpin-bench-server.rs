@@ -1,5 +1,5 @@
 //! `pushpin-bench-server --port <P> --backend worker|echo [--store memory|redis://…|postgres://…]`: a private
-//! Pushpin listening on 127.0.0.1:<P> in front of a backend served by this process, for `bench/pushpin.sh`.
+//! Pushpin listening on `127.0.0.1:<P>` in front of a backend served by this process, for `bench/pushpin.sh`.
 //!
 //! - `worker`: the bench contract (see `bench-server`) served statelessly by a pikku-pushpin worker, with its
 //!   connections in the given stores (default `memory`).
