@@ -11,6 +11,7 @@
 //! The screenshot of the two users chatting goes to `CARGO_TARGET_TMPDIR/demo.png`; with `UPDATE_DEMO_PNG=1` it
 //! replaces `docs/demo.png`, the image the README shows.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -53,8 +54,9 @@ fn screenshot_path() -> PathBuf {
     }
 }
 
-#[test]
-fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
+/// Runs `tests/browser/test.js` in Chromium against the built binary, with `env` added; returns its output once
+/// it printed `ok`.
+fn run_browser_script(env: &[(&str, &OsStr)]) -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
     assert!(
         Path::new(&chromium).exists(),
@@ -62,19 +64,19 @@ fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
     );
     let dir = node_dir();
     install_node_modules(&dir);
-
-    let screenshot = screenshot_path();
-    let _ = std::fs::remove_file(&screenshot);
-    let began = Instant::now();
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(dir.join("test.js"))
         .current_dir(&dir)
         .env("CHAT_BIN", env!("CARGO_BIN_EXE_example-chat-rooms"))
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOT", &screenshot)
+        .env("CHROMIUM", &chromium);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command
         .output()
         .expect("node must be installed to run the browser test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -82,6 +84,15 @@ fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
         output.status
     );
     assert!(stdout.lines().any(|l| l == "ok"), "no `ok` in:\n{stdout}");
+    stdout
+}
+
+#[test]
+fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
+    let screenshot = screenshot_path();
+    let _ = std::fs::remove_file(&screenshot);
+    let began = Instant::now();
+    let stdout = run_browser_script(&[("SCREENSHOT", screenshot.as_os_str())]);
     let size = std::fs::metadata(&screenshot).map_or(0, |m| m.len());
     assert!(size > 0, "no screenshot at {}", screenshot.display());
     println!(
@@ -93,31 +104,12 @@ fn two_pages_chat_and_one_reconnects_after_a_server_restart_in_chromium() {
 
 #[test]
 fn two_pages_chat_behind_pushpin_with_two_stateless_workers_in_chromium() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
-    assert!(
-        Path::new(&chromium).exists(),
-        "the browser test needs Chromium at {chromium} (`apt-get install chromium`, or set CHROMIUM)"
-    );
-    let dir = node_dir();
-    install_node_modules(&dir);
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-stateless.png");
-    let output = Command::new("node")
-        .arg(dir.join("test.js"))
-        .current_dir(&dir)
-        .env("CHAT_BIN", env!("CARGO_BIN_EXE_example-chat-rooms"))
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOT", &screenshot)
-        .env("STATELESS", "redis://127.0.0.1:6379")
-        .output()
-        .expect("node must be installed to run the browser test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the stateless browser test failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    assert!(stdout.lines().any(|l| l == "ok"), "no `ok` in:\n{stdout}");
+    let stdout = run_browser_script(&[
+        ("SCREENSHOT", screenshot.as_os_str()),
+        ("STATELESS", OsStr::new("redis://127.0.0.1:6379")),
+    ]);
+    println!("{stdout}");
 }
 
 /// A fresh scratch directory under `CARGO_TARGET_TMPDIR`.
