@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pikku::pushpin::{sign_hs256, WorkerConfig};
+use pikku::pushpin::{parse_events, sign_hs256, ParseLimits, WorkerConfig, WsEvent};
 use pikku_conformance::{
     serving_statelessly, FixtureSettings, StatelessFixture, StoreKind, TestServer,
 };
@@ -213,4 +213,64 @@ async fn the_sweep_forgets_quiet_connections() {
     busy.sentinel().await;
     // The sweep runs no onDisconnect.
     assert!(srv_fixture.recorder().disconnects().is_empty());
+}
+
+/// An answer's events, with each message's JSON parsed (its `m:` prefix removed).
+fn answer_events(body: &[u8]) -> Vec<serde_json::Value> {
+    parse_events(body, &ParseLimits::default())
+        .expect("a WebSocket-over-HTTP answer")
+        .into_iter()
+        .map(|event| match event {
+            WsEvent::Text(text) => {
+                let text = String::from_utf8(text.to_vec()).expect("UTF-8 text");
+                match text.strip_prefix("m:") {
+                    Some(message) => {
+                        json!({"message": serde_json::from_str::<serde_json::Value>(message)
+                        .unwrap_or_else(|_| json!(message))})
+                    }
+                    None => json!({"text": text}),
+                }
+            }
+            WsEvent::Pong(payload) => json!({"pong": String::from_utf8_lossy(&payload)}),
+            other => json!({"event": other.kind()}),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_events_is_answered_in_order() {
+    serving_statelessly(StoreKind::local_redis(), async {
+        let mut srv = TestServer::start(FixtureSettings::test()).await;
+        let fixture = srv.stateless().expect("served statelessly");
+        let (key, workers) = (fixture.sig_key().to_owned(), fixture.workers_addr());
+
+        // OPEN: accepted, the connection subscribed to its own channel, then onConnect's frame.
+        let (status, body) = post_events(workers, Some(&key), "batch-1", b"OPEN\r\n").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            answer_events(&body),
+            [
+                json!({"event": "OPEN"}),
+                json!({"text": r#"c:{"channel":"conn:batch-1","type":"subscribe"}"#}),
+                json!({"message": "hello!"}),
+            ]
+        );
+
+        // Two messages around a ping, as Pushpin batches what arrived while a request was in flight.
+        let first = r#"{"action":"echoIn","n":1}"#;
+        let second = r#"{"action":"echoIn","n":2}"#;
+        let request = format!(
+            "TEXT {:x}\r\n{first}\r\nPING 2\r\nhi\r\nTEXT {:x}\r\n{second}\r\n",
+            first.len(),
+            second.len()
+        );
+        let (status, body) = post_events(workers, Some(&key), "batch-1", request.as_bytes()).await;
+        assert_eq!(status, 200);
+        let reply = |n: u8| json!({"message": {"action": "echoIn", "got": {"n": n}}});
+        assert_eq!(
+            answer_events(&body),
+            [reply(1), json!({"pong": "hi"}), reply(2)]
+        );
+    })
+    .await;
 }

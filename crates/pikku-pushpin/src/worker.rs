@@ -343,7 +343,7 @@ where
     for event in events {
         let step = match event {
             WsEvent::Open => {
-                if !answer.events.is_empty() || !batch.is_empty() {
+                if !answer.items.is_empty() || !batch.is_empty() {
                     return plain(StatusCode::BAD_REQUEST, "OPEN must be the first event");
                 }
                 let input = UpgradeInput {
@@ -376,7 +376,7 @@ where
             }
             WsEvent::Ping(payload) => {
                 flush(&worker, &connection_id, &mut batch, &mut answer).await;
-                answer.events.push(WsEvent::Pong(payload));
+                answer.event(WsEvent::Pong(payload));
                 Step::Next
             }
             WsEvent::Pong(_) => Step::Next,
@@ -388,10 +388,13 @@ where
                     DisconnectReason::ClientClosed(code),
                 )
                 .await;
-                answer.events.push(WsEvent::Close {
-                    code,
-                    reason: String::new(),
-                });
+                // Completes the client's close, unless the app closed first: its close goes out instead.
+                if !answer.closing {
+                    answer.event(WsEvent::Close {
+                        code,
+                        reason: String::new(),
+                    });
+                }
                 Step::Stop
             }
             WsEvent::Disconnect => {
@@ -419,58 +422,75 @@ enum Step {
 /// The events and headers of the answer being built.
 #[derive(Default)]
 struct Answer {
-    events: Vec<WsEvent>,
+    /// In the order they happened.
+    items: Vec<Item>,
     headers: HeaderMap,
-    /// Frames for the client, written after the events above in order, unless they go through the publish API.
-    frames: Vec<OutFrame>,
     close: Option<(u16, String)>,
     closing: bool,
     failed: bool,
 }
 
+/// One thing the answer holds: an event of the protocol (`OPEN`, a control message, `PONG`, `CLOSE`) or a frame
+/// for the client, which may leave through the publish API instead.
+enum Item {
+    Event(WsEvent),
+    Frame(OutFrame),
+}
+
 impl Answer {
+    fn event(&mut self, event: WsEvent) {
+        self.items.push(Item::Event(event));
+    }
+
     fn close(&mut self, code: u16, reason: &str) {
         self.close = Some((code, reason.to_owned()));
         self.closing = true;
     }
 
     fn take(&mut self, outcome: Outcome) {
-        self.frames.extend(outcome.frames);
+        self.items
+            .extend(outcome.frames.into_iter().map(Item::Frame));
         if let Some(close) = outcome.close {
             self.close(close.code, &close.reason);
         }
     }
 
     async fn into_response<S, U>(mut self, worker: &Worker<S, U>, connection_id: &str) -> Response {
-        let large = self
-            .frames
-            .iter()
-            .any(|frame| frame.len() > worker.config.max_response_frame);
+        let large = self.items.iter().any(
+            |item| matches!(item, Item::Frame(frame) if frame.len() > worker.config.max_response_frame),
+        );
+        let mut events = Vec::with_capacity(self.items.len() + 1);
         if large {
-            // All of them, so that none overtakes a large one.
+            // Every frame, so that none overtakes a large one; the body keeps the protocol's events.
             let channel = worker.publisher.connection_channel(connection_id);
-            let mut items: Vec<PublishItem> = self
-                .frames
-                .drain(..)
-                .map(|frame| PublishItem::frame(channel.clone(), &frame))
-                .collect();
-            if let Some((code, reason)) = self.close.take() {
-                items.push(PublishItem::close(channel.clone(), code, reason));
+            let mut published = Vec::new();
+            for item in self.items {
+                match item {
+                    Item::Frame(frame) => {
+                        published.push(PublishItem::frame(channel.clone(), &frame))
+                    }
+                    Item::Event(event) => events.push(event),
+                }
             }
-            if let Err(err) = worker.publisher.publish_items(&items).await {
+            if let Some((code, reason)) = self.close.take() {
+                published.push(PublishItem::close(channel, code, reason));
+            }
+            if let Err(err) = worker.publisher.publish_items(&published).await {
                 tracing::warn!(connection_id, error = %err, "could not publish an answer");
             }
-        }
-        for frame in self.frames.drain(..) {
-            self.events.push(message_event(frame));
+        } else {
+            events.extend(self.items.into_iter().map(|item| match item {
+                Item::Frame(frame) => message_event(frame),
+                Item::Event(event) => event,
+            }));
         }
         if let Some((code, reason)) = self.close.take() {
-            self.events.push(WsEvent::Close {
+            events.push(WsEvent::Close {
                 code: Some(code),
                 reason,
             });
         }
-        let mut response = Response::new(Body::from(encode_events(&self.events)));
+        let mut response = Response::new(Body::from(encode_events(&events)));
         *response.headers_mut() = self.headers;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -527,12 +547,12 @@ where
             .headers
             .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
-    answer.events.push(WsEvent::Open);
+    answer.event(WsEvent::Open);
     let subscribe = serde_json::json!({
         "type": "subscribe",
         "channel": worker.publisher.connection_channel(connection_id),
     });
-    answer.events.push(WsEvent::text(format!("c:{subscribe}")));
+    answer.event(WsEvent::text(format!("c:{subscribe}")));
     answer.take(outcome);
     Ok(())
 }
