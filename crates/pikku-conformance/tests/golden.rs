@@ -1079,38 +1079,41 @@ async fn row_57_slow_consumer_closed() {
 // and shutdown rows, whose limits and timers are the gateway's.
 // ---------------------------------------------------------------------------------------------------------
 
-macro_rules! embedded_rows {
-    ($($row:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $row() {
-                super::$row().await;
-            }
-        )*
+/// Every row against the embedded server (module `embedded`), and the `both` rows also statelessly behind
+/// Pushpin, once per store (`stateless_redis`, `stateless_postgres`).
+macro_rules! golden_rows {
+    (both: [$($both:ident),* $(,)?]; embedded_only: [$($only:ident),* $(,)?]) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $both() {
+                    super::$both().await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $only() {
+                    super::$only().await;
+                }
+            )*
+        }
+        golden_rows!(@stateless stateless_redis: super::StoreKind::local_redis(); $($both),*);
+        golden_rows!(@stateless stateless_postgres: super::StoreKind::local_postgres(); $($both),*);
+    };
+    (@stateless $module:ident: $store:expr; $($row:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $row() {
+                    pikku_conformance::serving_statelessly($store, super::$row()).await;
+                }
+            )*
+        }
     };
 }
 
-/// The stateless tests: one module per store, each with the same rows.
-macro_rules! stateless_rows {
-    ($($module:ident: $store:expr),+; $rows:tt) => {
-        $(
-            mod $module {
-                stateless_rows!(@rows $store; $rows);
-            }
-        )+
-    };
-    (@rows $store:expr; [$($row:ident),* $(,)?]) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $row() {
-                pikku_conformance::serving_statelessly($store, super::$row()).await;
-            }
-        )*
-    };
-}
-
-mod embedded {
-    embedded_rows!(
+golden_rows!(
+    both: [
         row_01_unknown_path_404,
         row_02_rooms_opening_data,
         row_03_query_last_wins_and_same_value_merge,
@@ -1151,6 +1154,14 @@ mod embedded {
         row_38_unsubscribe_stops_delivery,
         row_39_closed_subscriber_removed,
         row_40_raw_text_and_binary_events,
+        row_48_replies_in_request_order,
+        row_50_invalid_utf8_closes_1007,
+        row_51_empty_frames,
+        row_52_server_close_flushes_then_closes,
+        row_53_unicode_round_trip,
+        row_54_session_does_not_survive_reconnect,
+    ];
+    embedded_only: [
         row_41_rpc_success,
         row_42_rpc_pending_suspends_timeout,
         row_43_rpc_timeout_and_next_id,
@@ -1158,68 +1169,9 @@ mod embedded {
         row_45_stray_and_invalid_rpc_envelopes,
         row_46_rpc_response_bypasses_queue,
         row_47_close_fails_pending_rpc,
-        row_48_replies_in_request_order,
         row_49_frame_size_limit,
-        row_50_invalid_utf8_closes_1007,
-        row_51_empty_frames,
-        row_52_server_close_flushes_then_closes,
-        row_53_unicode_round_trip,
-        row_54_session_does_not_survive_reconnect,
         row_55_shutdown_going_away_and_503,
         row_56_idle_timeout,
-        row_57_slow_consumer_closed
-    );
-}
-
-stateless_rows!(
-    stateless_redis: super::StoreKind::local_redis(),
-    stateless_postgres: super::StoreKind::local_postgres();
-    [
-        row_01_unknown_path_404,
-        row_02_rooms_opening_data,
-        row_03_query_last_wins_and_same_value_merge,
-        row_04_conflicting_key_422,
-        row_05_invalid_opening_data_422,
-        row_06_secure_without_token_401,
-        row_07_secure_banned_403,
-        row_08_secure_session_visible_in_on_connect,
-        row_09_on_connect_precedes_first_reply,
-        row_10_on_connect_error_keeps_socket_open,
-        row_11_only_matched_key_stripped,
-        row_12_object_and_no_output_replies,
-        row_13_primitive_and_array_results_wrapped,
-        row_14_null_result_and_routing_member_clash,
-        row_15_first_declared_property_wins,
-        row_16_unregistered_or_non_string_property_skipped,
-        row_17_unauthorized_route_single_frame,
-        row_18_unauthorized_default_route,
-        row_19_failed_auth_sets_no_session,
-        row_20_session_applies_from_next_message,
-        row_21_logout_clears_session,
-        row_22_default_handler_inputs,
-        row_23_unknown_route_goes_to_default,
-        row_24_builtin_names_are_not_routes,
-        row_25_non_object_json_to_default,
-        row_26_greet_raw_strings_and_validation,
-        row_27_no_default_handler_not_found,
-        row_28_validation_details,
-        row_29_client_error_from_handler,
-        row_30_internal_error_does_not_close,
-        row_31_panic_isolated,
-        row_32_binary_handler_reverses,
-        row_33_binary_dropped_without_session_or_handler,
-        row_34_socket_state_per_connection,
-        row_35_emit_excludes_publisher,
-        row_36_emit_all_reaches_publisher_before_reply,
-        row_37_double_subscribe_delivers_once,
-        row_38_unsubscribe_stops_delivery,
-        row_39_closed_subscriber_removed,
-        row_40_raw_text_and_binary_events,
-        row_48_replies_in_request_order,
-        row_50_invalid_utf8_closes_1007,
-        row_51_empty_frames,
-        row_52_server_close_flushes_then_closes,
-        row_53_unicode_round_trip,
-        row_54_session_does_not_survive_reconnect,
+        row_57_slow_consumer_closed,
     ]
 );
